@@ -1,0 +1,1 @@
+//! fleetrun-agent

@@ -1,0 +1,160 @@
+//! Commands and invocations as the domain sees them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::document::Plan;
+use crate::ids::{CommandId, InstanceId};
+use crate::status::{aggregate, CommandAggregate, InvocationState, StateCounts};
+
+/// A SendCommand target criterion, echoed as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Notification settings (stored and echoed; SNS is not contacted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub arn: String,
+    pub events: Vec<String>,
+    pub kind: String,
+}
+
+/// CloudWatch output settings (stored and echoed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudWatchOutput {
+    pub log_group_name: String,
+    pub enabled: bool,
+}
+
+/// The request members a command echoes back but fleetrun does not act on (yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandEcho {
+    pub parameters: BTreeMap<String, Vec<String>>,
+    /// `InstanceIds` as sent (empty when Targets were used).
+    pub instance_ids: Vec<String>,
+    pub targets: Vec<Target>,
+    pub output_s3_region: String,
+    pub output_s3_bucket_name: String,
+    pub output_s3_key_prefix: String,
+    pub service_role: String,
+    pub notification: Notification,
+    pub cloudwatch: CloudWatchOutput,
+    /// AlarmConfiguration exactly as sent, if any.
+    pub alarm_configuration: Option<serde_json::Value>,
+}
+
+/// A command about to be stored, with every node it resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub id: CommandId,
+    pub requested_at: Millis,
+    pub expires_at: Millis,
+    pub document_name: String,
+    pub document_version: String,
+    pub comment: String,
+    pub timeout_seconds: u32,
+    pub max_concurrency: String,
+    pub max_errors: String,
+    /// MaxErrors resolved against the target count.
+    pub error_budget: u32,
+    pub echo: CommandEcho,
+    pub plan: Plan,
+    pub targets: Vec<InstanceId>,
+}
+
+/// A stored command with its live counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Insertion order; with `requested_at` it is the paging key.
+    pub seq: i64,
+    pub id: CommandId,
+    pub requested_at: Millis,
+    pub expires_at: Millis,
+    pub document_name: String,
+    pub document_version: String,
+    pub comment: String,
+    pub timeout_seconds: u32,
+    pub max_concurrency: String,
+    pub max_errors: String,
+    pub error_budget: u32,
+    pub echo: CommandEcho,
+    pub plan: Plan,
+    pub counts: StateCounts,
+    pub cancel_requested: bool,
+}
+
+impl Command {
+    pub fn aggregate(&self) -> CommandAggregate {
+        aggregate(&self.counts, self.error_budget, self.cancel_requested)
+    }
+}
+
+/// What one step of an invocation produced, as the agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub name: String,
+    /// Plugin status: Success, Failed, TimedOut or Cancelled (or Pending for a step never started).
+    pub status: String,
+    pub exit_code: i64,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One command on one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub command_id: CommandId,
+    pub command_seq: i64,
+    pub instance_id: InstanceId,
+    pub requested_at: Millis,
+    pub state: InvocationState,
+    pub response_code: i64,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub steps: Vec<StepResult>,
+}
+
+/// An invocation handed to an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub command_id: CommandId,
+    pub document_name: String,
+    pub plan: Plan,
+}
+
+/// What a poll hands the agent: new work and cancellations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    pub runs: Vec<Delivery>,
+    pub cancels: Vec<CommandId>,
+}
+
+/// The agent's final report for one invocation. Times are durations; the server stamps the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub command_id: CommandId,
+    pub outcome: crate::status::ExecutionOutcome,
+    pub response_code: i64,
+    pub elapsed_ms: i64,
+    pub steps: Vec<ReportedStep>,
+}
+
+/// One step of a [`Report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedStep {
+    pub name: String,
+    pub status: String,
+    pub exit_code: i64,
+    /// Offset of the step's start from the invocation's start.
+    pub start_offset_ms: i64,
+    pub duration_ms: i64,
+    pub stdout: String,
+    pub stderr: String,
+}

@@ -1,0 +1,48 @@
+//! The domain's errors. The server maps each variant to exactly one AWS error code (`fleetrun-server/src/error.rs`).
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// A node id that is well-formed but not registered (or deregistered).
+    #[error("instance {0} is not a registered managed node")]
+    UnknownInstance(String),
+    /// A node id given twice in one request.
+    #[error("instance {0} appears more than once")]
+    DuplicateInstance(String),
+    /// A command id that does not exist.
+    #[error("command {0} does not exist")]
+    UnknownCommand(String),
+    /// No invocation for this command and node.
+    #[error("no invocation of command {0} on instance {1}")]
+    NoSuchInvocation(String, String),
+    /// A plugin/step name not in the invocation.
+    #[error("plugin {0} is not part of this invocation")]
+    UnknownPlugin(String),
+    /// The document does not exist.
+    #[error("{0}")]
+    InvalidDocument(String),
+    /// The document version does not exist.
+    #[error("{0}")]
+    InvalidDocumentVersion(String),
+    /// Parameters that the document rejects.
+    #[error("{0}")]
+    InvalidParameters(String),
+    /// A paging token that this server did not issue for this query.
+    #[error("the specified token isn't valid")]
+    InvalidNextToken,
+    /// An activation id that does not exist.
+    #[error("activation {0} does not exist")]
+    UnknownActivation(String),
+    /// Registration refused: wrong code, expired, deleted or used up.
+    #[error("{0}")]
+    ActivationRefused(String),
+    /// The node's credentials do not match.
+    #[error("node authentication failed")]
+    NodeAuthFailed,
+    /// A backend failure: never the client's fault.
+    #[error("storage failure: {0}")]
+    Store(String),
+}
+
+pub type CoreResult<T> = Result<T, CoreError>;

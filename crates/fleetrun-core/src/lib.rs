@@ -1,0 +1,20 @@
+//! fleetrun's domain: identifiers, commands and invocations, the status state machine, documents and
+//! their parameters, ListCommands query semantics, and the [`Store`] trait the backends implement.
+//!
+//! This crate knows nothing of HTTP, SQL or the AWS wire format; the server translates wire shapes into
+//! these types and [`CoreError`] into AWS error codes.
+
+pub mod clock;
+pub mod command;
+pub mod document;
+pub mod error;
+pub mod ids;
+pub mod node;
+pub mod output;
+pub mod query;
+pub mod rate;
+pub mod status;
+pub mod store;
+
+pub use error::CoreError;
+pub use store::Store;

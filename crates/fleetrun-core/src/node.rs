@@ -1,0 +1,133 @@
+//! Managed nodes and the hybrid activations that register them.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Millis;
+use crate::ids::{ActivationId, InstanceId};
+
+/// How long a node may go without polling before it is reported ConnectionLost.
+pub const DEFAULT_PING_TIMEOUT_MS: Millis = 60_000;
+
+/// A tag (key, value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewActivation {
+    pub id: ActivationId,
+    pub code_hash: String,
+    pub description: String,
+    pub default_instance_name: String,
+    pub iam_role: String,
+    pub registration_limit: u32,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    pub id: ActivationId,
+    pub description: String,
+    pub default_instance_name: String,
+    pub iam_role: String,
+    pub registration_limit: u32,
+    pub registrations_count: u32,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+    pub tags: Vec<Tag>,
+}
+
+/// What an agent says about its machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub computer_name: String,
+    pub ip_address: String,
+    pub platform_type: String,
+    pub platform_name: String,
+    pub platform_version: String,
+    pub agent_version: String,
+}
+
+/// A registration attempt, with the secret the node will authenticate with (hashed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRegistration {
+    pub activation_id: ActivationId,
+    pub activation_code: String,
+    pub instance_id: InstanceId,
+    pub secret_hash: String,
+    pub info: NodeInfo,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub instance_id: InstanceId,
+    pub activation_id: String,
+    pub name: String,
+    pub iam_role: String,
+    pub registered_at: Millis,
+    pub last_ping_at: Millis,
+    pub secret_hash: String,
+    pub info: NodeInfo,
+}
+
+impl Node {
+    /// Online while the node polled within `ping_timeout_ms`.
+    pub fn ping_status(&self, now: Millis, ping_timeout_ms: Millis) -> &'static str {
+        if now - self.last_ping_at <= ping_timeout_ms {
+            "Online"
+        } else {
+            "ConnectionLost"
+        }
+    }
+}
+
+/// Hex SHA-256 of a secret: activation codes and node secrets are stored only hashed.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two equal-length strings without an early exit.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_status_follows_last_ping() {
+        let mut n = Node {
+            instance_id: InstanceId::generate(),
+            activation_id: String::new(),
+            name: String::new(),
+            iam_role: String::new(),
+            registered_at: 0,
+            last_ping_at: 1_000,
+            secret_hash: String::new(),
+            info: NodeInfo::default(),
+        };
+        assert_eq!(n.ping_status(1_000 + 60_000, 60_000), "Online");
+        assert_eq!(n.ping_status(1_000 + 60_001, 60_000), "ConnectionLost");
+        n.last_ping_at = 100_000;
+        assert_eq!(n.ping_status(100_500, 60_000), "Online");
+    }
+
+    #[test]
+    fn secrets_hash_and_compare() {
+        assert_eq!(hash_secret("a"), hash_secret("a"));
+        assert!(constant_time_eq(&hash_secret("a"), &hash_secret("a")));
+        assert!(!constant_time_eq(&hash_secret("a"), &hash_secret("b")));
+        assert!(!constant_time_eq("ab", "abc"));
+    }
+}

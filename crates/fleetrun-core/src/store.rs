@@ -1,0 +1,81 @@
+//! The storage interface. Backends (embedded SQLite today, PostgreSQL for several replicas) implement
+//! it; every state change goes through [`crate::status::transition`] inside the backend's transaction,
+//! so the domain's rules hold whichever backend runs them.
+
+use async_trait::async_trait;
+
+use crate::clock::Millis;
+use crate::command::{Claim, Command, Invocation, NewCommand, Report};
+use crate::error::CoreResult;
+use crate::ids::{ActivationId, CommandId, InstanceId};
+use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration};
+use crate::query::{CommandQuery, PageKey};
+
+/// What happened to a CancelCommand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelOutcome {
+    /// Nodes whose agents must be told to stop a running script.
+    pub nodes_to_notify: Vec<InstanceId>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- activations and nodes ----
+    async fn create_activation(&self, activation: NewActivation) -> CoreResult<()>;
+    /// All activations (not deleted), oldest first.
+    async fn activations(&self) -> CoreResult<Vec<Activation>>;
+    /// Marks an activation deleted; registered nodes stay.
+    async fn delete_activation(&self, id: &ActivationId) -> CoreResult<()>;
+    /// Registers a node if the code matches and the activation is neither expired, deleted nor used up.
+    async fn register_node(&self, registration: NodeRegistration, now: Millis) -> CoreResult<Node>;
+    async fn node(&self, id: &InstanceId) -> CoreResult<Option<Node>>;
+    /// All registered nodes, ordered by id.
+    async fn nodes(&self) -> CoreResult<Vec<Node>>;
+    /// Records a heartbeat and, when given, fresh machine facts.
+    async fn touch_node(&self, id: &InstanceId, now: Millis, info: Option<NodeInfo>) -> CoreResult<()>;
+
+    // ---- commands ----
+    /// Stores the command and one Pending invocation per target in one transaction.
+    async fn insert_command(&self, command: NewCommand) -> CoreResult<Command>;
+    async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>>;
+    /// One page of commands matching `query`, newest first, strictly after `after`.
+    async fn list_commands(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Command>>;
+    /// One page of invocations matching `query`, newest first, strictly after `after`.
+    async fn list_invocations(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Invocation>>;
+    async fn invocation(&self, command: &CommandId, node: &InstanceId) -> CoreResult<Option<Invocation>>;
+
+    // ---- lifecycle ----
+    /// One agent poll: reconciles what the agent says it still holds (`known`), hands out pending work
+    /// (Pending → InProgress) and cancellations not yet sent.
+    async fn claim(
+        &self,
+        node: &InstanceId,
+        session: &str,
+        known: &[CommandId],
+        now: Millis,
+    ) -> CoreResult<Claim>;
+    /// Applies an agent's final report. Returns false when the invocation was already final (duplicate).
+    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<bool>;
+    /// CancelCommand, for all nodes or the given ones.
+    async fn cancel(
+        &self,
+        command: &CommandId,
+        nodes: Option<&[InstanceId]>,
+        now: Millis,
+    ) -> CoreResult<CancelOutcome>;
+    /// Turns every invocation of an expired command that is still waiting into DeliveryTimedOut.
+    /// Returns how many invocations changed.
+    async fn expire_due(&self, now: Millis) -> CoreResult<usize>;
+    /// Deletes commands requested before `before` (retention). Returns how many were removed.
+    async fn purge_before(&self, before: Millis) -> CoreResult<usize>;
+}

@@ -1,0 +1,172 @@
+//! The agent ⇄ server protocol, version 1 (JSON over HTTP).
+//!
+//! ```text
+//! POST /agent/v1/register   RegisterRequest  → RegisterResponse     (unauthenticated: activation id + code)
+//! POST /agent/v1/poll       PollRequest      → PollResponse         (long poll; doubles as the heartbeat)
+//! POST /agent/v1/result     ResultReport     → ResultAck
+//! ```
+//! Every call after registration carries `Authorization: FleetrunNode <instance-id>:<node-secret>`.
+//! The credential lives in a header so the bodies stay unchanged when per-node SigV4 credentials
+//! replace it (the `mi-` id becomes the access key id). Errors are `{"__type": code, "Message": text}`
+//! with HTTP 4xx/5xx, like the AWS API. The server owns every clock: agents send durations, not times.
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version; path prefix `/agent/v{PROTOCOL_VERSION}`.
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const REGISTER_PATH: &str = "/agent/v1/register";
+pub const POLL_PATH: &str = "/agent/v1/poll";
+pub const RESULT_PATH: &str = "/agent/v1/result";
+/// Authorization scheme for node calls.
+pub const AUTH_SCHEME: &str = "FleetrunNode";
+/// Header the agent sends with its protocol version.
+pub const VERSION_HEADER: &str = "x-fleetrun-agent-protocol";
+
+/// Facts about the machine the agent runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineInfo {
+    pub computer_name: String,
+    pub ip_address: String,
+    /// `Linux` or `MacOS`.
+    pub platform_type: String,
+    pub platform_name: String,
+    pub platform_version: String,
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    pub activation_id: String,
+    pub activation_code: String,
+    pub machine: MachineInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    /// `mi-` + 17 hex characters.
+    pub instance_id: String,
+    /// The node's own secret; shown once, stored only hashed on the server.
+    pub node_secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRequest {
+    /// Random per agent process start; lets the server tell a restarted agent from a lost response.
+    pub session_id: String,
+    /// Command ids the agent is running or has finished but not yet reported.
+    pub known_commands: Vec<String>,
+    /// How long the server may hold the request open when there is nothing to do.
+    pub wait_ms: u64,
+    /// Sent on the first poll of a session (and whenever it changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollResponse {
+    pub messages: Vec<AgentMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum AgentMessage {
+    /// Run a command's steps, in order.
+    #[serde(rename_all = "camelCase")]
+    Run {
+        command_id: String,
+        document_name: String,
+        steps: Vec<StepSpec>,
+        /// Extra environment (`AWS_SSM_INSTANCE_ID`, `AWS_SSM_REGION_NAME`, `SSM_COMMAND_ID`).
+        env: Vec<(String, String)>,
+    },
+    /// Stop a running command.
+    #[serde(rename_all = "camelCase")]
+    Cancel { command_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSpec {
+    /// Plugin/step name reported back (e.g. `aws:runShellScript`).
+    pub name: String,
+    /// Action, e.g. `aws:runShellScript`.
+    pub action: String,
+    /// Script lines, joined with `\n`.
+    pub commands: Vec<String>,
+    /// Empty for the agent's default.
+    pub working_directory: String,
+    pub timeout_seconds: u64,
+}
+
+/// Final outcome of a command on a node, as the agent saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Success,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultReport {
+    pub command_id: String,
+    pub outcome: Outcome,
+    /// Exit code of the last step run (137 when the agent killed it; -1 if nothing ran).
+    pub response_code: i64,
+    /// Wall time from the first step's start to the last step's end.
+    pub elapsed_ms: i64,
+    pub steps: Vec<StepReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    pub name: String,
+    pub outcome: Outcome,
+    pub exit_code: i64,
+    pub start_offset_ms: i64,
+    pub duration_ms: i64,
+    /// Full stdout (the agent caps it at its capture limit).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultAck {
+    /// False when the server already had a final result (a retry after a lost response).
+    pub applied: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let m = AgentMessage::Run {
+            command_id: "c".into(),
+            document_name: "AWS-RunShellScript".into(),
+            steps: vec![StepSpec {
+                name: "aws:runShellScript".into(),
+                action: "aws:runShellScript".into(),
+                commands: vec!["echo hi".into()],
+                working_directory: String::new(),
+                timeout_seconds: 3600,
+            }],
+            env: vec![("SSM_COMMAND_ID".into(), "c".into())],
+        };
+        let json = serde_json::to_string(&m).expect("serialize");
+        assert!(json.contains("\"type\":\"run\""), "{json}");
+        assert_eq!(serde_json::from_str::<AgentMessage>(&json).expect("parse"), m);
+        let c: AgentMessage =
+            serde_json::from_str(r#"{"type":"cancel","commandId":"x"}"#).expect("parse");
+        assert_eq!(c, AgentMessage::Cancel { command_id: "x".into() });
+    }
+}

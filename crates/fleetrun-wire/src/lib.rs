@@ -1,0 +1,8 @@
+//! Wire formats, and nothing else: the AWS SSM awsJson1_1 shapes fleetrun serves ([`ssm`]), the AWS
+//! error body ([`error`]), request-constraint checks that produce AWS `ValidationException` messages
+//! ([`validate`]), and the fleetrun agent protocol ([`agent`]). No I/O.
+
+pub mod agent;
+pub mod error;
+pub mod ssm;
+pub mod validate;
