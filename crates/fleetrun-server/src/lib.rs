@@ -1,1 +1,170 @@
-//! fleetrun-server
+//! The fleetrun control plane: the AWS SSM awsJson1_1 endpoint (`POST /`), the agent endpoints
+//! (`/agent/v1/*`), and the background timekeeper. `main` builds a [`Server`] and calls [`Server::serve`].
+
+pub mod agent_api;
+mod aws;
+mod convert;
+pub mod error;
+mod notifier;
+mod ops;
+pub mod sigv4;
+mod timekeeper;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use fleetrun_core::clock::{now_millis, Millis};
+use fleetrun_core::ids::{random_secret, ActivationId};
+use fleetrun_core::node::{hash_secret, NewActivation};
+use fleetrun_core::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use notifier::Notifier;
+use token::TokenKey;
+
+/// Settings the operator chooses (validated by the binary).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub region: String,
+    /// A node that has not polled for this long is reported ConnectionLost.
+    pub ping_timeout: Duration,
+    /// Longest a long poll is held open.
+    pub max_poll_wait: Duration,
+    /// Delete commands older than this; `None` keeps history forever.
+    pub retention: Option<Duration>,
+    /// How often the timekeeper looks for expired commands.
+    pub tick: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            region: "us-east-1".into(),
+            ping_timeout: Duration::from_secs(60),
+            max_poll_wait: Duration::from_secs(25),
+            retention: None,
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub notifier: Notifier,
+    pub tokens: TokenKey,
+    pub config: Arc<ServerConfig>,
+    /// Flips to true when shutdown begins, so long polls return at once.
+    pub shutting_down: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn ping_timeout_ms(&self) -> Millis {
+        self.config.ping_timeout.as_millis() as Millis
+    }
+}
+
+/// A configured server: state plus the shutdown switch.
+pub struct Server {
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+fn token_key(data_dir: &Path) -> std::io::Result<TokenKey> {
+    let path = data_dir.join("token.key");
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(TokenKey::new(bytes)),
+        _ => {
+            let key = random_secret(48).into_bytes();
+            std::fs::write(&path, &key)?;
+            Ok(TokenKey::new(key))
+        }
+    }
+}
+
+impl Server {
+    /// Builds the server over an opened store; creates the data dir's token key if missing.
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let tokens = token_key(&config.data_dir)?;
+        let (shutdown_tx, shutting_down) = watch::channel(false);
+        Ok(Self {
+            state: AppState {
+                store,
+                notifier: Notifier::default(),
+                tokens,
+                config: Arc::new(config),
+                shutting_down,
+            },
+            shutdown_tx,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Creates a one-use activation for the node this server runs on (`--local-node`).
+    pub async fn local_activation(&self) -> Result<(String, String), error::ApiError> {
+        let id = ActivationId::generate();
+        let code = random_secret(20);
+        let now = now_millis();
+        self.state
+            .store
+            .create_activation(NewActivation {
+                id: id.clone(),
+                code_hash: hash_secret(&code),
+                description: "fleetrun --local-node".into(),
+                default_instance_name: "local-node".into(),
+                iam_role: "fleetrun-local-node".into(),
+                registration_limit: 1,
+                expires_at: now + 3_600_000,
+                created_at: now,
+                tags: vec![],
+            })
+            .await?;
+        Ok((id.to_string(), code))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, ends long polls and drains requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state.clone());
+        let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
+        let tx = self.shutdown_tx;
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = tx.send(true);
+        };
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
+        ticker.abort();
+        result
+    }
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(aws::handle))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(agent_api::routes())
+        .with_state(state)
+}

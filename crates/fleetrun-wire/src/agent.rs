@@ -164,9 +164,17 @@ mod tests {
         };
         let json = serde_json::to_string(&m).expect("serialize");
         assert!(json.contains("\"type\":\"run\""), "{json}");
-        assert_eq!(serde_json::from_str::<AgentMessage>(&json).expect("parse"), m);
+        assert_eq!(
+            serde_json::from_str::<AgentMessage>(&json).expect("parse"),
+            m
+        );
         let c: AgentMessage =
             serde_json::from_str(r#"{"type":"cancel","commandId":"x"}"#).expect("parse");
-        assert_eq!(c, AgentMessage::Cancel { command_id: "x".into() });
+        assert_eq!(
+            c,
+            AgentMessage::Cancel {
+                command_id: "x".into()
+            }
+        );
     }
 }

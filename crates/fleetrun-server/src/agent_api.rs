@@ -1,0 +1,232 @@
+//! The agent endpoints (protocol v1, see `fleetrun_wire::agent`): registration, the long poll that is
+//! also the heartbeat, and result reports.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use fleetrun_core::clock::now_millis;
+use fleetrun_core::command::{Delivery, Report, ReportedStep};
+use fleetrun_core::ids::{random_secret, ActivationId, CommandId, InstanceId};
+use fleetrun_core::node::{constant_time_eq, hash_secret, NodeInfo, NodeRegistration};
+use fleetrun_core::status::ExecutionOutcome;
+use fleetrun_wire::agent::{
+    AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
+    RegisterResponse, ResultAck, ResultReport, StepSpec, AUTH_SCHEME, POLL_PATH, REGISTER_PATH,
+    RESULT_PATH,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(REGISTER_PATH, post(register))
+        .route(POLL_PATH, post(poll))
+        .route(RESULT_PATH, post(result))
+}
+
+fn node_info(m: MachineInfo) -> NodeInfo {
+    NodeInfo {
+        computer_name: m.computer_name,
+        ip_address: m.ip_address,
+        platform_type: m.platform_type,
+        platform_name: m.platform_name,
+        platform_version: m.platform_version,
+        agent_version: m.agent_version,
+    }
+}
+
+async fn register(
+    State(st): State<AppState>,
+    Json(req): Json<RegisterRequest>,
+) -> ApiResult<Json<RegisterResponse>> {
+    let activation_id = ActivationId::parse(&req.activation_id).ok_or_else(|| {
+        ApiError::InvalidActivationId(format!(
+            "Activation id '{}' is not valid.",
+            req.activation_id
+        ))
+    })?;
+    let secret = random_secret(40);
+    let node = st
+        .store
+        .register_node(
+            NodeRegistration {
+                activation_id,
+                activation_code: req.activation_code,
+                instance_id: InstanceId::generate(),
+                secret_hash: hash_secret(&secret),
+                info: node_info(req.machine),
+            },
+            now_millis(),
+        )
+        .await?;
+    tracing::info!(instance_id = %node.instance_id, computer = %node.info.computer_name, "node registered");
+    Ok(Json(RegisterResponse {
+        instance_id: node.instance_id.to_string(),
+        node_secret: secret,
+    }))
+}
+
+/// Checks `Authorization: FleetrunNode <instance-id>:<secret>` against the stored hash.
+async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<InstanceId> {
+    let denied = || {
+        ApiError::UnrecognizedClient(
+            "The security token included in the request is invalid.".into(),
+        )
+    };
+    let value = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::UnrecognizedClient("Request is missing Authentication Token".into())
+        })?;
+    let creds = value
+        .strip_prefix(AUTH_SCHEME)
+        .map(str::trim)
+        .ok_or_else(denied)?;
+    let (id, secret) = creds.split_once(':').ok_or_else(denied)?;
+    let id = InstanceId::parse(id).ok_or_else(denied)?;
+    let node = st.store.node(&id).await?.ok_or_else(denied)?;
+    if !constant_time_eq(&node.secret_hash, &hash_secret(secret)) {
+        return Err(denied());
+    }
+    Ok(id)
+}
+
+fn run_message(st: &AppState, node: &InstanceId, d: Delivery) -> AgentMessage {
+    AgentMessage::Run {
+        command_id: d.command_id.to_string(),
+        document_name: d.document_name,
+        steps: d
+            .plan
+            .steps
+            .into_iter()
+            .map(|s| StepSpec {
+                name: s.name,
+                action: s.action,
+                commands: s.commands,
+                working_directory: s.working_directory,
+                timeout_seconds: s.timeout_seconds,
+            })
+            .collect(),
+        env: vec![
+            ("AWS_SSM_INSTANCE_ID".into(), node.to_string()),
+            ("AWS_SSM_REGION_NAME".into(), st.config.region.clone()),
+            ("SSM_COMMAND_ID".into(), d.command_id.to_string()),
+        ],
+    }
+}
+
+async fn poll(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<PollRequest>,
+) -> ApiResult<Json<PollResponse>> {
+    let node = authenticate(&st, &headers).await?;
+    if let Some(machine) = req.machine.clone() {
+        st.store
+            .touch_node(&node, now_millis(), Some(node_info(machine)))
+            .await?;
+    }
+    let known: Vec<CommandId> = req
+        .known_commands
+        .iter()
+        .filter_map(|c| CommandId::parse(c))
+        .collect();
+    let wait = Duration::from_millis(req.wait_ms).min(st.config.max_poll_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    let wake = st.notifier.handle(node.as_str());
+    let mut shutting_down = st.shutting_down.clone();
+    loop {
+        let claim = st
+            .store
+            .claim(&node, &req.session_id, &known, now_millis())
+            .await?;
+        if !claim.runs.is_empty() || !claim.cancels.is_empty() {
+            let mut messages: Vec<AgentMessage> = claim
+                .cancels
+                .into_iter()
+                .map(|c| AgentMessage::Cancel {
+                    command_id: c.to_string(),
+                })
+                .collect();
+            for d in claim.runs {
+                tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
+                messages.push(run_message(&st, &node, d));
+            }
+            return Ok(Json(PollResponse { messages }));
+        }
+        if *shutting_down.borrow() {
+            return Ok(Json(PollResponse { messages: vec![] }));
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Ok(Json(PollResponse { messages: vec![] }));
+            }
+            _ = shutting_down.changed() => {
+                return Ok(Json(PollResponse { messages: vec![] }));
+            }
+        }
+    }
+}
+
+fn outcome(o: Outcome) -> ExecutionOutcome {
+    match o {
+        Outcome::Success => ExecutionOutcome::Success,
+        Outcome::Failed => ExecutionOutcome::Failed,
+        Outcome::TimedOut => ExecutionOutcome::TimedOut,
+        Outcome::Cancelled => ExecutionOutcome::Cancelled,
+    }
+}
+
+fn plugin_status(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "Success",
+        Outcome::Failed => "Failed",
+        Outcome::TimedOut => "TimedOut",
+        Outcome::Cancelled => "Cancelled",
+    }
+}
+
+async fn result(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Json(report): Json<ResultReport>,
+) -> ApiResult<Json<ResultAck>> {
+    let node = authenticate(&st, &headers).await?;
+    let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {
+        ApiError::InvalidCommandId(format!("Command id '{}' is not valid.", report.command_id))
+    })?;
+    let applied = st
+        .store
+        .finish(
+            &node,
+            Report {
+                command_id: command_id.clone(),
+                outcome: outcome(report.outcome),
+                response_code: report.response_code,
+                elapsed_ms: report.elapsed_ms.max(0),
+                steps: report
+                    .steps
+                    .into_iter()
+                    .map(|s| ReportedStep {
+                        name: s.name,
+                        status: plugin_status(s.outcome).into(),
+                        exit_code: s.exit_code,
+                        start_offset_ms: s.start_offset_ms.max(0),
+                        duration_ms: s.duration_ms.max(0),
+                        stdout: s.stdout,
+                        stderr: s.stderr,
+                    })
+                    .collect(),
+            },
+            now_millis(),
+        )
+        .await?;
+    tracing::info!(instance_id = %node, command_id = %command_id, outcome = ?report.outcome, applied, "result reported");
+    Ok(Json(ResultAck { applied }))
+}

@@ -1,0 +1,102 @@
+//! awsJson1_1 routing: `POST /` with `X-Amz-Target: AmazonSSM.<Operation>`.
+//!
+//! Decodes the body into the operation's request shape (`SerializationException` when it does not
+//! fit), calls the handler, encodes the result. Each request gets an `x-amzn-RequestId` and a span.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::{ApiError, ApiResult};
+use crate::ops;
+use crate::sigv4::parse_authorization;
+use crate::AppState;
+
+const TARGET_PREFIX: &str = "AmazonSSM.";
+
+fn decode<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Serialization(format!("Could not parse the request body: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> ApiResult<Response> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([("content-type", "application/x-amz-json-1.1")], body).into_response())
+}
+
+async fn call<I, O, F, Fut>(state: &AppState, body: &Bytes, f: F) -> ApiResult<Response>
+where
+    I: DeserializeOwned + Default,
+    O: Serialize,
+    F: FnOnce(AppState, I) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<O>>,
+{
+    let input = decode::<I>(body)?;
+    let output = f(state.clone(), input).await?;
+    encode(&output)
+}
+
+async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Response> {
+    match op {
+        "SendCommand" => call(state, body, ops::send_command::send_command).await,
+        "ListCommands" => call(state, body, ops::list::list_commands).await,
+        "ListCommandInvocations" => call(state, body, ops::list::list_command_invocations).await,
+        "GetCommandInvocation" => {
+            call(state, body, ops::get_invocation::get_command_invocation).await
+        }
+        "CancelCommand" => call(state, body, ops::cancel::cancel_command).await,
+        "CreateActivation" => call(state, body, ops::activations::create_activation).await,
+        "DescribeActivations" => call(state, body, ops::activations::describe_activations).await,
+        "DeleteActivation" => call(state, body, ops::activations::delete_activation).await,
+        "DescribeInstanceInformation" => {
+            call(state, body, ops::instances::describe_instance_information).await
+        }
+        other => Err(ApiError::UnknownOperation(format!(
+            "Operation {other} is not supported by this server."
+        ))),
+    }
+}
+
+pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
+    let access_key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_authorization)
+        .map(|a| a.access_key_id)
+        .unwrap_or_default();
+    let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
+    let result = async {
+        if op.is_empty() {
+            return Err(ApiError::UnknownOperation(format!(
+                "Missing or unrecognized X-Amz-Target header: '{target}'."
+            )));
+        }
+        dispatch(&state, &op, &body).await
+    }
+    .instrument(span.clone())
+    .await;
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _g = span.enter();
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}

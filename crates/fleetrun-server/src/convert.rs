@@ -1,0 +1,166 @@
+//! Domain records → AWS response shapes.
+
+use fleetrun_core::command::{Command, Invocation, StepResult};
+use fleetrun_core::output::{plugin_output, stderr_excerpt, stdout_excerpt};
+use fleetrun_core::status::{InvocationState, InvocationStatus};
+use fleetrun_wire::ssm::{self, epoch};
+
+pub fn notification(c: &Command) -> ssm::NotificationConfig {
+    let n = &c.echo.notification;
+    ssm::NotificationConfig {
+        notification_arn: Some(n.arn.clone()),
+        notification_events: Some(n.events.clone()),
+        notification_type: Some(n.kind.clone()),
+    }
+}
+
+pub fn cloudwatch(c: &Command) -> ssm::CloudWatchOutputConfig {
+    let cw = &c.echo.cloudwatch;
+    ssm::CloudWatchOutputConfig {
+        cloud_watch_log_group_name: Some(cw.log_group_name.clone()),
+        cloud_watch_output_enabled: Some(cw.enabled),
+    }
+}
+
+pub fn command(c: &Command) -> ssm::Command {
+    let agg = c.aggregate();
+    ssm::Command {
+        command_id: c.id.to_string(),
+        document_name: c.document_name.clone(),
+        document_version: c.document_version.clone(),
+        comment: c.comment.clone(),
+        expires_after: epoch(c.expires_at),
+        parameters: c.echo.parameters.clone(),
+        instance_ids: c.echo.instance_ids.clone(),
+        targets: c
+            .echo
+            .targets
+            .iter()
+            .map(|t| ssm::Target {
+                key: Some(t.key.clone()),
+                values: Some(t.values.clone()),
+            })
+            .collect(),
+        requested_date_time: epoch(c.requested_at),
+        status: agg.state.status().as_str().into(),
+        status_details: agg.state.as_str().into(),
+        output_s3_region: c.echo.output_s3_region.clone(),
+        output_s3_bucket_name: c.echo.output_s3_bucket_name.clone(),
+        output_s3_key_prefix: c.echo.output_s3_key_prefix.clone(),
+        max_concurrency: c.max_concurrency.clone(),
+        max_errors: c.max_errors.clone(),
+        target_count: agg.target_count,
+        completed_count: agg.completed_count,
+        error_count: agg.error_count,
+        delivery_timed_out_count: agg.delivery_timed_out_count,
+        service_role: c.echo.service_role.clone(),
+        notification_config: notification(c),
+        cloud_watch_output_config: cloudwatch(c),
+        timeout_seconds: c.timeout_seconds,
+        alarm_configuration: c.echo.alarm_configuration.clone(),
+        interactive: false,
+    }
+}
+
+/// A plugin's coarse status string: the plugin enum has no Delayed or Cancelling.
+fn plugin_status(s: InvocationStatus) -> &'static str {
+    match s {
+        InvocationStatus::Delayed => "Pending",
+        InvocationStatus::Cancelling => "InProgress",
+        other => other.as_str(),
+    }
+}
+
+/// The view of one step: its reported result, or the invocation's state when it never ran.
+pub struct StepView<'a> {
+    pub name: String,
+    pub result: Option<&'a StepResult>,
+    pub state: InvocationState,
+}
+
+impl StepView<'_> {
+    pub fn status(&self) -> String {
+        match self.result {
+            Some(r) => r.status.clone(),
+            None => plugin_status(self.state.status()).into(),
+        }
+    }
+
+    pub fn status_details(&self) -> String {
+        match self.result {
+            Some(r) if r.status == "TimedOut" => "ExecutionTimedOut".into(),
+            Some(r) => r.status.clone(),
+            None => self.state.as_str().into(),
+        }
+    }
+
+    pub fn response_code(&self) -> i64 {
+        self.result.map_or(-1, |r| r.exit_code)
+    }
+}
+
+/// Every step of the command's plan, matched with what the node reported.
+pub fn steps<'a>(c: &Command, inv: &'a Invocation) -> Vec<StepView<'a>> {
+    c.plan
+        .steps
+        .iter()
+        .map(|step| StepView {
+            name: step.name.clone(),
+            result: inv.steps.iter().find(|r| r.name == step.name),
+            state: inv.state,
+        })
+        .collect()
+}
+
+fn plugin(c: &Command, view: &StepView<'_>) -> ssm::CommandPlugin {
+    ssm::CommandPlugin {
+        name: view.name.clone(),
+        status: view.status(),
+        status_details: view.status_details(),
+        response_code: view.response_code(),
+        response_start_date_time: view.result.map(|r| epoch(r.started_at)),
+        response_finish_date_time: view.result.map(|r| epoch(r.ended_at)),
+        output: view
+            .result
+            .map(|r| plugin_output(&r.stdout, &r.stderr))
+            .unwrap_or_default(),
+        standard_output_url: String::new(),
+        standard_error_url: String::new(),
+        output_s3_region: c.echo.output_s3_region.clone(),
+        output_s3_bucket_name: c.echo.output_s3_bucket_name.clone(),
+        output_s3_key_prefix: c.echo.output_s3_key_prefix.clone(),
+    }
+}
+
+pub fn invocation(c: &Command, inv: &Invocation, details: bool) -> ssm::CommandInvocation {
+    ssm::CommandInvocation {
+        command_id: inv.command_id.to_string(),
+        instance_id: inv.instance_id.to_string(),
+        instance_name: String::new(),
+        comment: c.comment.clone(),
+        document_name: c.document_name.clone(),
+        document_version: c.document_version.clone(),
+        requested_date_time: epoch(inv.requested_at),
+        status: inv.state.status().as_str().into(),
+        status_details: inv.state.as_str().into(),
+        trace_output: String::new(),
+        standard_output_url: String::new(),
+        standard_error_url: String::new(),
+        command_plugins: if details {
+            steps(c, inv).iter().map(|v| plugin(c, v)).collect()
+        } else {
+            vec![]
+        },
+        service_role: c.echo.service_role.clone(),
+        notification_config: notification(c),
+        cloud_watch_output_config: cloudwatch(c),
+    }
+}
+
+/// The excerpt fields of GetCommandInvocation for one step.
+pub fn excerpts(view: &StepView<'_>) -> (String, String) {
+    match view.result {
+        Some(r) => (stdout_excerpt(&r.stdout), stderr_excerpt(&r.stderr)),
+        None => (String::new(), String::new()),
+    }
+}

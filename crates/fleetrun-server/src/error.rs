@@ -1,0 +1,158 @@
+//! Every AWS error code fleetrun answers, spelled in one place, with its HTTP status.
+//!
+//! Domain errors become API errors in exactly one exhaustive `match` ([`From<CoreError>`]); internal
+//! causes are logged here once and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fleetrun_core::CoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Body is not the JSON object the operation expects.
+    Serialization(String),
+    /// X-Amz-Target missing or naming an operation we do not serve.
+    UnknownOperation(String),
+    /// A modeled constraint (length, range, pattern, enum) is violated.
+    Validation(String),
+    InvalidCommandId(String),
+    InvalidInstanceId(String),
+    DuplicateInstanceId(String),
+    InvalidFilterKey(String),
+    InvalidFilterValue(String),
+    InvalidNextToken,
+    InvalidPluginName(String),
+    InvocationDoesNotExist,
+    InvalidDocument(String),
+    InvalidDocumentVersion(String),
+    InvalidParameters(String),
+    InvalidActivationId(String),
+    InvalidActivation(String),
+    InvalidFilter(String),
+    InvalidInstanceInformationFilterValue(String),
+    /// Agent endpoints: credentials missing or wrong.
+    UnrecognizedClient(String),
+    /// The server is shutting down.
+    ServiceUnavailable,
+    /// Never the client's fault; the cause is logged, not sent.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Serialization(_) => "SerializationException",
+            Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::Validation(_) => "ValidationException",
+            Self::InvalidCommandId(_) => "InvalidCommandId",
+            Self::InvalidInstanceId(_) => "InvalidInstanceId",
+            Self::DuplicateInstanceId(_) => "DuplicateInstanceId",
+            Self::InvalidFilterKey(_) => "InvalidFilterKey",
+            Self::InvalidFilterValue(_) => "InvalidFilterValue",
+            Self::InvalidNextToken => "InvalidNextToken",
+            Self::InvalidPluginName(_) => "InvalidPluginName",
+            Self::InvocationDoesNotExist => "InvocationDoesNotExist",
+            Self::InvalidDocument(_) => "InvalidDocument",
+            Self::InvalidDocumentVersion(_) => "InvalidDocumentVersion",
+            Self::InvalidParameters(_) => "InvalidParameters",
+            Self::InvalidActivationId(_) => "InvalidActivationId",
+            Self::InvalidActivation(_) => "InvalidActivation",
+            Self::InvalidFilter(_) => "InvalidFilter",
+            Self::InvalidInstanceInformationFilterValue(_) => {
+                "InvalidInstanceInformationFilterValue"
+            }
+            Self::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::Internal(_) => "InternalServerError",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnrecognizedClient(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::Serialization(m)
+            | Self::UnknownOperation(m)
+            | Self::Validation(m)
+            | Self::InvalidCommandId(m)
+            | Self::InvalidInstanceId(m)
+            | Self::DuplicateInstanceId(m)
+            | Self::InvalidFilterKey(m)
+            | Self::InvalidFilterValue(m)
+            | Self::InvalidPluginName(m)
+            | Self::InvalidDocument(m)
+            | Self::InvalidDocumentVersion(m)
+            | Self::InvalidParameters(m)
+            | Self::InvalidActivationId(m)
+            | Self::InvalidActivation(m)
+            | Self::InvalidFilter(m)
+            | Self::InvalidInstanceInformationFilterValue(m)
+            | Self::UnrecognizedClient(m) => m.clone(),
+            Self::InvalidNextToken => "The specified token isn't valid.".into(),
+            Self::InvocationDoesNotExist => "The command ID and instance ID you specified didn't match any invocations. Verify the command ID and the instance ID and try again.".into(),
+            Self::ServiceUnavailable => "The server is shutting down.".into(),
+            Self::Internal(_) => "An internal error occurred.".into(),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::UnknownInstance(id) => Self::InvalidInstanceId(format!(
+                "Instances [[{id}]] not in a valid state for account."
+            )),
+            CoreError::DuplicateInstance(id) => {
+                Self::DuplicateInstanceId(format!("Instance {id} is specified more than once."))
+            }
+            CoreError::UnknownCommand(id) => {
+                Self::InvalidCommandId(format!("Command {id} does not exist."))
+            }
+            CoreError::NoSuchInvocation(..) => Self::InvocationDoesNotExist,
+            CoreError::UnknownPlugin(name) => Self::InvalidPluginName(format!(
+                "The plugin name {name} is not valid for this invocation."
+            )),
+            CoreError::InvalidDocument(m) => Self::InvalidDocument(m),
+            CoreError::InvalidDocumentVersion(m) => Self::InvalidDocumentVersion(m),
+            CoreError::InvalidParameters(m) => Self::InvalidParameters(m),
+            CoreError::InvalidNextToken => Self::InvalidNextToken,
+            CoreError::UnknownActivation(id) => {
+                Self::InvalidActivationId(format!("Activation {id} does not exist."))
+            }
+            CoreError::ActivationRefused(m) => Self::InvalidActivation(m),
+            CoreError::NodeAuthFailed => Self::UnrecognizedClient(
+                "The security token included in the request is invalid.".into(),
+            ),
+            CoreError::Store(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            other => {
+                tracing::debug!(code = other.code(), message = %other.message(), "client error")
+            }
+        }
+        let body = fleetrun_wire::error::error_json(self.code(), &self.message());
+        let mut resp = (self.status(), body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code()));
+        resp
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

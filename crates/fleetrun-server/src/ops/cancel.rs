@@ -1,0 +1,34 @@
+//! CancelCommand: undelivered invocations end Cancelled at once; running ones go Cancelling and
+//! their agents are woken to kill the script.
+
+use fleetrun_core::clock::now_millis;
+use fleetrun_wire::ssm::CancelCommandRequest;
+use fleetrun_wire::validate::Violations;
+
+use super::validate::{finish, instance_ids};
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+pub async fn cancel_command(
+    st: AppState,
+    req: CancelCommandRequest,
+) -> ApiResult<serde_json::Value> {
+    let mut v = Violations::new();
+    let command_id = super::validate::command_id(&mut v, "CommandId", req.command_id.as_deref());
+    let nodes = match req.instance_ids.as_deref() {
+        Some(ids) if !ids.is_empty() => Some(instance_ids(&mut v, "InstanceIds", ids)?),
+        _ => None,
+    };
+    finish(v)?;
+    let command_id =
+        command_id.ok_or_else(|| ApiError::InvalidCommandId("Invalid command id.".into()))?;
+    let outcome = st
+        .store
+        .cancel(&command_id, nodes.as_deref(), now_millis())
+        .await?;
+    for node in &outcome.nodes_to_notify {
+        st.notifier.wake(node.as_str());
+    }
+    tracing::info!(command_id = %command_id, running = outcome.nodes_to_notify.len(), "cancel requested");
+    Ok(serde_json::json!({}))
+}

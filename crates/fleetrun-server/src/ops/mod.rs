@@ -1,0 +1,9 @@
+//! One module per operation family: decode-validated input → domain call → response shape.
+
+pub mod activations;
+pub mod cancel;
+pub mod get_invocation;
+pub mod instances;
+pub mod list;
+pub mod send_command;
+mod validate;

@@ -1,0 +1,327 @@
+//! SendCommand: validate every member, resolve targets and the document, store the command with one
+//! Pending invocation per node in one transaction, then wake the nodes' long polls.
+
+use fleetrun_core::clock::now_millis;
+use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification, Target};
+use fleetrun_core::document;
+use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
+use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
+use fleetrun_wire::validate::{java_list, Violations};
+
+use super::validate::{finish, instance_ids};
+use crate::convert;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
+const DOCUMENT_ARN_PATTERN: &str = "^[a-zA-Z0-9_\\-.:/]{3,128}$";
+const DOCUMENT_VERSION_PATTERN: &str = "([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)";
+const MAX_CONCURRENCY_PATTERN: &str = "^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$";
+const MAX_ERRORS_PATTERN: &str = "^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$";
+const NOTIFICATION_EVENTS: [&str; 6] = [
+    "All",
+    "InProgress",
+    "Success",
+    "TimedOut",
+    "Cancelled",
+    "Failed",
+];
+
+fn document_arn_ok(s: &str) -> bool {
+    (3..=128).contains(&s.chars().count())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+}
+
+pub fn document_version_ok(s: &str) -> bool {
+    s == "$LATEST"
+        || s == "$DEFAULT"
+        || (!s.is_empty() && !s.starts_with('0') && s.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$`, or with `allow_zero` the MaxErrors variant.
+fn limit_ok(s: &str, allow_zero: bool) -> bool {
+    let (num, pct) = match s.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (s, false),
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
+    if num == "0" {
+        return allow_zero;
+    }
+    if num.starts_with('0') {
+        return false;
+    }
+    !pct || num.len() <= 2 || num == "100"
+}
+
+/// Where the command goes: explicit ids, or `Targets` with key `InstanceIds`.
+fn resolve_targets(
+    v: &mut Violations,
+    req: &SendCommandRequest,
+) -> ApiResult<(Vec<InstanceId>, Vec<String>, Vec<Target>)> {
+    let ids = req.instance_ids.as_deref().unwrap_or_default();
+    let targets = req.targets.as_deref().unwrap_or_default();
+    v.count("Targets", "[...]", targets.len(), 0, Some(5));
+    for (i, t) in targets.iter().enumerate() {
+        let key = t.key.as_deref().unwrap_or("");
+        v.length(&format!("Targets.{}.member.Key", i + 1), key, 1, Some(163));
+        let values = t.values.as_deref().unwrap_or_default();
+        v.count(
+            &format!("Targets.{}.member.Values", i + 1),
+            &java_list(values),
+            values.len(),
+            0,
+            Some(50),
+        );
+    }
+    match (ids.is_empty(), targets.is_empty()) {
+        (true, true) => {
+            return Err(ApiError::Validation(
+                "Either InstanceIds or Targets must be specified.".into(),
+            ))
+        }
+        (false, false) => {
+            return Err(ApiError::Validation(
+                "InstanceIds and Targets cannot both be specified.".into(),
+            ))
+        }
+        _ => {}
+    }
+    if !ids.is_empty() {
+        let resolved = instance_ids(v, "InstanceIds", ids)?;
+        return Ok((resolved, ids.to_vec(), vec![]));
+    }
+    let mut resolved: Vec<InstanceId> = Vec::new();
+    let mut echo = Vec::new();
+    for t in targets {
+        let key = t.key.clone().unwrap_or_default();
+        let values = t.values.clone().unwrap_or_default();
+        if !key.eq_ignore_ascii_case("InstanceIds") {
+            return Err(ApiError::InvalidParameters(format!(
+                "Target key '{key}' is not supported yet; use InstanceIds."
+            )));
+        }
+        if values.is_empty() {
+            return Err(ApiError::InvalidParameters(
+                "Target InstanceIds must list at least one instance id.".into(),
+            ));
+        }
+        // Several InstanceIds targets are ANDed: keep the ids present in every one.
+        let ids = instance_ids(v, "Targets.member.Values", &values)?;
+        resolved = if echo.is_empty() {
+            ids
+        } else {
+            resolved.into_iter().filter(|id| ids.contains(id)).collect()
+        };
+        echo.push(Target { key, values });
+    }
+    Ok((resolved, vec![], echo))
+}
+
+fn validate_scalars(v: &mut Violations, req: &SendCommandRequest) {
+    match req.document_name.as_deref() {
+        None => v.required("DocumentName", false),
+        Some(name) => v.pattern(
+            "DocumentName",
+            name,
+            document_arn_ok(name),
+            DOCUMENT_ARN_PATTERN,
+        ),
+    }
+    if let Some(ver) = req.document_version.as_deref() {
+        v.pattern(
+            "DocumentVersion",
+            ver,
+            document_version_ok(ver),
+            DOCUMENT_VERSION_PATTERN,
+        );
+    }
+    if let Some(h) = req.document_hash.as_deref() {
+        v.length("DocumentHash", h, 0, Some(256));
+    }
+    if let Some(t) = req.document_hash_type.as_deref() {
+        v.one_of("DocumentHashType", t, &["Sha256", "Sha1"]);
+    }
+    if let Some(t) = req.timeout_seconds {
+        v.range("TimeoutSeconds", t, 30, 2_592_000);
+    }
+    if let Some(c) = req.comment.as_deref() {
+        v.length("Comment", c, 0, Some(100));
+    }
+    if let Some(s) = req.output_s3_region.as_deref() {
+        v.length("OutputS3Region", s, 3, Some(20));
+    }
+    if let Some(s) = req.output_s3_bucket_name.as_deref() {
+        v.length("OutputS3BucketName", s, 3, Some(63));
+    }
+    if let Some(s) = req.output_s3_key_prefix.as_deref() {
+        v.length("OutputS3KeyPrefix", s, 0, Some(500));
+    }
+    if let Some(s) = req.max_concurrency.as_deref() {
+        v.length("MaxConcurrency", s, 1, Some(7));
+        v.pattern(
+            "MaxConcurrency",
+            s,
+            limit_ok(s, false),
+            MAX_CONCURRENCY_PATTERN,
+        );
+    }
+    if let Some(s) = req.max_errors.as_deref() {
+        v.length("MaxErrors", s, 1, Some(7));
+        v.pattern("MaxErrors", s, limit_ok(s, true), MAX_ERRORS_PATTERN);
+    }
+    if let Some(n) = &req.notification_config {
+        for e in n.notification_events.as_deref().unwrap_or_default() {
+            v.one_of(
+                "NotificationConfig.NotificationEvents.member",
+                e,
+                &NOTIFICATION_EVENTS,
+            );
+        }
+        if let Some(t) = n.notification_type.as_deref() {
+            v.one_of(
+                "NotificationConfig.NotificationType",
+                t,
+                &["Command", "Invocation"],
+            );
+        }
+    }
+    if let Some(name) = req
+        .cloud_watch_output_config
+        .as_ref()
+        .and_then(|c| c.cloud_watch_log_group_name.as_deref())
+    {
+        v.length(
+            "CloudWatchOutputConfig.CloudWatchLogGroupName",
+            name,
+            1,
+            Some(512),
+        );
+    }
+}
+
+pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<SendCommandResult> {
+    let mut v = Violations::new();
+    validate_scalars(&mut v, &req);
+    let (targets, echo_ids, echo_targets) = resolve_targets(&mut v, &req)?;
+    finish(v)?;
+
+    let name = req.document_name.clone().unwrap_or_default();
+    let version = req.document_version.clone().unwrap_or_default();
+    let doc = document::builtin(&name, &version)?;
+    let parameters = req.parameters.clone().unwrap_or_default();
+    let plan = document::plan(&doc, &parameters)?;
+
+    let unknown: Vec<String> = {
+        let mut missing = Vec::new();
+        for id in &targets {
+            if st.store.node(id).await?.is_none() {
+                missing.push(id.to_string());
+            }
+        }
+        missing
+    };
+    if !unknown.is_empty() {
+        return Err(ApiError::InvalidInstanceId(format!(
+            "Instances [[{}]] not in a valid state for account.",
+            unknown.join(", ")
+        )));
+    }
+
+    let timeout_seconds = req.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS) as u32;
+    let max_concurrency = req
+        .max_concurrency
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MAX_CONCURRENCY.into());
+    let max_errors = req
+        .max_errors
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MAX_ERRORS.into());
+    let error_budget = Limit::parse(&max_errors)
+        .map(|l| l.error_budget(targets.len() as u32))
+        .unwrap_or(0);
+    let requested_at = now_millis();
+    let expires_at = requested_at
+        + (i64::from(timeout_seconds) + plan.execution_timeout_seconds() as i64) * 1000;
+    let notification = req.notification_config.clone().unwrap_or_default();
+    let cloudwatch = req.cloud_watch_output_config.clone().unwrap_or_default();
+    let new = NewCommand {
+        id: CommandId::generate(),
+        requested_at,
+        expires_at,
+        document_name: doc.name.clone(),
+        document_version: version,
+        comment: req.comment.clone().unwrap_or_default(),
+        timeout_seconds,
+        max_concurrency,
+        max_errors,
+        error_budget,
+        echo: CommandEcho {
+            parameters,
+            instance_ids: echo_ids,
+            targets: echo_targets,
+            output_s3_region: req.output_s3_region.clone().unwrap_or_default(),
+            output_s3_bucket_name: req.output_s3_bucket_name.clone().unwrap_or_default(),
+            output_s3_key_prefix: req.output_s3_key_prefix.clone().unwrap_or_default(),
+            service_role: req.service_role_arn.clone().unwrap_or_default(),
+            notification: Notification {
+                arn: notification.notification_arn.unwrap_or_default(),
+                events: notification.notification_events.unwrap_or_default(),
+                kind: notification.notification_type.unwrap_or_default(),
+            },
+            cloudwatch: CloudWatchOutput {
+                log_group_name: cloudwatch.cloud_watch_log_group_name.unwrap_or_default(),
+                enabled: cloudwatch.cloud_watch_output_enabled.unwrap_or(false),
+            },
+            alarm_configuration: req.alarm_configuration.clone(),
+        },
+        plan,
+        targets: targets.clone(),
+    };
+    let command = st.store.insert_command(new).await?;
+    for id in &targets {
+        st.notifier.wake(id.as_str());
+    }
+    tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, "command sent");
+    Ok(SendCommandResult {
+        command: convert::command(&command),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_patterns() {
+        for ok in ["1", "50", "10%", "1%", "100%", "1000000"] {
+            assert!(limit_ok(ok, false), "{ok}");
+        }
+        for bad in ["0", "0%", "101%", "05", "x", "", "%", "1000%"] {
+            assert!(!limit_ok(bad, false), "{bad}");
+        }
+        assert!(limit_ok("0", true));
+        assert!(limit_ok("0%", true));
+        assert!(limit_ok("5%", true));
+    }
+
+    #[test]
+    fn document_patterns() {
+        assert!(document_arn_ok("AWS-RunShellScript"));
+        assert!(document_arn_ok(
+            "arn:aws:ssm:us-east-1::document/AWS-RunShellScript"
+        ));
+        assert!(!document_arn_ok("ab"));
+        assert!(!document_arn_ok("bad name"));
+        assert!(document_version_ok("$LATEST") && document_version_ok("12"));
+        assert!(
+            !document_version_ok("0")
+                && !document_version_ok("01")
+                && !document_version_ok("latest")
+        );
+    }
+}
