@@ -1,1 +1,218 @@
-//! fleetrun-agent
+//! fleetrun-agent: the node agent. It registers with an activation (or loads its saved identity),
+//! long-polls the server for `Run`/`Cancel` messages, runs `aws:runShellScript` steps with `sh`
+//! in their own process groups, and reports results through a persistent outbox. It speaks only the
+//! protocol in `fleetrun_wire::agent` and links no server code.
+//!
+//! This file owns the configuration and [`run`], the agent's lifetime: start (clean stale work
+//! dirs, resend the outbox), the channel, and graceful shutdown. Modules: `identity`
+//! (registration, state dir), `channel` (HTTP, long poll, delivery), `commands` (queue and
+//! concurrency), [`executor`] (processes), `outbox` (persisted results), `machine` (host facts).
+//!
+//! ```text
+//! state_dir/identity.json          instance id + node secret (0600)
+//! state_dir/outbox/<id>.json       results not yet acknowledged; rejected/ holds refused ones
+//! state_dir/work/<id>/<step>/      _script.sh and the default working directory, removed after
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+mod channel;
+mod commands;
+mod error;
+pub mod executor;
+mod identity;
+mod machine;
+mod outbox;
+
+pub use error::AgentError;
+pub use fleetrun_wire::agent::MachineInfo;
+pub use identity::{register_or_load, Identity};
+pub use machine::machine_info;
+
+/// Default longest time the server may hold a poll open.
+pub const DEFAULT_POLL_WAIT: Duration = Duration::from_secs(20);
+/// Default number of commands run at once (amazon-ssm-agent's is 5).
+pub const DEFAULT_MAX_CONCURRENT: usize = 5;
+/// Default bytes kept of each of stdout and stderr per step.
+pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 8 * 1024 * 1024;
+/// After shutdown is requested, how long running commands may still finish (and results be sent)
+/// before the remaining scripts are killed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After that, how long killed commands get to write their reports to the outbox.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
+/// An activation to register with: `CreateActivation`'s id and code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub id: String,
+    pub code: String,
+}
+
+impl fmt::Debug for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Activation")
+            .field("id", &self.id)
+            .field("code", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the agent needs to know; see [`AgentConfig::new`] for the defaults.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `http://host:port` of the fleetrun server.
+    pub server_url: String,
+    /// Holds the identity, the outbox and the work directories.
+    pub state_dir: PathBuf,
+    /// Used to register when `state_dir` has no identity yet.
+    pub activation: Option<Activation>,
+    /// Region name given to scripts as `AWS_SSM_REGION_NAME` unless the server sends one.
+    pub region: String,
+    /// Longest time the server may hold a poll open (default 20 s).
+    pub poll_wait: Duration,
+    /// Commands run at once; more are queued in arrival order (default 5).
+    pub max_concurrent: usize,
+    /// Bytes kept of each of stdout and stderr per step (default 8 MiB).
+    pub output_cap_bytes: usize,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults: no activation, region `us-east-1`, 20 s polls,
+    /// 5 concurrent commands, 8 MiB of output per stream.
+    pub fn new(server_url: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            server_url: server_url.into(),
+            state_dir: state_dir.into(),
+            activation: None,
+            region: "us-east-1".to_owned(),
+            poll_wait: DEFAULT_POLL_WAIT,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            output_cap_bytes: DEFAULT_OUTPUT_CAP_BYTES,
+        }
+    }
+}
+
+/// State shared by the channel and the command tasks.
+pub(crate) struct Agent {
+    cfg: AgentConfig,
+    identity: Identity,
+    client: channel::ServerClient,
+    outbox: outbox::Outbox,
+    exec: executor::ExecConfig,
+    table: Mutex<commands::Table>,
+    slots: Arc<Semaphore>,
+    /// Becomes true when shutdown starts; result delivery then stops retrying.
+    shutting_down: watch::Sender<bool>,
+}
+
+impl Agent {
+    fn table(&self) -> MutexGuard<'_, commands::Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn known_commands(&self) -> Vec<String> {
+        self.table().known()
+    }
+
+    fn mark_reporting(&self, id: &str) {
+        self.table().mark_reporting(id);
+    }
+
+    fn forget(&self, id: &str) {
+        self.table().forget(id);
+    }
+}
+
+/// Runs the agent until `shutdown` resolves: resends results left in the outbox, then long-polls
+/// and executes commands. Server outages are retried forever; errors are returned only for
+/// problems found while starting (state directory, configuration).
+///
+/// On shutdown it stops polling, drops queued commands (unreported: the next session's poll omits
+/// them, which tells the server they died with this process), lets
+/// running commands finish for up to [`SHUTDOWN_GRACE`], then kills what still runs (reported
+/// Failed with exit code 137, as amazon-ssm-agent does on shutdown). Reports not yet acknowledged
+/// stay in the outbox and are sent on the next start.
+pub async fn run(
+    cfg: AgentConfig,
+    identity: Identity,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), AgentError> {
+    identity::ensure_private_dir(&cfg.state_dir)?;
+    let work_root = cfg.state_dir.join("work");
+    // Work directories of an earlier run belong to scripts that no longer run.
+    match std::fs::remove_dir_all(&work_root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(AgentError::io(
+                format!("cleaning {}", work_root.display()),
+                e,
+            ))
+        }
+    }
+    identity::ensure_private_dir(&work_root)?;
+    let agent = Arc::new(Agent {
+        client: channel::ServerClient::new(&cfg.server_url, Some(&identity))?,
+        outbox: outbox::Outbox::open(&cfg.state_dir)?,
+        exec: executor::ExecConfig {
+            work_root,
+            output_cap_bytes: cfg.output_cap_bytes,
+        },
+        table: Mutex::new(commands::Table::default()),
+        slots: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+        shutting_down: watch::Sender::new(false),
+        identity,
+        cfg,
+    });
+    tracing::info!(instance_id = %agent.identity.instance_id, server = %agent.cfg.server_url,
+        max_concurrent = agent.slots.available_permits(), "agent started");
+
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    let stopped_early = tokio::select! {
+        () = channel::flush_outbox(&agent, &mut tasks) => false,
+        () = shutdown.as_mut() => true,
+    };
+    if !stopped_early {
+        channel::poll_loop(&agent, &mut tasks, shutdown.as_mut()).await;
+    }
+    shut_down(&agent, &mut tasks).await;
+    Ok(())
+}
+
+async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
+    tracing::info!("shutting down");
+    agent.shutting_down.send_replace(true);
+    agent
+        .table()
+        .stop_all(false, executor::StopReason::Shutdown);
+    if !drain(tasks, SHUTDOWN_GRACE).await && agent.table().busy() {
+        tracing::warn!("commands still running after the shutdown grace; killing them");
+        agent.table().stop_all(true, executor::StopReason::Shutdown);
+        drain(tasks, KILL_WAIT).await;
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!(
+        unacknowledged = agent.known_commands().len(),
+        "agent stopped"
+    );
+}
+
+/// Waits for every task to end, at most `limit`; true if they all did.
+async fn drain(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { return true },
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+}

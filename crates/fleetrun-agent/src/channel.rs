@@ -1,0 +1,384 @@
+//! The channel to the server: the HTTP client for the three protocol calls
+//! (`/agent/v1/register`, `/poll`, `/result`), the long-poll loop that receives `Run` and `Cancel`
+//! messages, and result delivery with retries from the outbox. There is no fixed-interval polling:
+//! a new poll starts as soon as the previous one answers; only failures wait (0.5 s doubling to
+//! 10 s, jittered), and so does an empty answer that came back at once (a server not holding
+//! polls, e.g. while it shuts down, must not be hammered). Executing commands is the executor's job; the queue is `commands`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetrun_wire::agent::{
+    AgentMessage, MachineInfo, PollRequest, PollResponse, RegisterRequest, RegisterResponse,
+    ResultAck, ResultReport, AUTH_SCHEME, POLL_PATH, PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH,
+    VERSION_HEADER,
+};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::identity::Identity;
+use crate::{commands, Agent, AgentError};
+
+/// Extra time the HTTP timeout of a poll allows beyond the wait the server may hold it.
+const POLL_SLACK: Duration = Duration::from_secs(10);
+/// Timeout of the register and result calls.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// An empty poll answer faster than this means the server did not hold the poll.
+const EARLY_EMPTY_ANSWER: Duration = Duration::from_millis(250);
+
+/// HTTP client for the agent protocol. Without an identity it can only register.
+#[derive(Clone)]
+pub(crate) struct ServerClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<HeaderValue>,
+}
+
+impl ServerClient {
+    /// A client for `server_url` (`http://host:port`, optionally with a path prefix).
+    pub(crate) fn new(server_url: &str, identity: Option<&Identity>) -> Result<Self, AgentError> {
+        let url = reqwest::Url::parse(server_url)
+            .map_err(|e| AgentError::Config(format!("server URL {server_url:?}: {e}")))?;
+        // Only plain HTTP is compiled in so far (reqwest without a TLS backend).
+        if url.scheme() != "http" || url.host_str().is_none() {
+            return Err(AgentError::Config(format!(
+                "server URL {server_url:?}: expected http://host[:port]"
+            )));
+        }
+        let auth = match identity {
+            None => None,
+            Some(id) => {
+                let value = format!("{AUTH_SCHEME} {}:{}", id.instance_id, id.node_secret);
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    AgentError::Config(
+                        "instance id or node secret is not a valid header value".into(),
+                    )
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("fleetrun-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: server_url.trim_end_matches('/').to_owned(),
+            auth,
+        })
+    }
+
+    pub(crate) async fn register(
+        &self,
+        req: &RegisterRequest,
+    ) -> Result<RegisterResponse, AgentError> {
+        self.call(REGISTER_PATH, req, CALL_TIMEOUT).await
+    }
+
+    pub(crate) async fn poll(
+        &self,
+        req: &PollRequest,
+        wait: Duration,
+    ) -> Result<PollResponse, AgentError> {
+        self.call(POLL_PATH, req, wait + POLL_SLACK).await
+    }
+
+    pub(crate) async fn post_result(&self, report: &ResultReport) -> Result<ResultAck, AgentError> {
+        self.call(RESULT_PATH, report, CALL_TIMEOUT).await
+    }
+
+    async fn call<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Q,
+        timeout: Duration,
+    ) -> Result<A, AgentError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .post(&url)
+            .timeout(timeout)
+            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
+            .json(body);
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let transport = |e: reqwest::Error| AgentError::Transport {
+            url: url.clone(),
+            source: e.without_url(),
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(AgentError::from_response(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol {
+            url: url.clone(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Retry delays: 0.5 s doubling to 10 s, each jittered to between half and all of its value so
+/// that many agents do not reconnect in lockstep after a server restart.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let half = base / 2;
+        let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).max(1);
+        half + Duration::from_millis(random_u64() % (millis + 1))
+    }
+}
+
+/// A random number without a dependency: std's per-instance random SipHash keys.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// The error with its chain of causes, for logs (reqwest's top-level messages are terse).
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn machine_now(agent: &Agent) -> impl Future<Output = MachineInfo> {
+    let url = agent.cfg.server_url.clone();
+    async move {
+        tokio::task::spawn_blocking(move || crate::machine_info(&url))
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Long-polls until `shutdown` resolves, handing each message to the command table.
+pub(crate) async fn poll_loop<F: Future<Output = ()>>(
+    agent: &Arc<Agent>,
+    tasks: &mut JoinSet<()>,
+    mut shutdown: Pin<&mut F>,
+) {
+    let session_id = format!("{:016x}{:016x}", random_u64(), random_u64());
+    let mut last_machine = machine_now(agent).await;
+    let mut machine_to_send = Some(last_machine.clone());
+    let mut backoff = Backoff::new();
+    let mut outage = false;
+    tracing::debug!(%session_id, "channel session started");
+    loop {
+        // Reap finished command and delivery tasks.
+        while tasks.try_join_next().is_some() {}
+        let request = PollRequest {
+            session_id: session_id.clone(),
+            known_commands: agent.known_commands(),
+            wait_ms: u64::try_from(agent.cfg.poll_wait.as_millis()).unwrap_or(u64::MAX),
+            machine: machine_to_send.clone(),
+        };
+        let sent = Instant::now();
+        let answer = tokio::select! {
+            answer = agent.client.poll(&request, agent.cfg.poll_wait) => answer,
+            () = shutdown.as_mut() => return,
+        };
+        match answer {
+            Ok(response) => {
+                // A server that answers "nothing" at once is not holding polls (it may be shutting
+                // down); polling it again immediately would be a busy loop.
+                let pause = response.messages.is_empty()
+                    && agent.cfg.poll_wait >= Duration::from_secs(1)
+                    && sent.elapsed() < EARLY_EMPTY_ANSWER;
+                machine_to_send = None;
+                backoff = Backoff::new();
+                if outage {
+                    outage = false;
+                    tracing::info!("connection to the server restored");
+                    // The address may have changed with the outage (DHCP, VPN, ...).
+                    let machine = machine_now(agent).await;
+                    if machine != last_machine {
+                        machine_to_send = Some(machine.clone());
+                        last_machine = machine;
+                    }
+                }
+                for message in response.messages {
+                    handle(agent, tasks, message);
+                }
+                if pause {
+                    let delay = Backoff::new().next_delay();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.as_mut() => return,
+                    }
+                }
+            }
+            Err(e) => {
+                if !outage {
+                    outage = true;
+                    tracing::warn!(error = %describe(&e), "cannot poll the server; retrying with backoff");
+                } else {
+                    tracing::debug!(error = %describe(&e), "poll failed again");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    () = shutdown.as_mut() => return,
+                }
+            }
+        }
+    }
+}
+
+fn handle(agent: &Arc<Agent>, tasks: &mut JoinSet<()>, message: AgentMessage) {
+    match message {
+        AgentMessage::Run {
+            command_id,
+            document_name,
+            steps,
+            env,
+        } => {
+            commands::accept_run(agent, tasks, command_id, document_name, steps, env);
+        }
+        AgentMessage::Cancel { command_id } => commands::cancel(agent, &command_id),
+    }
+}
+
+/// Sends every report left in the outbox by an earlier run, before the first poll. One attempt
+/// each while the server answers; the rest (and retryable failures) get background retries.
+pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
+    let pending = agent.outbox.load_all();
+    for report in &pending {
+        agent.mark_reporting(&report.command_id);
+    }
+    let mut reachable = true;
+    for report in pending {
+        if reachable {
+            match agent.client.post_result(&report).await {
+                Ok(ack) => {
+                    acknowledged(agent, &report, &ack);
+                    continue;
+                }
+                Err(e) if !e.is_retryable() => {
+                    refused(agent, &report, &e);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %describe(&e), "cannot send pending results; will retry");
+                    reachable = false;
+                }
+            }
+        }
+        let agent = Arc::clone(agent);
+        tasks.spawn(async move { send_until_acked(&agent, report).await });
+    }
+}
+
+/// Persists a finished command's report to the outbox, then sends it until the server takes it.
+pub(crate) async fn deliver(agent: &Arc<Agent>, report: ResultReport) {
+    if let Err(e) = agent.outbox.save(&report) {
+        tracing::error!(command_id = %report.command_id, error = %describe(&e),
+            "cannot persist the result; it is lost if the agent stops before sending it");
+    }
+    agent.mark_reporting(&report.command_id);
+    send_until_acked(agent, report).await;
+}
+
+/// Posts `report` until a 2xx (then removes it from the outbox) or a refusal that retrying cannot
+/// cure (then moves it to `outbox/rejected/`). Stops retrying once the agent shuts down; the
+/// report then stays in the outbox for the next start.
+async fn send_until_acked(agent: &Arc<Agent>, report: ResultReport) {
+    let mut backoff = Backoff::new();
+    let mut shutting_down = agent.shutting_down.subscribe();
+    let mut warned = false;
+    loop {
+        match agent.client.post_result(&report).await {
+            Ok(ack) => return acknowledged(agent, &report, &ack),
+            Err(e) if !e.is_retryable() => return refused(agent, &report, &e),
+            Err(e) => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(command_id = %report.command_id, error = %describe(&e),
+                        "cannot send the result; retrying with backoff");
+                }
+                if *shutting_down.borrow_and_update() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = shutting_down.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+fn acknowledged(agent: &Agent, report: &ResultReport, ack: &ResultAck) {
+    tracing::debug!(command_id = %report.command_id, applied = ack.applied, "result acknowledged");
+    agent.outbox.remove(&report.command_id);
+    agent.forget(&report.command_id);
+}
+
+fn refused(agent: &Agent, report: &ResultReport, e: &AgentError) {
+    tracing::error!(command_id = %report.command_id, error = %describe(e),
+        "the server refused the result; moved to outbox/rejected/");
+    agent.outbox.reject(&report.command_id);
+    agent.forget(&report.command_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_ten_seconds_with_jitter() {
+        let mut b = Backoff::new();
+        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(
+            d[0] >= Duration::from_millis(250) && d[0] <= Duration::from_millis(500),
+            "{d:?}"
+        );
+        assert!(
+            d[1] >= Duration::from_millis(500) && d[1] <= Duration::from_secs(1),
+            "{d:?}"
+        );
+        for late in &d[5..] {
+            assert!(
+                *late >= Duration::from_secs(5) && *late <= BACKOFF_MAX,
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_accepted() {
+        assert!(ServerClient::new("http://127.0.0.1:8080", None).is_ok());
+        for bad in ["127.0.0.1:8080", "ftp://x", "https://x", "http://"] {
+            assert!(
+                matches!(ServerClient::new(bad, None), Err(AgentError::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+}

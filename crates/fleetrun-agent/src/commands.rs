@@ -1,0 +1,182 @@
+//! The command table: which commands this agent knows (queued, running, or finished but not yet
+//! acknowledged), the limit of `max_concurrent` running at once with the rest queued in arrival
+//! order (tokio's semaphore is fair), duplicate `Run` suppression, and `Cancel`. One task per
+//! command goes queued → running (executor) → delivering (channel).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use fleetrun_wire::agent::{Outcome, ResultReport, StepSpec};
+use tokio::task::JoinSet;
+
+use crate::executor::{self, StopHandle, StopReason, StopSignal};
+use crate::outbox::valid_command_id;
+use crate::{channel, Agent};
+
+/// How many acknowledged command ids are remembered to ignore late redeliveries of their `Run`.
+const RECENT_LIMIT: usize = 1024;
+
+enum Live {
+    Queued(StopHandle),
+    Running(StopHandle),
+    /// Finished; the report is in the outbox waiting for the server's acknowledgement.
+    Reporting,
+}
+
+/// Commands this agent knows about.
+#[derive(Default)]
+pub(crate) struct Table {
+    live: HashMap<String, Live>,
+    recent: VecDeque<String>,
+    recent_set: HashSet<String>,
+}
+
+impl Table {
+    /// Ids for `PollRequest.known_commands`: queued, running and unacknowledged, sorted.
+    pub(crate) fn known(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.live.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn mark_reporting(&mut self, id: &str) {
+        self.live.insert(id.to_owned(), Live::Reporting);
+    }
+
+    /// Drops an acknowledged command, remembering its id for a while.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.live.remove(id);
+        if self.recent_set.insert(id.to_owned()) {
+            self.recent.push_back(id.to_owned());
+            if self.recent.len() > RECENT_LIMIT {
+                if let Some(old) = self.recent.pop_front() {
+                    self.recent_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True while any command is queued or running (not merely awaiting acknowledgement).
+    pub(crate) fn busy(&self) -> bool {
+        self.live
+            .values()
+            .any(|l| matches!(l, Live::Queued(_) | Live::Running(_)))
+    }
+
+    /// Stops every queued command (they end without a report) or every running one.
+    pub(crate) fn stop_all(&self, running: bool, reason: StopReason) {
+        for live in self.live.values() {
+            match live {
+                Live::Queued(h) if !running => h.stop(reason),
+                Live::Running(h) if running => h.stop(reason),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Accepts a `Run` message: ignored when the id is already known (a redelivery) or unusable;
+/// otherwise queued behind at most `max_concurrent` running commands.
+pub(crate) fn accept_run(
+    agent: &Arc<Agent>,
+    tasks: &mut JoinSet<()>,
+    command_id: String,
+    document_name: String,
+    steps: Vec<StepSpec>,
+    env: Vec<(String, String)>,
+) {
+    if !valid_command_id(&command_id) {
+        tracing::warn!(command_id = %command_id.escape_debug(), "ignoring a Run with an unusable command id");
+        return;
+    }
+    let (handle, signal) = executor::stop_pair();
+    {
+        let mut table = agent.table();
+        if table.live.contains_key(&command_id) || table.recent_set.contains(&command_id) {
+            tracing::debug!(%command_id, "ignoring a Run for a command already known");
+            return;
+        }
+        table.live.insert(command_id.clone(), Live::Queued(handle));
+    }
+    tracing::debug!(%command_id, "command queued");
+    let agent = Arc::clone(agent);
+    tasks.spawn(async move {
+        run_one(&agent, command_id, document_name, steps, env, signal).await;
+    });
+}
+
+/// Handles a `Cancel`: a queued command is dropped (reported Cancelled, nothing run), a running
+/// one is killed. Cancels for unknown or already finished commands are ignored.
+pub(crate) fn cancel(agent: &Agent, command_id: &str) {
+    match agent.table().live.get(command_id) {
+        Some(Live::Queued(h) | Live::Running(h)) => {
+            tracing::info!(%command_id, "cancel requested");
+            h.stop(StopReason::Cancel);
+        }
+        Some(Live::Reporting) | None => {
+            tracing::debug!(%command_id, "ignoring a Cancel for a command not queued or running");
+        }
+    }
+}
+
+async fn run_one(
+    agent: &Arc<Agent>,
+    command_id: String,
+    document_name: String,
+    steps: Vec<StepSpec>,
+    mut env: Vec<(String, String)>,
+    mut signal: StopSignal,
+) {
+    let permit = tokio::select! {
+        biased;
+        reason = signal.wait() => return stopped_while_queued(agent, command_id, reason).await,
+        permit = Arc::clone(&agent.slots).acquire_owned() => permit,
+    };
+    if let Some(reason) = signal.get() {
+        return stopped_while_queued(agent, command_id, reason).await;
+    }
+    {
+        let mut table = agent.table();
+        if let Some(Live::Queued(h)) = table.live.remove(&command_id) {
+            table.live.insert(command_id.clone(), Live::Running(h));
+        }
+    }
+    tracing::info!(%command_id, %document_name, steps = steps.len(), "command started");
+    // The agent's own values first: the server's, appended later, win.
+    let mut full_env = vec![
+        (
+            "AWS_SSM_INSTANCE_ID".to_owned(),
+            agent.identity.instance_id.clone(),
+        ),
+        ("AWS_SSM_REGION_NAME".to_owned(), agent.cfg.region.clone()),
+        ("SSM_COMMAND_ID".to_owned(), command_id.clone()),
+    ];
+    full_env.append(&mut env);
+    let report = executor::run_command(&agent.exec, &command_id, &steps, &full_env, signal).await;
+    drop(permit);
+    tracing::info!(%command_id, outcome = ?report.outcome, response_code = report.response_code,
+        elapsed_ms = report.elapsed_ms, "command finished");
+    channel::deliver(agent, report).await;
+}
+
+async fn stopped_while_queued(agent: &Arc<Agent>, command_id: String, reason: StopReason) {
+    match reason {
+        StopReason::Cancel => {
+            tracing::info!(%command_id, outcome = ?Outcome::Cancelled, "command cancelled before it started");
+            let report = ResultReport {
+                command_id,
+                outcome: Outcome::Cancelled,
+                response_code: -1,
+                elapsed_ms: 0,
+                steps: Vec::new(),
+            };
+            channel::deliver(agent, report).await;
+        }
+        StopReason::Shutdown => {
+            // Never started: dropped without a report. The next session's known_commands omit
+            // it, which tells the server it died with this process (fleetrun's marks it Failed).
+            tracing::info!(%command_id, "queued command dropped at shutdown");
+            agent.table().live.remove(&command_id);
+        }
+    }
+}

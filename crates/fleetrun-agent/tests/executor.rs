@@ -1,0 +1,312 @@
+//! The executor against a real `sh`, in temporary directories.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fleetrun_agent::executor::{run_command, stop_pair, ExecConfig, StopReason};
+use fleetrun_wire::agent::{Outcome, ResultReport, StepSpec};
+
+fn config(dir: &Path) -> ExecConfig {
+    ExecConfig {
+        work_root: dir.join("work"),
+        output_cap_bytes: 8 * 1024 * 1024,
+    }
+}
+
+fn step(lines: &[&str]) -> StepSpec {
+    StepSpec {
+        name: "aws:runShellScript".into(),
+        action: "aws:runShellScript".into(),
+        commands: lines.iter().map(|l| (*l).to_owned()).collect(),
+        working_directory: String::new(),
+        timeout_seconds: 60,
+    }
+}
+
+async fn run(cfg: &ExecConfig, steps: &[StepSpec], env: &[(&str, &str)]) -> ResultReport {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let (_handle, signal) = stop_pair();
+    run_command(cfg, "cmd-1", steps, &env, signal).await
+}
+
+/// True once `pid` no longer runs (gone, or a zombie nobody reaped yet).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if process_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[tokio::test]
+async fn success_with_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let r = run(&cfg, &[step(&["echo hello"])], &[]).await;
+    assert_eq!((r.outcome, r.response_code), (Outcome::Success, 0));
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(r.steps[0].stdout, "hello\n");
+    assert_eq!(r.steps[0].stderr, "");
+    assert_eq!(r.steps[0].name, "aws:runShellScript");
+    assert!(!cfg.work_root.join("cmd-1").exists(), "work dir removed");
+}
+
+#[tokio::test]
+async fn failure_keeps_exit_code_and_stderr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = run(
+        &config(dir.path()),
+        &[step(&["echo oops >&2", "exit 3"])],
+        &[],
+    )
+    .await;
+    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 3));
+    assert_eq!(r.steps[0].exit_code, 3);
+    assert_eq!(r.steps[0].stderr, "oops\n");
+}
+
+#[tokio::test]
+async fn multi_line_script_and_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wd = tempfile::tempdir().expect("tempdir");
+    let mut s = step(&["x=41", "x=$((x + 1))", "pwd", "echo $x"]);
+    s.working_directory = wd.path().to_string_lossy().into_owned();
+    let r = run(&config(dir.path()), &[s], &[]).await;
+    let real = wd.path().canonicalize().expect("canonicalize");
+    assert_eq!(r.outcome, Outcome::Success, "{r:?}");
+    assert_eq!(r.steps[0].stdout, format!("{}\n42\n", real.display()));
+
+    // Without a working directory the script runs in its own work directory.
+    let r = run(&config(dir.path()), &[step(&["pwd", "ls"])], &[]).await;
+    assert!(
+        r.steps[0].stdout.contains("/work/cmd-1/0\n_script.sh\n"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_working_directory_fails_the_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = step(&["echo never"]);
+    s.working_directory = "/no/such/dir".into();
+    let r = run(&config(dir.path()), &[s, step(&["echo next"])], &[]).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.steps[0].exit_code, 1);
+    assert!(r.steps[0].stderr.contains("/no/such/dir"), "{r:?}");
+    assert_eq!(r.steps[0].stdout, "");
+    // A plain failure does not stop the next step.
+    assert_eq!(r.steps.len(), 2);
+    assert_eq!(r.steps[1].stdout, "next\n");
+    assert_eq!(r.response_code, 0);
+}
+
+#[tokio::test]
+async fn env_vars_are_visible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("SSM_COMMAND_ID", "cmd-1"),
+        ("AWS_SSM_REGION_NAME", "eu-west-1"),
+    ];
+    let lines = [
+        "echo \"$SSM_COMMAND_ID $AWS_SSM_REGION_NAME\"",
+        "test -n \"$PATH\" && echo path",
+    ];
+    let r = run(&config(dir.path()), &[step(&lines)], &env).await;
+    assert_eq!(r.steps[0].stdout, "cmd-1 eu-west-1\npath\n");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("bg.pid");
+    let record = format!("echo $! > {}", pid_file.display());
+    let mut s = step(&["sleep 100 &", &record, "echo started", "sleep 100"]);
+    s.timeout_seconds = 1;
+    let t0 = Instant::now();
+    let r = run(&config(dir.path()), &[s, step(&["echo later"])], &[]).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!((r.outcome, r.response_code), (Outcome::TimedOut, 137));
+    assert_eq!(r.steps.len(), 1, "a timed-out step ends the command");
+    assert_eq!(r.steps[0].stdout, "started\n");
+    assert!(r.steps[0].duration_ms >= 900, "{r:?}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(
+        wait_gone(pid),
+        "background child {pid} survived the timeout"
+    );
+}
+
+#[tokio::test]
+async fn cancel_kills_the_running_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (handle, signal) = stop_pair();
+    let steps = vec![step(&["echo before", "sleep 100"]), step(&["echo after"])];
+    let task = tokio::spawn(async move { run_command(&cfg, "cmd-1", &steps, &[], signal).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    handle.stop(StopReason::Cancel);
+    let r = task.await.expect("join");
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!((r.outcome, r.response_code), (Outcome::Cancelled, 137));
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(r.steps[0].stdout, "before\n");
+}
+
+#[tokio::test]
+async fn shutdown_kill_is_failed_and_early_stop_runs_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (handle, signal) = stop_pair();
+    let steps = vec![step(&["sleep 100"])];
+    let cfg2 = cfg.clone();
+    let task = tokio::spawn(async move { run_command(&cfg2, "cmd-1", &steps, &[], signal).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.stop(StopReason::Shutdown);
+    let r = task.await.expect("join");
+    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 137));
+
+    // Cancelled before the first step: nothing runs, response code -1.
+    let (handle, signal) = stop_pair();
+    handle.stop(StopReason::Cancel);
+    let r = run_command(&cfg, "cmd-2", &[step(&["echo no"])], &[], signal).await;
+    assert_eq!(
+        (r.outcome, r.response_code, r.steps.len()),
+        (Outcome::Cancelled, -1, 0)
+    );
+}
+
+#[tokio::test]
+async fn exit_168_and_169_skip_later_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let r = run(
+        &cfg,
+        &[step(&["echo one", "exit 168"]), step(&["echo two"])],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.outcome, r.response_code, r.steps.len()),
+        (Outcome::Success, 168, 1)
+    );
+    assert_eq!(r.steps[0].outcome, Outcome::Success);
+
+    let r = run(&cfg, &[step(&["exit 169"]), step(&["echo two"])], &[]).await;
+    assert_eq!(
+        (r.outcome, r.response_code, r.steps.len()),
+        (Outcome::Failed, 169, 1)
+    );
+
+    // Other failures continue; the command is Failed, the response code the last step's.
+    let r = run(&cfg, &[step(&["exit 2"]), step(&["echo two"])], &[]).await;
+    assert_eq!(
+        (r.outcome, r.response_code, r.steps.len()),
+        (Outcome::Failed, 0, 2)
+    );
+    assert_eq!(r.steps[1].stdout, "two\n");
+    assert!(r.steps[1].start_offset_ms >= r.steps[0].start_offset_ms);
+}
+
+#[tokio::test]
+async fn large_output_is_captured_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = [
+        "head -c 100000 /dev/zero | tr '\\0' 'a'",
+        "head -c 100000 /dev/zero | tr '\\0' 'b' >&2",
+    ];
+    let r = run(&config(dir.path()), &[step(&lines)], &[]).await;
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.steps[0].stdout.len(), 100_000);
+    assert!(r.steps[0].stdout.bytes().all(|b| b == b'a'));
+    assert_eq!(r.steps[0].stderr.len(), 100_000);
+}
+
+#[tokio::test]
+async fn output_cap_keeps_the_beginning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.output_cap_bytes = 1000;
+    let lines = [
+        "head -c 50000 /dev/zero | tr '\\0' 'a'",
+        "echo done >&2",
+        "exit 4",
+    ];
+    let r = run(&cfg, &[step(&lines)], &[]).await;
+    assert_eq!(r.steps[0].stdout.len(), 1000);
+    assert_eq!(r.steps[0].stderr, "done\n");
+    assert_eq!(
+        (r.outcome, r.response_code),
+        (Outcome::Failed, 4),
+        "the script was fully drained"
+    );
+
+    // A cut through a multi-byte character drops the partial character.
+    cfg.output_cap_bytes = 5;
+    let r = run(&cfg, &[step(&["printf 'ééé'"])], &[]).await;
+    assert_eq!(r.steps[0].stdout, "éé");
+}
+
+#[tokio::test]
+async fn background_child_holding_stdout_does_not_block_the_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("bg.pid");
+    let record = format!("echo $! > {}", pid_file.display());
+    let t0 = Instant::now();
+    let r = run(
+        &config(dir.path()),
+        &[step(&["sleep 30 &", &record, "echo ok"])],
+        &[],
+    )
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        (r.outcome, r.steps[0].stdout.as_str()),
+        (Outcome::Success, "ok\n")
+    );
+    // A successful script may leave daemons behind (as with amazon-ssm-agent); clean ours up.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(
+        !process_gone(pid),
+        "background child should survive a successful step"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .arg(pid.to_string())
+        .status();
+}
