@@ -1,0 +1,486 @@
+//! Everything that moves an invocation after SendCommand: agent polls (claim), agent reports
+//! (finish), CancelCommand, expiry, and retention (purge).
+//!
+//! All state changes go through [`Transitions`]: it asks `fleetrun_core::status::transition` for the
+//! next state, applies it with compare-and-set (`... WHERE state = <the state we read>`), shifts the
+//! command's per-state counts, and on commit rewrites each touched command's aggregate columns from
+//! `fleetrun_core::status::aggregate`. [`with_transitions`] wraps that in one write transaction, so an
+//! invocation and its command's status can never disagree.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use fleetrun_core::clock::Millis;
+use fleetrun_core::command::{Claim, Delivery, Report, StepResult};
+use fleetrun_core::document::Plan;
+use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::status::{aggregate, transition, InvocationEvent, InvocationState, StateCounts};
+use fleetrun_core::store::CancelOutcome;
+use fleetrun_core::CoreError;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{command_id, instance_id, invocation_state, Result};
+
+/// One invocation as read inside the transaction: enough to apply an event to it.
+#[derive(Debug, Clone)]
+pub(crate) struct InvocationRef {
+    pub(crate) command_seq: i64,
+    pub(crate) command_id: String,
+    pub(crate) instance_id: String,
+    pub(crate) state: InvocationState,
+}
+
+/// A touched command's counters, loaded once per transaction and written back on commit.
+struct Tally {
+    counts: StateCounts,
+    error_budget: u32,
+    cancel_requested: bool,
+}
+
+/// Invocation transitions applied within one transaction, and the aggregates they change.
+#[derive(Default)]
+pub(crate) struct Transitions {
+    touched: HashMap<i64, Tally>,
+}
+
+impl Transitions {
+    fn tally(&mut self, tx: &Connection, seq: i64) -> Result<&mut Tally> {
+        match self.touched.entry(seq) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let (counts_json, error_budget, cancel_requested): (String, u32, bool) = tx
+                    .prepare_cached(
+                        "SELECT counts_json, error_budget, cancel_requested FROM commands WHERE seq = ?1",
+                    )?
+                    .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(e.insert(Tally {
+                    counts: serde_json::from_str(&counts_json)?,
+                    error_budget,
+                    cancel_requested,
+                }))
+            }
+        }
+    }
+
+    /// Applies `event` to `inv` if the state machine allows it and the row still holds the state we
+    /// read. Returns the new state, or `None` when nothing changed (not applicable, or lost a race).
+    pub(crate) fn apply(
+        &mut self,
+        tx: &Connection,
+        inv: &InvocationRef,
+        event: InvocationEvent,
+    ) -> Result<Option<InvocationState>> {
+        let Some(to) = transition(inv.state, event) else {
+            return Ok(None);
+        };
+        let changed = tx
+            .prepare_cached(
+                "UPDATE invocations SET state = ?1, status = ?2
+                 WHERE command_id = ?3 AND instance_id = ?4 AND state = ?5",
+            )?
+            .execute(params![
+                to.as_str(),
+                to.status().as_str(),
+                inv.command_id,
+                inv.instance_id,
+                inv.state.as_str(),
+            ])?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.tally(tx, inv.command_seq)?.counts.shift(inv.state, to);
+        Ok(Some(to))
+    }
+
+    /// Records that CancelCommand was called for the whole command.
+    pub(crate) fn request_cancel(&mut self, tx: &Connection, command_seq: i64) -> Result<()> {
+        self.tally(tx, command_seq)?.cancel_requested = true;
+        Ok(())
+    }
+
+    /// Rewrites counts, status, status details and the terminal flag of every touched command.
+    fn flush(self, tx: &Connection) -> Result<()> {
+        let mut update = tx.prepare_cached(
+            "UPDATE commands SET counts_json = ?1, cancel_requested = ?2, status = ?3,
+                 status_details = ?4, terminal = ?5
+             WHERE seq = ?6",
+        )?;
+        for (seq, tally) in self.touched {
+            let agg = aggregate(&tally.counts, tally.error_budget, tally.cancel_requested);
+            update.execute(params![
+                serde_json::to_string(&tally.counts)?,
+                tally.cancel_requested,
+                agg.state.status().as_str(),
+                agg.state.as_str(),
+                agg.state.is_terminal(),
+                seq,
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` in one write transaction with a fresh [`Transitions`], then writes the touched
+/// aggregates and commits. An error anywhere rolls everything back.
+pub(crate) fn with_transitions<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>, &mut Transitions) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut transitions = Transitions::default();
+    let out = f(&tx, &mut transitions)?;
+    transitions.flush(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// An invocation this node holds or may receive, with what a delivery needs.
+struct NodeWork {
+    inv: InvocationRef,
+    delivered_session: Option<String>,
+    cancel_sent: bool,
+    document_name: String,
+    plan_json: String,
+}
+
+impl NodeWork {
+    fn delivery(&self) -> Result<Delivery> {
+        let plan: Plan = serde_json::from_str(&self.plan_json)?;
+        Ok(Delivery {
+            command_id: command_id(&self.inv.command_id)?,
+            document_name: self.document_name.clone(),
+            plan,
+        })
+    }
+}
+
+/// This node's invocations that the agent holds (InProgress/Cancelling), oldest first.
+/// `INDEXED BY`: the planner would otherwise walk the node's whole history in
+/// `invocations_by_node` to avoid a sort; the live rows are few, so sorting them is cheap.
+const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
+        i.cancel_sent, c.document_name, c.plan_json
+     FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = ?1 AND i.state IN ('InProgress', 'Cancelling') AND c.expires_at > ?2
+     ORDER BY i.requested_at, i.command_seq";
+
+/// This node's invocations waiting for delivery (Pending/Delayed) of unexpired commands, oldest first.
+const WAITING_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
+        i.cancel_sent, c.document_name, c.plan_json
+     FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = ?1 AND i.state IN ('Pending', 'Delayed') AND c.expires_at > ?2
+     ORDER BY i.requested_at, i.command_seq";
+
+/// Runs [`HELD_SQL`] or [`WAITING_SQL`] for `node`.
+fn node_work(tx: &Connection, sql: &str, node: &InstanceId, now: Millis) -> Result<Vec<NodeWork>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![node.as_str(), now])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let state: String = r.get(2)?;
+        out.push(NodeWork {
+            inv: InvocationRef {
+                command_seq: r.get(0)?,
+                command_id: r.get(1)?,
+                instance_id: node.as_str().to_string(),
+                state: invocation_state(&state)?,
+            },
+            delivered_session: r.get(3)?,
+            cancel_sent: r.get(4)?,
+            document_name: r.get(5)?,
+            plan_json: r.get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// One agent poll. See [`fleetrun_core::Store::claim`]; the steps are:
+/// 1. reconcile what the agent holds: an invocation it should hold but does not list in `known` was
+///    either handed out on this same session and the response lost (deliver it again) or died with a
+///    previous agent process (`LostByAgent`);
+/// 2. cancellations not yet sent for invocations the agent holds;
+/// 3. new work: Pending/Delayed invocations of unexpired commands become InProgress.
+pub(crate) fn claim(
+    conn: &mut Connection,
+    node: &InstanceId,
+    session: &str,
+    known: &[CommandId],
+    now: Millis,
+) -> Result<Claim> {
+    let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
+    with_transitions(conn, |tx, tr| {
+        tx.prepare_cached("UPDATE nodes SET last_ping_at = ?2 WHERE instance_id = ?1")?
+            .execute(params![node.as_str(), now])?;
+        let mut claim = Claim::default();
+
+        for held in node_work(tx, HELD_SQL, node, Millis::MIN)? {
+            let listed = known.contains(held.inv.command_id.as_str());
+            match held.inv.state {
+                InvocationState::InProgress
+                    if !listed && held.delivered_session.as_deref() == Some(session) =>
+                {
+                    claim.runs.push(held.delivery()?);
+                }
+                _ if !listed => {
+                    tr.apply(tx, &held.inv, InvocationEvent::LostByAgent)?;
+                }
+                InvocationState::Cancelling if !held.cancel_sent => {
+                    tx.prepare_cached(
+                        "UPDATE invocations SET cancel_sent = 1
+                         WHERE command_id = ?1 AND instance_id = ?2",
+                    )?
+                    .execute(params![held.inv.command_id, held.inv.instance_id])?;
+                    claim.cancels.push(command_id(&held.inv.command_id)?);
+                }
+                _ => {}
+            }
+        }
+
+        for work in node_work(tx, WAITING_SQL, node, now)? {
+            if tr
+                .apply(tx, &work.inv, InvocationEvent::Delivered)?
+                .is_none()
+            {
+                continue;
+            }
+            tx.prepare_cached(
+                "UPDATE invocations SET delivered_session = ?3, started_at = ?4, cancel_sent = 0
+                 WHERE command_id = ?1 AND instance_id = ?2",
+            )?
+            .execute(params![
+                work.inv.command_id,
+                work.inv.instance_id,
+                session,
+                now
+            ])?;
+            claim.runs.push(work.delivery()?);
+        }
+        Ok(claim)
+    })
+}
+
+/// An agent's final report. Ok(false) when the invocation had already left InProgress/Cancelling.
+pub(crate) fn finish(
+    conn: &mut Connection,
+    node: &InstanceId,
+    report: &Report,
+    now: Millis,
+) -> Result<bool> {
+    with_transitions(conn, |tx, tr| {
+        let found: Option<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT command_seq, state FROM invocations WHERE command_id = ?1 AND instance_id = ?2",
+            )?
+            .query_row(params![report.command_id.as_str(), node.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((command_seq, state)) = found else {
+            return Err(CoreError::NoSuchInvocation(
+                report.command_id.to_string(),
+                node.to_string(),
+            )
+            .into());
+        };
+        let inv = InvocationRef {
+            command_seq,
+            command_id: report.command_id.as_str().to_string(),
+            instance_id: node.as_str().to_string(),
+            state: invocation_state(&state)?,
+        };
+        if tr
+            .apply(tx, &inv, InvocationEvent::Finished(report.outcome))?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let started_at = now.saturating_sub(report.elapsed_ms.max(0));
+        let steps: Vec<StepResult> = report
+            .steps
+            .iter()
+            .map(|s| {
+                let step_start = started_at.saturating_add(s.start_offset_ms);
+                StepResult {
+                    name: s.name.clone(),
+                    status: s.status.clone(),
+                    exit_code: s.exit_code,
+                    started_at: step_start,
+                    ended_at: step_start.saturating_add(s.duration_ms),
+                    stdout: s.stdout.clone(),
+                    stderr: s.stderr.clone(),
+                }
+            })
+            .collect();
+        tx.prepare_cached(
+            "UPDATE invocations SET response_code = ?3, started_at = ?4, ended_at = ?5, steps_json = ?6
+             WHERE command_id = ?1 AND instance_id = ?2",
+        )?
+        .execute(params![
+            inv.command_id,
+            inv.instance_id,
+            report.response_code,
+            started_at,
+            now,
+            serde_json::to_string(&steps)?,
+        ])?;
+        Ok(true)
+    })
+}
+
+/// Every invocation of one command, in node order.
+fn command_invocations(
+    tx: &Connection,
+    command_seq: i64,
+    only_live: bool,
+) -> Result<Vec<InvocationRef>> {
+    let sql = if only_live {
+        "SELECT command_id, instance_id, state FROM invocations
+         WHERE command_seq = ?1 AND state IN ('Pending', 'InProgress', 'Delayed', 'Cancelling')
+         ORDER BY instance_id"
+    } else {
+        "SELECT command_id, instance_id, state FROM invocations WHERE command_seq = ?1
+         ORDER BY instance_id"
+    };
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut rows = stmt.query([command_seq])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let state: String = r.get(2)?;
+        out.push(InvocationRef {
+            command_seq,
+            command_id: r.get(0)?,
+            instance_id: r.get(1)?,
+            state: invocation_state(&state)?,
+        });
+    }
+    Ok(out)
+}
+
+/// CancelCommand. Pending/Delayed invocations are cancelled outright; running ones become
+/// Cancelling and their nodes are returned so the agents can be told (the next claim carries the
+/// cancel once). A command that already finished is left untouched.
+///
+/// choice: `cancel_requested` (which makes the command Cancelling/Cancelled) is set only when the
+/// cancel covers every invocation of the command — without node ids, or naming all of them. A cancel
+/// of some nodes only leaves the command to finish as Incomplete or Failed.
+pub(crate) fn cancel(
+    conn: &mut Connection,
+    command: &CommandId,
+    nodes: Option<&[InstanceId]>,
+    _now: Millis,
+) -> Result<CancelOutcome> {
+    with_transitions(conn, |tx, tr| {
+        let found: Option<(i64, bool)> = tx
+            .prepare_cached("SELECT seq, terminal FROM commands WHERE command_id = ?1")?
+            .query_row([command.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((seq, terminal)) = found else {
+            return Err(CoreError::UnknownCommand(command.to_string()).into());
+        };
+        let all = command_invocations(tx, seq, false)?;
+        let targets: Vec<&InvocationRef> = match nodes {
+            None => all.iter().collect(),
+            Some(nodes) => {
+                let by_node: HashMap<&str, &InvocationRef> =
+                    all.iter().map(|i| (i.instance_id.as_str(), i)).collect();
+                let mut seen = HashSet::new();
+                let mut targets = Vec::new();
+                for node in nodes.iter().filter(|n| seen.insert(n.as_str())) {
+                    match by_node.get(node.as_str()) {
+                        Some(inv) => targets.push(*inv),
+                        None => return Err(CoreError::UnknownInstance(node.to_string()).into()),
+                    }
+                }
+                targets
+            }
+        };
+        let mut outcome = CancelOutcome::default();
+        if terminal {
+            return Ok(outcome);
+        }
+        if targets.len() == all.len() {
+            tr.request_cancel(tx, seq)?;
+        }
+        for inv in targets {
+            if tr.apply(tx, inv, InvocationEvent::CancelRequested)?
+                == Some(InvocationState::Cancelling)
+            {
+                outcome.nodes_to_notify.push(instance_id(&inv.instance_id)?);
+            }
+        }
+        Ok(outcome)
+    })
+}
+
+/// Unfinished commands whose ExpiresAfter has passed (index `commands_by_expiry`).
+const EXPIRED_SQL: &str =
+    "SELECT seq FROM commands WHERE terminal = 0 AND expires_at <= ?1 ORDER BY expires_at";
+
+/// ExpiresAfter passed: every invocation still waiting or running becomes DeliveryTimedOut (a
+/// Cancelling one becomes Cancelled). Returns how many invocations changed.
+pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<usize> {
+    with_transitions(conn, |tx, tr| {
+        let due: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(EXPIRED_SQL)?;
+            let rows = stmt.query_map([now], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut changed = 0;
+        for seq in due {
+            for inv in command_invocations(tx, seq, true)? {
+                if tr.apply(tx, &inv, InvocationEvent::Expired)?.is_some() {
+                    changed += 1;
+                }
+            }
+        }
+        Ok(changed)
+    })
+}
+
+/// Retention: deletes commands requested before `before`; their invocations go with them.
+pub(crate) fn purge_before(conn: &mut Connection, before: Millis) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let removed = tx
+        .prepare_cached("DELETE FROM commands WHERE requested_at < ?1")?
+        .execute([before])?;
+    tx.commit()?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str, n: usize) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let params = vec![rusqlite::types::Value::Integer(0); n];
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn lifecycle_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("t.db")).expect("open");
+        crate::sqlite::schema::migrate(&mut conn).expect("migrate");
+        for sql in [HELD_SQL, WAITING_SQL] {
+            let p = plan(&conn, sql, 2);
+            assert!(
+                p.contains("invocations_by_claim (instance_id=? AND state=?)"),
+                "{p}"
+            );
+            assert!(p.contains("SEARCH c USING INTEGER PRIMARY KEY"), "{p}");
+        }
+        let p = plan(&conn, EXPIRED_SQL, 1);
+        assert!(
+            p.contains("commands_by_expiry (terminal=? AND expires_at<?)"),
+            "{p}"
+        );
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+}

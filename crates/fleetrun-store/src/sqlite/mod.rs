@@ -1,0 +1,394 @@
+//! The embedded SQLite backend: opening the file, the connection pool, shared helpers, and the
+//! [`Store`] implementation that routes each operation to its module.
+//!
+//! One writer connection sits behind a mutex (SQLite allows one writer at a time anyway, and taking the
+//! lock in-process is cheaper than `SQLITE_BUSY` retries); a few read-only connections serve queries
+//! concurrently thanks to WAL. Every call runs on tokio's blocking pool, never on a runtime thread.
+//!
+//! Owns: connection setup, error mapping, row-decoding helpers. Does not own: SQL for any operation
+//! (see `schema`, `activations`, `commands`, `lifecycle`).
+
+mod activations;
+mod commands;
+mod lifecycle;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fleetrun_core::clock::Millis;
+use fleetrun_core::command::{Claim, Command, Invocation, NewCommand, Report};
+use fleetrun_core::error::CoreResult;
+use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
+use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
+use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::status::InvocationState;
+use fleetrun_core::store::CancelOutcome;
+use fleetrun_core::{CoreError, Store};
+use rusqlite::{Connection, OpenFlags};
+
+/// Read-only connections kept open for queries.
+const READERS: usize = 4;
+/// How long a connection waits for a lock held by another process before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements cached per connection (list queries vary with their filters).
+const STATEMENT_CACHE: usize = 128;
+
+/// Everything that can go wrong inside the backend; converted to [`CoreError`] at the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A domain outcome (unknown command, refused activation, ...) passed through unchanged.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("sqlite: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value that does not decode (never expected; reported instead of panicking).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The file cannot be used as a fleetrun database (wrong journal mode, newer schema, ...).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl From<Error> for CoreError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(core) => core,
+            other => CoreError::Store(other.to_string()),
+        }
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn command_id(s: &str) -> Result<CommandId> {
+    CommandId::parse(s).ok_or_else(|| Error::Corrupt(format!("command id {s:?}")))
+}
+
+pub(crate) fn instance_id(s: &str) -> Result<InstanceId> {
+    InstanceId::parse(s).ok_or_else(|| Error::Corrupt(format!("instance id {s:?}")))
+}
+
+pub(crate) fn invocation_state(s: &str) -> Result<InvocationState> {
+    InvocationState::parse(s).ok_or_else(|| Error::Corrupt(format!("invocation state {s:?}")))
+}
+
+/// A non-negative count stored as INTEGER.
+pub(crate) fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+/// A [`Store`] in one SQLite file. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-call; its transaction rolled back when the
+/// guard dropped, so the connection is still consistent.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Unusable(format!(
+            "could not switch {} to WAL (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;
+         PRAGMA mmap_size = 268435456;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(
+        "PRAGMA query_only = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;
+         PRAGMA mmap_size = 268435456;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> CoreResult<SqliteStore> {
+        Ok(Self::open_inner(path)?)
+    }
+
+    fn open_inner(path: &Path) -> Result<SqliteStore> {
+        let mut writer = open_writer(path)?;
+        schema::migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_reader(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        tracing::debug!(path = %path.display(), "opened sqlite store");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer connection, blocking the calling thread.
+    fn write_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> CoreResult<T> {
+        let mut conn = lock(&self.inner.writer);
+        Ok(f(&mut conn)?)
+    }
+
+    /// Runs `f` on a free read-only connection (or waits for one), blocking the calling thread.
+    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> CoreResult<T> {
+        let readers = &self.inner.readers;
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = readers.len();
+        let free = (0..n).find_map(|k| readers.get((start + k) % n)?.try_lock().ok());
+        let conn = match free {
+            Some(conn) => conn,
+            None => match readers.get(start % n.max(1)) {
+                Some(m) => lock(m),
+                None => return self.write_blocking(|c| f(c)),
+            },
+        };
+        Ok(f(&conn)?)
+    }
+
+    async fn write<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write_blocking(f))
+            .await
+            .map_err(|e| CoreError::Store(format!("storage task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| CoreError::Store(format!("storage task failed: {e}")))?
+    }
+
+    /// Seeds many commands in one transaction (benchmarks, imports). Blocking: call it outside the
+    /// async runtime or from `spawn_blocking`. Each command's invocations all start in the given state
+    /// (`None` = Pending), and its counts and status are derived from that as usual.
+    pub fn insert_commands_bulk(
+        &self,
+        cmds: Vec<(NewCommand, Option<InvocationState>)>,
+    ) -> CoreResult<()> {
+        self.write_blocking(|c| commands::insert_bulk(c, cmds))
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the first-page SQL that [`Store::list_commands`] runs for `q`.
+    pub fn explain_list_commands(&self, q: &CommandQuery) -> CoreResult<String> {
+        self.explain_list_commands_after(q, None)
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the list_commands SQL for the page after `after`.
+    pub fn explain_list_commands_after(
+        &self,
+        q: &CommandQuery,
+        after: Option<&PageKey>,
+    ) -> CoreResult<String> {
+        let built = commands::list_commands_sql(q, after, 50);
+        self.read_blocking(|c| commands::explain(c, &built))
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the list_invocations SQL for `q` after `after`.
+    pub fn explain_list_invocations(
+        &self,
+        q: &CommandQuery,
+        after: Option<&PageKey>,
+    ) -> CoreResult<String> {
+        let built = commands::list_invocations_sql(q, after, 50);
+        self.read_blocking(|c| commands::explain(c, &built))
+    }
+
+    /// The tags a node was registered with (copied from its activation).
+    pub async fn node_tags(&self, id: &InstanceId) -> CoreResult<Vec<Tag>> {
+        let id = id.clone();
+        self.read(move |c| activations::node_tags(c, &id)).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_activation(&self, activation: NewActivation) -> CoreResult<()> {
+        self.write(move |c| activations::create(c, &activation))
+            .await
+    }
+
+    async fn activations(&self) -> CoreResult<Vec<Activation>> {
+        self.read(activations::list).await
+    }
+
+    async fn delete_activation(&self, id: &ActivationId) -> CoreResult<()> {
+        let id = id.clone();
+        self.write(move |c| activations::delete(c, &id)).await
+    }
+
+    async fn register_node(&self, registration: NodeRegistration, now: Millis) -> CoreResult<Node> {
+        self.write(move |c| activations::register(c, registration, now))
+            .await
+    }
+
+    async fn node(&self, id: &InstanceId) -> CoreResult<Option<Node>> {
+        let id = id.clone();
+        self.read(move |c| activations::node(c, &id)).await
+    }
+
+    async fn nodes(&self) -> CoreResult<Vec<Node>> {
+        self.read(activations::nodes).await
+    }
+
+    async fn touch_node(
+        &self,
+        id: &InstanceId,
+        now: Millis,
+        info: Option<NodeInfo>,
+    ) -> CoreResult<()> {
+        let id = id.clone();
+        self.write(move |c| activations::touch(c, &id, now, info.as_ref()))
+            .await
+    }
+
+    async fn insert_command(&self, command: NewCommand) -> CoreResult<Command> {
+        self.write(move |c| commands::insert(c, command)).await
+    }
+
+    async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>> {
+        let id = id.clone();
+        self.read(move |c| commands::get(c, &id)).await
+    }
+
+    async fn list_commands(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Command>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = commands::list_commands_sql(query, after, limit);
+        self.read(move |c| commands::list_commands(c, &built)).await
+    }
+
+    async fn list_invocations(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Invocation>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = commands::list_invocations_sql(query, after, limit);
+        self.read(move |c| commands::list_invocations(c, &built))
+            .await
+    }
+
+    async fn invocation(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+    ) -> CoreResult<Option<Invocation>> {
+        let (command, node) = (command.clone(), node.clone());
+        self.read(move |c| commands::get_invocation(c, &command, &node))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        node: &InstanceId,
+        session: &str,
+        known: &[CommandId],
+        now: Millis,
+    ) -> CoreResult<Claim> {
+        let (node, session, known) = (node.clone(), session.to_string(), known.to_vec());
+        self.write(move |c| lifecycle::claim(c, &node, &session, &known, now))
+            .await
+    }
+
+    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<bool> {
+        let node = node.clone();
+        self.write(move |c| lifecycle::finish(c, &node, &report, now))
+            .await
+    }
+
+    async fn cancel(
+        &self,
+        command: &CommandId,
+        nodes: Option<&[InstanceId]>,
+        now: Millis,
+    ) -> CoreResult<CancelOutcome> {
+        let command = command.clone();
+        let nodes = nodes.map(<[InstanceId]>::to_vec);
+        self.write(move |c| lifecycle::cancel(c, &command, nodes.as_deref(), now))
+            .await
+    }
+
+    async fn expire_due(&self, now: Millis) -> CoreResult<usize> {
+        self.write(move |c| lifecycle::expire_due(c, now)).await
+    }
+
+    async fn purge_before(&self, before: Millis) -> CoreResult<usize> {
+        self.write(move |c| lifecycle::purge_before(c, before))
+            .await
+    }
+}

@@ -1,0 +1,133 @@
+//! The SQLite schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! Migration N (1-based) brings a database from version N-1 to N; each runs in its own transaction
+//! together with the version bump, so a crash leaves the file at a consistent version. Never edit a
+//! released migration: append a new one.
+//!
+//! Index design: every ListCommands filter has an index whose trailing columns are
+//! `(requested_at, seq)`, so one filter plus the newest-first order and the keyset bound is a single
+//! index range read of `limit` entries (see the `EXPLAIN QUERY PLAN` test in `commands`).
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{Error, Result};
+
+/// Version 1: commands, invocations, activations, nodes and node tags.
+const V1: &str = r#"
+CREATE TABLE commands (
+    seq              INTEGER PRIMARY KEY,
+    command_id       TEXT    NOT NULL UNIQUE,
+    requested_at     INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    document_name    TEXT    NOT NULL,
+    document_version TEXT    NOT NULL,
+    comment          TEXT    NOT NULL,
+    timeout_seconds  INTEGER NOT NULL,
+    max_concurrency  TEXT    NOT NULL,
+    max_errors       TEXT    NOT NULL,
+    error_budget     INTEGER NOT NULL,
+    echo_json        TEXT    NOT NULL,
+    plan_json        TEXT    NOT NULL,
+    counts_json      TEXT    NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    status           TEXT    NOT NULL,
+    status_details   TEXT    NOT NULL,
+    terminal         INTEGER NOT NULL
+);
+CREATE INDEX commands_by_time     ON commands (requested_at, seq);
+CREATE INDEX commands_by_status   ON commands (status, requested_at, seq);
+CREATE INDEX commands_by_details  ON commands (status_details, requested_at, seq);
+CREATE INDEX commands_by_document ON commands (document_name, requested_at, seq);
+CREATE INDEX commands_by_stage    ON commands (terminal, requested_at, seq);
+CREATE INDEX commands_by_expiry   ON commands (terminal, expires_at);
+
+CREATE TABLE invocations (
+    command_seq       INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    command_id        TEXT    NOT NULL,
+    instance_id       TEXT    NOT NULL,
+    requested_at      INTEGER NOT NULL,
+    document_name     TEXT    NOT NULL,
+    state             TEXT    NOT NULL,
+    status            TEXT    NOT NULL,
+    delivered_session TEXT,
+    cancel_sent       INTEGER NOT NULL DEFAULT 0,
+    response_code     INTEGER NOT NULL DEFAULT -1,
+    started_at        INTEGER,
+    ended_at          INTEGER,
+    steps_json        TEXT,
+    PRIMARY KEY (command_id, instance_id)
+);
+CREATE INDEX invocations_by_node     ON invocations (instance_id, requested_at, command_seq);
+CREATE INDEX invocations_by_claim    ON invocations (instance_id, state);
+CREATE INDEX invocations_by_command  ON invocations (command_seq, state);
+CREATE INDEX invocations_by_time     ON invocations (requested_at, command_seq, instance_id);
+CREATE INDEX invocations_by_status   ON invocations (status, requested_at, command_seq, instance_id);
+CREATE INDEX invocations_by_details  ON invocations (state, requested_at, command_seq, instance_id);
+CREATE INDEX invocations_by_document ON invocations (document_name, requested_at, command_seq, instance_id);
+
+CREATE TABLE activations (
+    seq                   INTEGER PRIMARY KEY,
+    activation_id         TEXT    NOT NULL UNIQUE,
+    code_hash             TEXT    NOT NULL,
+    description           TEXT    NOT NULL,
+    default_instance_name TEXT    NOT NULL,
+    iam_role              TEXT    NOT NULL,
+    registration_limit    INTEGER NOT NULL,
+    registrations_count   INTEGER NOT NULL DEFAULT 0,
+    expires_at            INTEGER NOT NULL,
+    created_at            INTEGER NOT NULL,
+    deleted               INTEGER NOT NULL DEFAULT 0,
+    tags_json             TEXT    NOT NULL
+);
+
+CREATE TABLE nodes (
+    instance_id      TEXT    NOT NULL PRIMARY KEY,
+    activation_id    TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    iam_role         TEXT    NOT NULL,
+    registered_at    INTEGER NOT NULL,
+    last_ping_at     INTEGER NOT NULL,
+    secret_hash      TEXT    NOT NULL,
+    computer_name    TEXT    NOT NULL,
+    ip_address       TEXT    NOT NULL,
+    platform_type    TEXT    NOT NULL,
+    platform_name    TEXT    NOT NULL,
+    platform_version TEXT    NOT NULL,
+    agent_version    TEXT    NOT NULL
+);
+
+CREATE TABLE node_tags (
+    instance_id TEXT NOT NULL REFERENCES nodes (instance_id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (instance_id, key)
+) WITHOUT ROWID;
+CREATE INDEX node_tags_by_tag ON node_tags (key, value);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub(crate) fn latest_version() -> i64 {
+    super::to_i64(MIGRATIONS.len())
+}
+
+/// Brings the database to [`latest_version`]; refuses a database written by a newer build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = latest_version();
+    if current > latest {
+        return Err(Error::Unusable(format!(
+            "database schema version {current} is newer than this build supports ({latest})"
+        )));
+    }
+    let done = usize::try_from(current).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", super::to_i64(i + 1))?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied sqlite schema migration");
+    }
+    Ok(())
+}

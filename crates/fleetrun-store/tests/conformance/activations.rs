@@ -1,0 +1,139 @@
+//! Checks for activations, registration and nodes.
+
+use super::support::*;
+
+use fleetrun_core::ids::ActivationId;
+use fleetrun_core::node::NodeInfo;
+use fleetrun_core::{CoreError, Store};
+
+/// Activations: registration rules, listing, deletion; nodes and heartbeats.
+pub async fn check_activations(store: &dyn Store) {
+    let now = T0 + 1_000;
+    let a = activation(2, T0 + HOUR, "code-a");
+    let mut b = activation(5, T0 + 10, "code-b");
+    b.created_at = T0 + 1;
+    store.create_activation(a.clone()).await.expect("create");
+    store.create_activation(b.clone()).await.expect("create");
+    let listed = store.activations().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+        vec![a.id.clone(), b.id.clone()]
+    );
+    assert_eq!(listed[0].registrations_count, 0);
+    assert_eq!(listed[0].tags, a.tags);
+
+    // Register twice (the limit), in reverse id order.
+    let n2 = store
+        .register_node(registration(&a, "code-a", 2), now)
+        .await
+        .expect("register");
+    assert_eq!(n2.name, "web");
+    assert_eq!(n2.iam_role, "SSMServiceRole");
+    assert_eq!((n2.registered_at, n2.last_ping_at), (now, now));
+    assert_eq!(n2.activation_id, a.id.to_string());
+    store
+        .register_node(registration(&a, "code-a", 1), now)
+        .await
+        .expect("register");
+    assert_eq!(
+        store.activations().await.expect("list")[0].registrations_count,
+        2
+    );
+    let refused = store
+        .register_node(registration(&a, "code-a", 3), now)
+        .await;
+    assert!(
+        matches!(refused, Err(CoreError::ActivationRefused(ref m)) if m.contains("limit")),
+        "{refused:?}"
+    );
+
+    // Wrong code, expired, deleted, unknown.
+    let mut c = activation(5, T0 + HOUR, "code-c");
+    c.created_at = T0 + 2;
+    store.create_activation(c.clone()).await.expect("create");
+    let wrong = store.register_node(registration(&c, "nope", 4), now).await;
+    assert!(
+        matches!(wrong, Err(CoreError::ActivationRefused(ref m)) if m.contains("code")),
+        "{wrong:?}"
+    );
+    let expired = store
+        .register_node(registration(&b, "code-b", 4), now)
+        .await;
+    assert!(
+        matches!(expired, Err(CoreError::ActivationRefused(ref m)) if m.contains("expired")),
+        "{expired:?}"
+    );
+    store.delete_activation(&c.id).await.expect("delete");
+    let deleted = store
+        .register_node(registration(&c, "code-c", 4), now)
+        .await;
+    assert!(
+        matches!(deleted, Err(CoreError::ActivationRefused(ref m)) if m.contains("deleted")),
+        "{deleted:?}"
+    );
+    assert!(matches!(
+        store.delete_activation(&c.id).await,
+        Err(CoreError::UnknownActivation(_))
+    ));
+    assert!(matches!(
+        store.delete_activation(&ActivationId::generate()).await,
+        Err(CoreError::UnknownActivation(_))
+    ));
+    let unknown = activation(1, T0 + HOUR, "x");
+    assert!(matches!(
+        store
+            .register_node(registration(&unknown, "x", 4), now)
+            .await,
+        Err(CoreError::UnknownActivation(_))
+    ));
+    // Deleted activations are not listed; failed attempts did not count.
+    let listed = store.activations().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
+        vec![a.id.clone(), b.id.clone()]
+    );
+    assert_eq!(listed[1].registrations_count, 0);
+
+    // Nodes, by id.
+    let nodes = store.nodes().await.expect("nodes");
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n.instance_id.clone())
+            .collect::<Vec<_>>(),
+        vec![node(1), node(2)]
+    );
+    assert!(store.node(&node(4)).await.expect("node").is_none());
+    let got = store.node(&node(2)).await.expect("node").expect("exists");
+    assert_eq!(got, n2);
+
+    // Heartbeats.
+    store
+        .touch_node(&node(2), now + 5, None)
+        .await
+        .expect("touch");
+    let got = store.node(&node(2)).await.expect("node").expect("exists");
+    assert_eq!(got.last_ping_at, now + 5);
+    assert_eq!(got.info, n2.info);
+    let info = NodeInfo {
+        agent_version: "0.2.0".into(),
+        ..n2.info.clone()
+    };
+    store
+        .touch_node(&node(2), now + 6, Some(info.clone()))
+        .await
+        .expect("touch");
+    let got = store.node(&node(2)).await.expect("node").expect("exists");
+    assert_eq!((got.last_ping_at, got.info), (now + 6, info));
+    assert!(matches!(
+        store.touch_node(&node(9), now, None).await,
+        Err(CoreError::UnknownInstance(_))
+    ));
+    // A poll is a heartbeat too.
+    store
+        .claim(&node(1), "s", &[], now + 7)
+        .await
+        .expect("claim");
+    let got = store.node(&node(1)).await.expect("node").expect("exists");
+    assert_eq!(got.last_ping_at, now + 7);
+}
