@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::error::describe;
 use crate::identity::Identity;
 use crate::{commands, Agent, AgentError};
 
@@ -156,18 +157,6 @@ impl Backoff {
 pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
-}
-
-/// The error with its chain of causes, for logs (reqwest's top-level messages are terse).
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn machine_now(agent: &Agent) -> impl Future<Output = MachineInfo> {

@@ -5,21 +5,22 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Everything that can go wrong in the agent's public entry points.
+/// Everything that can go wrong in the agent's public entry points. Causes are exposed through
+/// `source()`, not repeated in `Display`: print the chain (`{:#}` with anyhow) to see them.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The configuration cannot work (bad server URL, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A local file or process operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
         source: std::io::Error,
     },
     /// The server could not be reached, or the connection broke or timed out.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}")]
     Transport {
         url: String,
         #[source]
@@ -103,6 +104,18 @@ impl AgentError {
     }
 }
 
+/// The error with its chain of causes, for logs (reqwest's top-level messages are terse).
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +140,12 @@ mod tests {
         assert!(!AgentError::from_response(400, b"{}").is_retryable());
         assert!(AgentError::from_response(503, b"<html>busy</html>").is_retryable());
         assert!(AgentError::from_response(401, b"").is_retryable());
+    }
+
+    #[test]
+    fn causes_are_chained_once() {
+        let e = AgentError::io("writing x", std::io::Error::other("disk full"));
+        assert_eq!(e.to_string(), "writing x");
+        assert_eq!(describe(&e), "writing x: disk full");
     }
 }

@@ -241,6 +241,7 @@ async fn run_step(
     if let Err(e) = ensure_private_dir(step_dir)
         .and_then(|()| write_private_file(&script_path, script.as_bytes()))
     {
+        let e = crate::error::describe(&e);
         return StepRun::not_started(format!("fleetrun-agent: cannot write the script: {e}\n"));
     }
     let cwd = if step.working_directory.is_empty() {

@@ -84,14 +84,19 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// A configuration with the defaults: no activation, region `us-east-1`, 20 s polls,
-    /// 5 concurrent commands, 8 MiB of output per stream.
-    pub fn new(server_url: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+    /// A configuration with the defaults for the rest: 20 s polls, 5 concurrent commands,
+    /// 8 MiB of output per stream.
+    pub fn new(
+        server_url: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+        activation: Option<Activation>,
+        region: impl Into<String>,
+    ) -> Self {
         Self {
             server_url: server_url.into(),
             state_dir: state_dir.into(),
-            activation: None,
-            region: "us-east-1".to_owned(),
+            activation,
+            region: region.into(),
             poll_wait: DEFAULT_POLL_WAIT,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             output_cap_bytes: DEFAULT_OUTPUT_CAP_BYTES,

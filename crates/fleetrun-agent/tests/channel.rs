@@ -206,7 +206,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
 }
 
 fn config(fake: &Fake, state_dir: &Path) -> AgentConfig {
-    let mut cfg = AgentConfig::new(fake.url.clone(), state_dir);
+    let mut cfg = AgentConfig::new(&fake.url, state_dir, None, "us-east-1");
     cfg.poll_wait = Duration::from_millis(200);
     cfg
 }
@@ -510,7 +510,7 @@ async fn the_agent_rides_out_a_server_outage() {
     let addr = probe.local_addr().expect("addr");
     drop(probe);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = AgentConfig::new(format!("http://{addr}"), dir.path());
+    let mut cfg = AgentConfig::new(format!("http://{addr}"), dir.path(), None, "us-east-1");
     cfg.poll_wait = Duration::from_millis(200);
     let agent = start(cfg);
     tokio::time::sleep(Duration::from_millis(1500)).await;
