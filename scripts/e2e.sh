@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the Python end-to-end suite (tests/e2e) against the fleetrun binary.
+#
+#   scripts/e2e.sh [pytest args...]
+#
+# FLEETRUN_VENV  virtualenv to create/reuse  (default: $HOME/.cache/fleetrun-venv)
+# FLEETRUN_BIN   fleetrun binary to test     (default: ${CARGO_TARGET_DIR:-target}/debug/fleetrun;
+#                                             built with `cargo build -p fleetrun` if missing)
+# Exit code is pytest's.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${FLEETRUN_VENV:-$HOME/.cache/fleetrun-venv}"
+REQS="tests/e2e/requirements.txt"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "e2e: creating virtualenv $VENV" >&2
+    mkdir -p "$(dirname "$VENV")"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        # Some distributions ship python3 without ensurepip; fall back to virtualenv from PyPI.
+        rm -rf "$VENV"
+        python3 -m pip install -q --user virtualenv
+        python3 -m virtualenv -q "$VENV"
+    fi
+fi
+
+# Reinstall only when the pinned requirements changed.
+STAMP="$VENV/.fleetrun-e2e-requirements"
+if ! cmp -s "$REQS" "$STAMP" 2>/dev/null; then
+    echo "e2e: installing $REQS" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS"
+    cp "$REQS" "$STAMP"
+fi
+
+if [ -z "${FLEETRUN_BIN:-}" ]; then
+    TARGET="${CARGO_TARGET_DIR:-target}"
+    case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+    FLEETRUN_BIN="$TARGET/debug/fleetrun"
+    if [ ! -x "$FLEETRUN_BIN" ]; then
+        echo "e2e: $FLEETRUN_BIN missing, building it (cargo build -p fleetrun)" >&2
+        CARGO_TARGET_DIR="$TARGET" cargo build -p fleetrun
+    fi
+fi
+case "$FLEETRUN_BIN" in /*) ;; *) FLEETRUN_BIN="$ROOT/$FLEETRUN_BIN" ;; esac
+if [ ! -x "$FLEETRUN_BIN" ]; then
+    echo "e2e: fleetrun binary not found at $FLEETRUN_BIN" >&2
+    exit 2
+fi
+export FLEETRUN_BIN
+
+# The venv's `aws` (awscli v1) must win over any system-wide AWS CLI.
+export PATH="$VENV/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1
+# Run the whole suite unless a test path was given (e.g. tests/e2e/test_cli.py::test_x).
+PATHS=(tests/e2e)
+for arg in "$@"; do
+    case "$arg" in tests/*) PATHS=() ;; esac
+done
+exec "$VENV/bin/python" -m pytest -q ${PATHS[@]+"${PATHS[@]}"} "$@"
