@@ -86,10 +86,22 @@ mod tests {
 
     #[test]
     fn parses_filter_timestamps() {
-        assert_eq!(parse_timestamp("2019-02-14T19:26:26.439Z"), Some(1_550_172_386_439));
-        assert_eq!(parse_timestamp("2019-02-14T19:26:26Z"), Some(1_550_172_386_000));
-        assert_eq!(parse_timestamp("2019-02-14T19:26:26"), Some(1_550_172_386_000));
-        assert_eq!(parse_timestamp("2019-02-14T20:26:26+01:00"), Some(1_550_172_386_000));
+        assert_eq!(
+            parse_timestamp("2019-02-14T19:26:26.439Z"),
+            Some(1_550_172_386_439)
+        );
+        assert_eq!(
+            parse_timestamp("2019-02-14T19:26:26Z"),
+            Some(1_550_172_386_000)
+        );
+        assert_eq!(
+            parse_timestamp("2019-02-14T19:26:26"),
+            Some(1_550_172_386_000)
+        );
+        assert_eq!(
+            parse_timestamp("2019-02-14T20:26:26+01:00"),
+            Some(1_550_172_386_000)
+        );
         assert_eq!(parse_timestamp("2019-02-14"), Some(1_550_102_400_000));
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(parse_timestamp("2019-13-01T00:00:00Z"), None);

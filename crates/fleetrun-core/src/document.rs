@@ -342,7 +342,10 @@ pub fn plan(doc: &DocumentSpec, given: &BTreeMap<String, Vec<String>>) -> CoreRe
         .map(|step| {
             let inputs = substitute(&step.inputs, &bound);
             let mut commands = Vec::new();
-            flatten_commands(inputs.get("runCommand").unwrap_or(&Value::Null), &mut commands);
+            flatten_commands(
+                inputs.get("runCommand").unwrap_or(&Value::Null),
+                &mut commands,
+            );
             let working_directory = match inputs.get("workingDirectory") {
                 Some(Value::String(s)) => s.clone(),
                 _ => String::new(),
@@ -375,7 +378,10 @@ mod tests {
         let doc = aws_run_shell_script();
         let p = plan(
             &doc,
-            &params(&[("commands", &["echo a", "echo b"]), ("executionTimeout", &["30"])]),
+            &params(&[
+                ("commands", &["echo a", "echo b"]),
+                ("executionTimeout", &["30"]),
+            ]),
         )
         .expect("valid");
         assert_eq!(p.steps.len(), 1);
@@ -404,7 +410,11 @@ mod tests {
             );
         }
         let long = "d".repeat(4097);
-        assert!(plan(&doc, &params(&[("commands", &["x"]), ("workingDirectory", &[&long])])).is_err());
+        assert!(plan(
+            &doc,
+            &params(&[("commands", &["x"]), ("workingDirectory", &[&long])])
+        )
+        .is_err());
     }
 
     #[test]
@@ -441,6 +451,9 @@ mod tests {
             builtin("AWS-RunShellScript", "2"),
             Err(CoreError::InvalidDocumentVersion(_))
         ));
-        assert!(matches!(builtin("My-Doc", ""), Err(CoreError::InvalidDocument(_))));
+        assert!(matches!(
+            builtin("My-Doc", ""),
+            Err(CoreError::InvalidDocument(_))
+        ));
     }
 }

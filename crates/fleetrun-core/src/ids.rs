@@ -89,7 +89,9 @@ impl ActivationId {
         let lens = [8, 4, 4, 4, 12];
         let ok = groups.len() == 5
             && groups.iter().zip(lens).all(|(g, n)| {
-                g.len() == n && g.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+                g.len() == n
+                    && g.chars()
+                        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
             });
         ok.then(|| Self(s.to_string()))
     }

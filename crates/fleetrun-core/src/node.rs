@@ -94,8 +94,7 @@ pub fn hash_secret(secret: &str) -> String {
 /// Compares two equal-length strings without an early exit.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

@@ -60,7 +60,11 @@ pub fn plugin_output(stdout: &str, stderr: &str) -> String {
         if char_len(s) <= room {
             s.to_string()
         } else {
-            format!("{}{}", take_chars(s, room.saturating_sub(char_len(marker))), marker)
+            format!(
+                "{}{}",
+                take_chars(s, room.saturating_sub(char_len(marker))),
+                marker
+            )
         }
     };
     let (out_room, err_room) = if out_len > half && err_len > half {
@@ -86,7 +90,10 @@ mod tests {
     fn short_output_is_untouched() {
         assert_eq!(stdout_excerpt("hello\n"), "hello\n");
         assert_eq!(plugin_output("out", ""), "out");
-        assert_eq!(plugin_output("out", "err"), "out\n----------ERROR-------\nerr");
+        assert_eq!(
+            plugin_output("out", "err"),
+            "out\n----------ERROR-------\nerr"
+        );
     }
 
     #[test]

@@ -50,13 +50,23 @@ pub enum FilterError {
     /// The key is not one the operation accepts → `InvalidFilterKey`.
     UnknownKey(String),
     /// The value does not fit the key → a client error naming the value.
-    BadValue { key: String, value: String, expected: String },
+    BadValue {
+        key: String,
+        value: String,
+        expected: String,
+    },
     /// `InstanceId` together with `Status=Pending` (ListCommands).
     PendingWithInstance,
 }
 
-const COMMAND_STATUS_VALUES: [&str; 6] =
-    ["Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut"];
+const COMMAND_STATUS_VALUES: [&str; 6] = [
+    "Pending",
+    "InProgress",
+    "Success",
+    "Cancelled",
+    "Failed",
+    "TimedOut",
+];
 const COMMAND_DETAIL_VALUES: [&str; 6] = [
     "AccessDenied",
     "DeliveryTimedOut",
@@ -115,7 +125,12 @@ pub fn status_values(kind: ListKind) -> Vec<&'static str> {
 
 impl CommandQuery {
     /// Adds one `{key, value}` filter.
-    pub fn add_filter(&mut self, kind: ListKind, key: &str, value: &str) -> Result<(), FilterError> {
+    pub fn add_filter(
+        &mut self,
+        kind: ListKind,
+        key: &str,
+        value: &str,
+    ) -> Result<(), FilterError> {
         let bad = |expected: &str| FilterError::BadValue {
             key: key.to_string(),
             value: value.to_string(),
@@ -193,15 +208,23 @@ mod tests {
     #[test]
     fn filters_parse_and_combine() {
         let mut q = CommandQuery::default();
-        q.add_filter(ListKind::Commands, "Status", "TimedOut").expect("ok");
-        q.add_filter(ListKind::Commands, "Status", "Incomplete").expect("ok");
-        q.add_filter(ListKind::Commands, "ExecutionStage", "Complete").expect("ok");
-        q.add_filter(ListKind::Commands, "InvokedAfter", "2024-07-07T00:00:00Z").expect("ok");
-        q.add_filter(ListKind::Commands, "InvokedAfter", "2024-07-08T00:00:00Z").expect("ok");
+        q.add_filter(ListKind::Commands, "Status", "TimedOut")
+            .expect("ok");
+        q.add_filter(ListKind::Commands, "Status", "Incomplete")
+            .expect("ok");
+        q.add_filter(ListKind::Commands, "ExecutionStage", "Complete")
+            .expect("ok");
+        q.add_filter(ListKind::Commands, "InvokedAfter", "2024-07-07T00:00:00Z")
+            .expect("ok");
+        q.add_filter(ListKind::Commands, "InvokedAfter", "2024-07-08T00:00:00Z")
+            .expect("ok");
         assert_eq!(q.invoked_after, Some(1_720_396_800_000));
         assert_eq!(
             q.statuses,
-            vec![StatusMatch::Status("TimedOut"), StatusMatch::Details("Incomplete")]
+            vec![
+                StatusMatch::Status("TimedOut"),
+                StatusMatch::Details("Incomplete")
+            ]
         );
         assert_eq!(q.stage, Some(ExecutionStage::Complete));
     }
@@ -221,7 +244,9 @@ mod tests {
             q.add_filter(ListKind::Commands, "Status", "Delayed"),
             Err(FilterError::BadValue { .. })
         ));
-        assert!(q.add_filter(ListKind::Invocations, "Status", "Delayed").is_ok());
+        assert!(q
+            .add_filter(ListKind::Invocations, "Status", "Delayed")
+            .is_ok());
         assert!(matches!(
             q.add_filter(ListKind::Commands, "InvokedBefore", "last week"),
             Err(FilterError::BadValue { .. })
@@ -234,8 +259,12 @@ mod tests {
             instance_id: InstanceId::parse("mi-0123456789abcdef0"),
             ..Default::default()
         };
-        q.add_filter(ListKind::Commands, "Status", "Pending").expect("ok");
-        assert_eq!(q.check(ListKind::Commands), Err(FilterError::PendingWithInstance));
+        q.add_filter(ListKind::Commands, "Status", "Pending")
+            .expect("ok");
+        assert_eq!(
+            q.check(ListKind::Commands),
+            Err(FilterError::PendingWithInstance)
+        );
         assert_eq!(q.check(ListKind::Invocations), Ok(()));
     }
 }

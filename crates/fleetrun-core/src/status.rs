@@ -333,7 +333,11 @@ pub struct CommandAggregate {
 ///
 /// `max_errors` is the resolved MaxErrors threshold (errors must *exceed* it to fail the command);
 /// `cancel_requested` is whether CancelCommand was called for the whole command.
-pub fn aggregate(counts: &StateCounts, max_errors: u32, cancel_requested: bool) -> CommandAggregate {
+pub fn aggregate(
+    counts: &StateCounts,
+    max_errors: u32,
+    cancel_requested: bool,
+) -> CommandAggregate {
     use InvocationState as S;
     let total = counts.total();
     let errors = counts.errors();
@@ -396,7 +400,11 @@ mod tests {
             (S::Pending, E::DeliveryFailed, Some(S::Delayed)),
             (S::InProgress, E::Finished(O::Success), Some(S::Success)),
             (S::InProgress, E::Finished(O::Failed), Some(S::Failed)),
-            (S::InProgress, E::Finished(O::TimedOut), Some(S::ExecutionTimedOut)),
+            (
+                S::InProgress,
+                E::Finished(O::TimedOut),
+                Some(S::ExecutionTimedOut),
+            ),
             (S::InProgress, E::Finished(O::Cancelled), Some(S::Cancelled)),
             (S::Cancelling, E::Finished(O::Cancelled), Some(S::Cancelled)),
             (S::Cancelling, E::Finished(O::Success), Some(S::Success)),
@@ -456,35 +464,158 @@ mod tests {
     fn command_aggregate_table() {
         // (counts, max_errors, cancel_requested, expected state, coarse status)
         let table: Vec<(StateCounts, u32, bool, CommandState, CommandStatus)> = vec![
-            (counts(&[]), 0, false, CommandState::NoInstancesInTag, CommandStatus::Success),
-            (counts(&[(S::Pending, 3)]), 0, false, CommandState::Pending, CommandStatus::Pending),
-            (counts(&[(S::Pending, 2), (S::InProgress, 1)]), 0, false, CommandState::InProgress, CommandStatus::InProgress),
-            (counts(&[(S::Delayed, 1)]), 0, false, CommandState::InProgress, CommandStatus::InProgress),
-            (counts(&[(S::Success, 2), (S::Pending, 1)]), 0, false, CommandState::InProgress, CommandStatus::InProgress),
-            (counts(&[(S::Success, 3)]), 0, false, CommandState::Success, CommandStatus::Success),
-            (counts(&[(S::Failed, 1)]), 0, false, CommandState::Failed, CommandStatus::Failed),
-            (counts(&[(S::ExecutionTimedOut, 1)]), 0, false, CommandState::ExecutionTimedOut, CommandStatus::TimedOut),
-            (counts(&[(S::DeliveryTimedOut, 1)]), 0, false, CommandState::DeliveryTimedOut, CommandStatus::TimedOut),
-            (counts(&[(S::Failed, 1), (S::ExecutionTimedOut, 1)]), 0, false, CommandState::Failed, CommandStatus::Failed),
+            (
+                counts(&[]),
+                0,
+                false,
+                CommandState::NoInstancesInTag,
+                CommandStatus::Success,
+            ),
+            (
+                counts(&[(S::Pending, 3)]),
+                0,
+                false,
+                CommandState::Pending,
+                CommandStatus::Pending,
+            ),
+            (
+                counts(&[(S::Pending, 2), (S::InProgress, 1)]),
+                0,
+                false,
+                CommandState::InProgress,
+                CommandStatus::InProgress,
+            ),
+            (
+                counts(&[(S::Delayed, 1)]),
+                0,
+                false,
+                CommandState::InProgress,
+                CommandStatus::InProgress,
+            ),
+            (
+                counts(&[(S::Success, 2), (S::Pending, 1)]),
+                0,
+                false,
+                CommandState::InProgress,
+                CommandStatus::InProgress,
+            ),
+            (
+                counts(&[(S::Success, 3)]),
+                0,
+                false,
+                CommandState::Success,
+                CommandStatus::Success,
+            ),
+            (
+                counts(&[(S::Failed, 1)]),
+                0,
+                false,
+                CommandState::Failed,
+                CommandStatus::Failed,
+            ),
+            (
+                counts(&[(S::ExecutionTimedOut, 1)]),
+                0,
+                false,
+                CommandState::ExecutionTimedOut,
+                CommandStatus::TimedOut,
+            ),
+            (
+                counts(&[(S::DeliveryTimedOut, 1)]),
+                0,
+                false,
+                CommandState::DeliveryTimedOut,
+                CommandStatus::TimedOut,
+            ),
+            (
+                counts(&[(S::Failed, 1), (S::ExecutionTimedOut, 1)]),
+                0,
+                false,
+                CommandState::Failed,
+                CommandStatus::Failed,
+            ),
             // Within the error budget with some success → Incomplete.
-            (counts(&[(S::Success, 4), (S::Failed, 1)]), 1, false, CommandState::Incomplete, CommandStatus::Failed),
-            (counts(&[(S::Success, 4), (S::DeliveryTimedOut, 1)]), 1, false, CommandState::Incomplete, CommandStatus::Failed),
+            (
+                counts(&[(S::Success, 4), (S::Failed, 1)]),
+                1,
+                false,
+                CommandState::Incomplete,
+                CommandStatus::Failed,
+            ),
+            (
+                counts(&[(S::Success, 4), (S::DeliveryTimedOut, 1)]),
+                1,
+                false,
+                CommandState::Incomplete,
+                CommandStatus::Failed,
+            ),
             // MaxErrors exceeded: the rest Terminated.
-            (counts(&[(S::Success, 1), (S::Failed, 2), (S::Terminated, 7)]), 1, false, CommandState::Failed, CommandStatus::Failed),
+            (
+                counts(&[(S::Success, 1), (S::Failed, 2), (S::Terminated, 7)]),
+                1,
+                false,
+                CommandState::Failed,
+                CommandStatus::Failed,
+            ),
             // Non-counting terminal states: all of them → Failed; with one success → Success (UG examples).
-            (counts(&[(S::Undeliverable, 5)]), 0, false, CommandState::Failed, CommandStatus::Failed),
-            (counts(&[(S::Undeliverable, 4), (S::Success, 1)]), 0, false, CommandState::Success, CommandStatus::Success),
-            (counts(&[(S::Failed, 1)]), 1, false, CommandState::Failed, CommandStatus::Failed),
+            (
+                counts(&[(S::Undeliverable, 5)]),
+                0,
+                false,
+                CommandState::Failed,
+                CommandStatus::Failed,
+            ),
+            (
+                counts(&[(S::Undeliverable, 4), (S::Success, 1)]),
+                0,
+                false,
+                CommandState::Success,
+                CommandStatus::Success,
+            ),
+            (
+                counts(&[(S::Failed, 1)]),
+                1,
+                false,
+                CommandState::Failed,
+                CommandStatus::Failed,
+            ),
             // Cancellation.
-            (counts(&[(S::Cancelling, 1), (S::Pending, 0)]), 0, true, CommandState::Cancelling, CommandStatus::Cancelling),
-            (counts(&[(S::Cancelled, 2)]), 0, true, CommandState::Cancelled, CommandStatus::Cancelled),
-            (counts(&[(S::Cancelled, 1), (S::Success, 1)]), 0, true, CommandState::Cancelled, CommandStatus::Cancelled),
+            (
+                counts(&[(S::Cancelling, 1), (S::Pending, 0)]),
+                0,
+                true,
+                CommandState::Cancelling,
+                CommandStatus::Cancelling,
+            ),
+            (
+                counts(&[(S::Cancelled, 2)]),
+                0,
+                true,
+                CommandState::Cancelled,
+                CommandStatus::Cancelled,
+            ),
+            (
+                counts(&[(S::Cancelled, 1), (S::Success, 1)]),
+                0,
+                true,
+                CommandState::Cancelled,
+                CommandStatus::Cancelled,
+            ),
             // Cancel requested but everything had already finished successfully.
-            (counts(&[(S::Success, 2)]), 0, true, CommandState::Success, CommandStatus::Success),
+            (
+                counts(&[(S::Success, 2)]),
+                0,
+                true,
+                CommandState::Success,
+                CommandStatus::Success,
+            ),
         ];
         for (c, max_errors, cancel, want, coarse) in table {
             let agg = aggregate(&c, max_errors, cancel);
-            assert_eq!(agg.state, want, "{c:?} max_errors={max_errors} cancel={cancel}");
+            assert_eq!(
+                agg.state, want,
+                "{c:?} max_errors={max_errors} cancel={cancel}"
+            );
             assert_eq!(agg.state.status(), coarse, "{want:?}");
         }
     }

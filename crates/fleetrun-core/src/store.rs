@@ -32,7 +32,12 @@ pub trait Store: Send + Sync + 'static {
     /// All registered nodes, ordered by id.
     async fn nodes(&self) -> CoreResult<Vec<Node>>;
     /// Records a heartbeat and, when given, fresh machine facts.
-    async fn touch_node(&self, id: &InstanceId, now: Millis, info: Option<NodeInfo>) -> CoreResult<()>;
+    async fn touch_node(
+        &self,
+        id: &InstanceId,
+        now: Millis,
+        info: Option<NodeInfo>,
+    ) -> CoreResult<()>;
 
     // ---- commands ----
     /// Stores the command and one Pending invocation per target in one transaction.
@@ -52,7 +57,11 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&PageKey>,
         limit: usize,
     ) -> CoreResult<Vec<Invocation>>;
-    async fn invocation(&self, command: &CommandId, node: &InstanceId) -> CoreResult<Option<Invocation>>;
+    async fn invocation(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+    ) -> CoreResult<Option<Invocation>>;
 
     // ---- lifecycle ----
     /// One agent poll: reconciles what the agent says it still holds (`known`), hands out pending work

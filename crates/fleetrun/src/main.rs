@@ -17,7 +17,12 @@ use fleetrun_store::SqliteStore;
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, env = "FLEETRUN_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLEETRUN_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Cmd,
@@ -84,7 +89,9 @@ struct AgentArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -155,7 +162,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("creating the local activation: {}", e.message()))?;
             Some(Activation { id, code })
         };
-        Some(AgentConfig::new(&endpoint, state_dir, activation, &args.region))
+        Some(AgentConfig::new(
+            &endpoint,
+            state_dir,
+            activation,
+            &args.region,
+        ))
     } else {
         None
     };
@@ -173,9 +185,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .context("registering the local node")?;
         local_id = Some(identity.instance_id.clone());
         let mut agent_stop = stop_rx.clone();
-        local_task = Some(tokio::spawn(fleetrun_agent::run(cfg, identity, async move {
-            let _ = agent_stop.wait_for(|s| *s).await;
-        })));
+        local_task = Some(tokio::spawn(fleetrun_agent::run(
+            cfg,
+            identity,
+            async move {
+                let _ = agent_stop.wait_for(|s| *s).await;
+            },
+        )));
     }
     print_banner(&endpoint, &args.region, &args.data_dir, local_id.as_deref());
 
