@@ -134,6 +134,25 @@ pub struct Delivery {
 pub struct Claim {
     pub runs: Vec<Delivery>,
     pub cancels: Vec<CommandId>,
+    /// Other nodes that received work because this poll moved a rollout forward.
+    pub wake: Vec<InstanceId>,
+}
+
+/// A stored command and the nodes its first release went to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub command: Command,
+    /// Nodes with work released to them now (the start of the ramp, not every target).
+    pub wake: Vec<InstanceId>,
+}
+
+/// The effect of an agent's report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Finished {
+    /// False when the invocation was already final (a duplicate or late report).
+    pub applied: bool,
+    /// Nodes with work released to them because this invocation finished.
+    pub wake: Vec<InstanceId>,
 }
 
 /// The agent's final report for one invocation. Times are durations; the server stamps the clock.

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::command::{Claim, Command, Invocation, NewCommand, Report};
+use crate::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
 use crate::error::CoreResult;
 use crate::ids::{ActivationId, CommandId, InstanceId};
 use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration};
@@ -14,7 +14,7 @@ use crate::query::{CommandQuery, PageKey};
 /// What happened to a CancelCommand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CancelOutcome {
-    /// Nodes whose agents must be told to stop a running script.
+    /// Nodes whose agents must be told to stop a running script, or that got work released.
     pub nodes_to_notify: Vec<InstanceId>,
 }
 
@@ -40,8 +40,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> CoreResult<()>;
 
     // ---- commands ----
-    /// Stores the command and one Pending invocation per target in one transaction.
-    async fn insert_command(&self, command: NewCommand) -> CoreResult<Command>;
+    /// Stores the command and one Pending invocation per target in one transaction, and releases
+    /// the first invocations of its rollout (see [`crate::rate::Rollout`]).
+    async fn insert_command(&self, command: NewCommand) -> CoreResult<Sent>;
     async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>>;
     /// One page of commands matching `query`, newest first, strictly after `after`.
     async fn list_commands(
@@ -73,8 +74,9 @@ pub trait Store: Send + Sync + 'static {
         known: &[CommandId],
         now: Millis,
     ) -> CoreResult<Claim>;
-    /// Applies an agent's final report. Returns false when the invocation was already final (duplicate).
-    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<bool>;
+    /// Applies an agent's final report (`applied` false when it was already final: a duplicate),
+    /// then moves the command's rollout on or, past MaxErrors, terminates what was never sent.
+    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<Finished>;
     /// CancelCommand, for all nodes or the given ones.
     async fn cancel(
         &self,
@@ -87,4 +89,14 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_due(&self, now: Millis) -> CoreResult<usize>;
     /// Deletes commands requested before `before` (retention). Returns how many were removed.
     async fn purge_before(&self, before: Millis) -> CoreResult<usize>;
+    /// Released invocations still Pending on nodes that have not polled since `silent_since` become
+    /// Delayed (they are delivered when the node is back). Returns nodes that got work meanwhile.
+    async fn mark_unreachable(
+        &self,
+        silent_since: Millis,
+        now: Millis,
+    ) -> CoreResult<Vec<InstanceId>>;
+    /// Removes a node: its undelivered invocations become Undeliverable, its credentials stop
+    /// working. Unknown node → `UnknownInstance`. Returns nodes that got work meanwhile.
+    async fn deregister_node(&self, node: &InstanceId, now: Millis) -> CoreResult<Vec<InstanceId>>;
 }

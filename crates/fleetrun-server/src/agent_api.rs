@@ -145,6 +145,9 @@ async fn poll(
             .store
             .claim(&node, &req.session_id, &known, now_millis())
             .await?;
+        for other in &claim.wake {
+            st.notifier.wake(other.as_str());
+        }
         if !claim.runs.is_empty() || !claim.cancels.is_empty() {
             let mut messages: Vec<AgentMessage> = claim
                 .cancels
@@ -201,7 +204,7 @@ async fn result(
     let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {
         ApiError::InvalidCommandId(format!("Command id '{}' is not valid.", report.command_id))
     })?;
-    let applied = st
+    let finished = st
         .store
         .finish(
             &node,
@@ -227,6 +230,10 @@ async fn result(
             now_millis(),
         )
         .await?;
+    for other in &finished.wake {
+        st.notifier.wake(other.as_str());
+    }
+    let applied = finished.applied;
     tracing::info!(instance_id = %node, command_id = %command_id, outcome = ?report.outcome, applied, "result reported");
     Ok(Json(ResultAck { applied }))
 }

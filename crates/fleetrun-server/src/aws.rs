@@ -55,6 +55,9 @@ async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Respons
         "CreateActivation" => call(state, body, ops::activations::create_activation).await,
         "DescribeActivations" => call(state, body, ops::activations::describe_activations).await,
         "DeleteActivation" => call(state, body, ops::activations::delete_activation).await,
+        "DeregisterManagedInstance" => {
+            call(state, body, ops::deregister::deregister_managed_instance).await
+        }
         "DescribeInstanceInformation" => {
             call(state, body, ops::instances::describe_instance_information).await
         }

@@ -358,6 +358,14 @@ pub struct DescribeInstanceInformationResult {
     pub next_token: Option<String>,
 }
 
+// ---------------------------------------------------------------- DeregisterManagedInstance
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeregisterManagedInstanceRequest {
+    pub instance_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 pub mod activations;
 pub mod cancel;
+pub mod deregister;
 pub mod get_invocation;
 pub mod instances;
 pub mod list;

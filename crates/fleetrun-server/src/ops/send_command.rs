@@ -282,10 +282,11 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
         plan,
         targets: targets.clone(),
     };
-    let command = st.store.insert_command(new).await?;
-    for id in &targets {
+    let sent = st.store.insert_command(new).await?;
+    for id in &sent.wake {
         st.notifier.wake(id.as_str());
     }
+    let command = sent.command;
     tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, "command sent");
     Ok(SendCommandResult {
         command: convert::command(&command),

@@ -17,6 +17,7 @@ use fleetrun_core::CoreError;
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Connection, Row, TransactionBehavior};
 
+use super::lifecycle::with_transitions;
 use super::{command_id, instance_id, invocation_state, to_i64, Error, Result};
 
 /// The columns [`command_from_row`] decodes, in order (the table is aliased `c`).
@@ -99,6 +100,7 @@ fn insert_rows(
     tx: &Connection,
     cmd: &NewCommand,
     state: InvocationState,
+    released: bool,
 ) -> Result<(i64, StateCounts, bool)> {
     let n = u32::try_from(cmd.targets.len())
         .map_err(|_| CoreError::Store(format!("{} targets is too many", cmd.targets.len())))?;
@@ -110,11 +112,24 @@ fn insert_rows(
         InvocationState::Cancelling | InvocationState::Cancelled
     ) && n > 0;
     let agg = aggregate(&counts, cmd.error_budget, cancel_requested);
+    // A sent command starts unreleased: its rollout releases it. Seeded ones count as released,
+    // acknowledged unless Pending, settled when terminal.
+    let (rel, acked, settled) = if released {
+        let acked = if state == InvocationState::Pending {
+            0
+        } else {
+            n
+        };
+        (n, acked, if state.is_terminal() { n } else { 0 })
+    } else {
+        (0, 0, 0)
+    };
     tx.prepare_cached(
         "INSERT INTO commands (command_id, requested_at, expires_at, document_name, document_version,
              comment, timeout_seconds, max_concurrency, max_errors, error_budget, echo_json, plan_json,
-             counts_json, cancel_requested, status, status_details, terminal)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             counts_json, cancel_requested, status, status_details, terminal, released, acked, settled)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19, ?20)",
     )?
     .execute(params![
         cmd.id.as_str(),
@@ -134,6 +149,9 @@ fn insert_rows(
         agg.state.status().as_str(),
         agg.state.as_str(),
         agg.state.is_terminal(),
+        rel,
+        acked,
+        settled,
     ])?;
     let seq = tx.last_insert_rowid();
 
@@ -150,8 +168,8 @@ fn insert_rows(
     };
     let mut insert = tx.prepare_cached(
         "INSERT INTO invocations (command_seq, command_id, instance_id, requested_at, document_name,
-             state, status, response_code, started_at, ended_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             state, status, response_code, started_at, ended_at, released)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for target in &cmd.targets {
         insert.execute(params![
@@ -165,18 +183,22 @@ fn insert_rows(
             response_code,
             started_at,
             ended_at,
+            released,
         ])?;
     }
     Ok((seq, counts, cancel_requested))
 }
 
-/// SendCommand's write: the command and its Pending invocations, atomically.
-pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<Command> {
+/// SendCommand's write: the command and its Pending invocations, and the first release of its
+/// rollout, atomically. Returns the command as stored and the nodes that received work.
+pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command, Vec<InstanceId>)> {
     reject_duplicate_targets(&cmd.targets)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (seq, counts, cancel_requested) = insert_rows(&tx, &cmd, InvocationState::Pending)?;
-    tx.commit()?;
-    Ok(Command {
+    let ((seq, counts, cancel_requested), wake) = with_transitions(conn, |tx, tr| {
+        let inserted = insert_rows(tx, &cmd, InvocationState::Pending, false)?;
+        tr.touch(tx, inserted.0)?;
+        Ok(inserted)
+    })?;
+    let command = Command {
         seq,
         id: cmd.id,
         requested_at: cmd.requested_at,
@@ -192,7 +214,8 @@ pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<Command> 
         plan: cmd.plan,
         counts,
         cancel_requested,
-    })
+    };
+    Ok((command, wake))
 }
 
 /// Many commands in one transaction, each with all its invocations in the given state.
@@ -203,7 +226,7 @@ pub(crate) fn insert_bulk(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (cmd, state) in &cmds {
         reject_duplicate_targets(&cmd.targets)?;
-        insert_rows(&tx, cmd, state.unwrap_or(InvocationState::Pending))?;
+        insert_rows(&tx, cmd, state.unwrap_or(InvocationState::Pending), true)?;
     }
     tx.commit()?;
     Ok(())

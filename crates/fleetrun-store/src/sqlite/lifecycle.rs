@@ -11,9 +11,10 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Claim, Delivery, Report, StepResult};
+use fleetrun_core::command::{Claim, Delivery, Finished, Report, StepResult};
 use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::rate::Rollout;
 use fleetrun_core::status::{aggregate, transition, InvocationEvent, InvocationState, StateCounts};
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::CoreError;
@@ -28,19 +29,26 @@ pub(crate) struct InvocationRef {
     pub(crate) command_id: String,
     pub(crate) instance_id: String,
     pub(crate) state: InvocationState,
+    /// Released to its node by the rollout (see `rollout`).
+    pub(crate) released: bool,
 }
 
 /// A touched command's counters, loaded once per transaction and written back on commit.
-struct Tally {
-    counts: StateCounts,
-    error_budget: u32,
-    cancel_requested: bool,
+pub(crate) struct Tally {
+    pub(crate) counts: StateCounts,
+    pub(crate) error_budget: u32,
+    pub(crate) cancel_requested: bool,
+    pub(crate) max_concurrency: String,
+    /// `total` and `concurrency` are filled in when the rollout advances.
+    pub(crate) rollout: Rollout,
 }
 
 /// Invocation transitions applied within one transaction, and the aggregates they change.
 #[derive(Default)]
 pub(crate) struct Transitions {
-    touched: HashMap<i64, Tally>,
+    pub(crate) touched: HashMap<i64, Tally>,
+    /// Nodes that received released work in this transaction.
+    pub(crate) wake: Vec<String>,
 }
 
 impl Transitions {
@@ -48,15 +56,38 @@ impl Transitions {
         match self.touched.entry(seq) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => {
-                let (counts_json, error_budget, cancel_requested): (String, u32, bool) = tx
+                let (counts_json, error_budget, cancel_requested, max_concurrency, rollout): (
+                    String,
+                    u32,
+                    bool,
+                    String,
+                    Rollout,
+                ) = tx
                     .prepare_cached(
-                        "SELECT counts_json, error_budget, cancel_requested FROM commands WHERE seq = ?1",
+                        "SELECT counts_json, error_budget, cancel_requested, max_concurrency,
+                             released, acked, settled
+                         FROM commands WHERE seq = ?1",
                     )?
-                    .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    .query_row([seq], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            Rollout {
+                                released: r.get(4)?,
+                                acked: r.get(5)?,
+                                settled: r.get(6)?,
+                                ..Rollout::default()
+                            },
+                        ))
+                    })?;
                 Ok(e.insert(Tally {
                     counts: serde_json::from_str(&counts_json)?,
                     error_budget,
                     cancel_requested,
+                    max_concurrency,
+                    rollout,
                 }))
             }
         }
@@ -88,8 +119,22 @@ impl Transitions {
         if changed == 0 {
             return Ok(None);
         }
-        self.tally(tx, inv.command_seq)?.counts.shift(inv.state, to);
+        let tally = self.tally(tx, inv.command_seq)?;
+        tally.counts.shift(inv.state, to);
+        if inv.released {
+            if inv.state == InvocationState::Pending {
+                tally.rollout.acked += 1;
+            }
+            if !inv.state.is_terminal() && to.is_terminal() {
+                tally.rollout.settled += 1;
+            }
+        }
         Ok(Some(to))
+    }
+
+    /// Loads a command into this transaction so its rollout advances on commit (a new command).
+    pub(crate) fn touch(&mut self, tx: &Connection, command_seq: i64) -> Result<()> {
+        self.tally(tx, command_seq).map(|_| ())
     }
 
     /// Records that CancelCommand was called for the whole command.
@@ -98,14 +143,19 @@ impl Transitions {
         Ok(())
     }
 
-    /// Rewrites counts, status, status details and the terminal flag of every touched command.
-    fn flush(self, tx: &Connection) -> Result<()> {
+    /// Advances every touched command's rollout, then rewrites counts, rollout counters, status,
+    /// status details and the terminal flag. Returns the nodes that received work.
+    fn flush(mut self, tx: &Connection) -> Result<Vec<InstanceId>> {
+        let seqs: Vec<i64> = self.touched.keys().copied().collect();
+        for seq in seqs {
+            self.advance(tx, seq)?;
+        }
         let mut update = tx.prepare_cached(
             "UPDATE commands SET counts_json = ?1, cancel_requested = ?2, status = ?3,
-                 status_details = ?4, terminal = ?5
-             WHERE seq = ?6",
+                 status_details = ?4, terminal = ?5, released = ?6, acked = ?7, settled = ?8
+             WHERE seq = ?9",
         )?;
-        for (seq, tally) in self.touched {
+        for (seq, tally) in &self.touched {
             let agg = aggregate(&tally.counts, tally.error_budget, tally.cancel_requested);
             update.execute(params![
                 serde_json::to_string(&tally.counts)?,
@@ -113,25 +163,34 @@ impl Transitions {
                 agg.state.status().as_str(),
                 agg.state.as_str(),
                 agg.state.is_terminal(),
+                tally.rollout.released,
+                tally.rollout.acked,
+                tally.rollout.settled,
                 seq,
             ])?;
         }
-        Ok(())
+        let mut seen = HashSet::new();
+        self.wake
+            .into_iter()
+            .filter(|n| seen.insert(n.clone()))
+            .map(|n| instance_id(&n))
+            .collect()
     }
 }
 
-/// Runs `f` in one write transaction with a fresh [`Transitions`], then writes the touched
-/// aggregates and commits. An error anywhere rolls everything back.
+/// Runs `f` in one write transaction with a fresh [`Transitions`], then advances the touched
+/// rollouts, writes their aggregates and commits. An error anywhere rolls everything back.
+/// Returns `f`'s result and the nodes that received released work.
 pub(crate) fn with_transitions<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Transaction<'_>, &mut Transitions) -> Result<T>,
-) -> Result<T> {
+) -> Result<(T, Vec<InstanceId>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut transitions = Transitions::default();
     let out = f(&tx, &mut transitions)?;
-    transitions.flush(&tx)?;
+    let wake = transitions.flush(&tx)?;
     tx.commit()?;
-    Ok(out)
+    Ok((out, wake))
 }
 
 /// An invocation this node holds or may receive, with what a delivery needs.
@@ -158,16 +217,18 @@ impl NodeWork {
 /// `INDEXED BY`: the planner would otherwise walk the node's whole history in
 /// `invocations_by_node` to avoid a sort; the live rows are few, so sorting them is cheap.
 const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json
+        i.cancel_sent, c.document_name, c.plan_json, i.released
      FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ?1 AND i.state IN ('InProgress', 'Cancelling') AND c.expires_at > ?2
      ORDER BY i.requested_at, i.command_seq";
 
-/// This node's invocations waiting for delivery (Pending/Delayed) of unexpired commands, oldest first.
+/// This node's invocations released to it and waiting for delivery (Pending/Delayed) of unexpired
+/// commands, oldest first.
 const WAITING_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json
+        i.cancel_sent, c.document_name, c.plan_json, i.released
      FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
-     WHERE i.instance_id = ?1 AND i.state IN ('Pending', 'Delayed') AND c.expires_at > ?2
+     WHERE i.instance_id = ?1 AND i.state IN ('Pending', 'Delayed') AND i.released = 1
+       AND c.expires_at > ?2
      ORDER BY i.requested_at, i.command_seq";
 
 /// Runs [`HELD_SQL`] or [`WAITING_SQL`] for `node`.
@@ -183,6 +244,7 @@ fn node_work(tx: &Connection, sql: &str, node: &InstanceId, now: Millis) -> Resu
                 command_id: r.get(1)?,
                 instance_id: node.as_str().to_string(),
                 state: invocation_state(&state)?,
+                released: r.get(7)?,
             },
             delivered_session: r.get(3)?,
             cancel_sent: r.get(4)?,
@@ -207,7 +269,7 @@ pub(crate) fn claim(
     now: Millis,
 ) -> Result<Claim> {
     let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
-    with_transitions(conn, |tx, tr| {
+    let (mut claim, wake) = with_transitions(conn, |tx, tr| {
         tx.prepare_cached("UPDATE nodes SET last_ping_at = ?2 WHERE instance_id = ?1")?
             .execute(params![node.as_str(), now])?;
         let mut claim = Claim::default();
@@ -255,7 +317,10 @@ pub(crate) fn claim(
             claim.runs.push(work.delivery()?);
         }
         Ok(claim)
-    })
+    })?;
+    // This poll's own node never needs a wake-up: it is being answered.
+    claim.wake = wake.into_iter().filter(|n| n != node).collect();
+    Ok(claim)
 }
 
 /// An agent's final report. Ok(false) when the invocation had already left InProgress/Cancelling.
@@ -264,17 +329,18 @@ pub(crate) fn finish(
     node: &InstanceId,
     report: &Report,
     now: Millis,
-) -> Result<bool> {
-    with_transitions(conn, |tx, tr| {
-        let found: Option<(i64, String)> = tx
+) -> Result<Finished> {
+    let (applied, wake) = with_transitions(conn, |tx, tr| {
+        let found: Option<(i64, String, bool)> = tx
             .prepare_cached(
-                "SELECT command_seq, state FROM invocations WHERE command_id = ?1 AND instance_id = ?2",
+                "SELECT command_seq, state, released FROM invocations
+                 WHERE command_id = ?1 AND instance_id = ?2",
             )?
             .query_row(params![report.command_id.as_str(), node.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
-        let Some((command_seq, state)) = found else {
+        let Some((command_seq, state, released)) = found else {
             return Err(CoreError::NoSuchInvocation(
                 report.command_id.to_string(),
                 node.to_string(),
@@ -286,6 +352,7 @@ pub(crate) fn finish(
             command_id: report.command_id.as_str().to_string(),
             instance_id: node.as_str().to_string(),
             state: invocation_state(&state)?,
+            released,
         };
         if tr
             .apply(tx, &inv, InvocationEvent::Finished(report.outcome))?
@@ -323,21 +390,22 @@ pub(crate) fn finish(
             serde_json::to_string(&steps)?,
         ])?;
         Ok(true)
-    })
+    })?;
+    Ok(Finished { applied, wake })
 }
 
 /// Every invocation of one command, in node order.
-fn command_invocations(
+pub(crate) fn command_invocations(
     tx: &Connection,
     command_seq: i64,
     only_live: bool,
 ) -> Result<Vec<InvocationRef>> {
     let sql = if only_live {
-        "SELECT command_id, instance_id, state FROM invocations
+        "SELECT command_id, instance_id, state, released FROM invocations
          WHERE command_seq = ?1 AND state IN ('Pending', 'InProgress', 'Delayed', 'Cancelling')
          ORDER BY instance_id"
     } else {
-        "SELECT command_id, instance_id, state FROM invocations WHERE command_seq = ?1
+        "SELECT command_id, instance_id, state, released FROM invocations WHERE command_seq = ?1
          ORDER BY instance_id"
     };
     let mut stmt = tx.prepare_cached(sql)?;
@@ -350,6 +418,7 @@ fn command_invocations(
             command_id: r.get(0)?,
             instance_id: r.get(1)?,
             state: invocation_state(&state)?,
+            released: r.get(3)?,
         });
     }
     Ok(out)
@@ -368,7 +437,7 @@ pub(crate) fn cancel(
     nodes: Option<&[InstanceId]>,
     _now: Millis,
 ) -> Result<CancelOutcome> {
-    with_transitions(conn, |tx, tr| {
+    let (mut outcome, wake) = with_transitions(conn, |tx, tr| {
         let found: Option<(i64, bool)> = tx
             .prepare_cached("SELECT seq, terminal FROM commands WHERE command_id = ?1")?
             .query_row([command.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -408,7 +477,9 @@ pub(crate) fn cancel(
             }
         }
         Ok(outcome)
-    })
+    })?;
+    outcome.nodes_to_notify.extend(wake);
+    Ok(outcome)
 }
 
 /// Unfinished commands whose ExpiresAfter has passed (index `commands_by_expiry`).
@@ -418,7 +489,7 @@ const EXPIRED_SQL: &str =
 /// ExpiresAfter passed: every invocation still waiting or running becomes DeliveryTimedOut (a
 /// Cancelling one becomes Cancelled). Returns how many invocations changed.
 pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<usize> {
-    with_transitions(conn, |tx, tr| {
+    let (changed, _wake) = with_transitions(conn, |tx, tr| {
         let due: Vec<i64> = {
             let mut stmt = tx.prepare_cached(EXPIRED_SQL)?;
             let rows = stmt.query_map([now], |r| r.get(0))?;
@@ -433,7 +504,8 @@ pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<usize> {
             }
         }
         Ok(changed)
-    })
+    })?;
+    Ok(changed)
 }
 
 /// Retention: deletes commands requested before `before`; their invocations go with them.

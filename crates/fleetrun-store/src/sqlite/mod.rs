@@ -11,6 +11,7 @@
 mod activations;
 mod commands;
 mod lifecycle;
+mod rollout;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Claim, Command, Invocation, NewCommand, Report};
+use fleetrun_core::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
@@ -307,8 +308,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_command(&self, command: NewCommand) -> CoreResult<Command> {
-        self.write(move |c| commands::insert(c, command)).await
+    async fn insert_command(&self, command: NewCommand) -> CoreResult<Sent> {
+        let (command, wake) = self.write(move |c| commands::insert(c, command)).await?;
+        Ok(Sent { command, wake })
     }
 
     async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>> {
@@ -365,7 +367,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<bool> {
+    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<Finished> {
         let node = node.clone();
         self.write(move |c| lifecycle::finish(c, &node, &report, now))
             .await
@@ -390,5 +392,23 @@ impl Store for SqliteStore {
     async fn purge_before(&self, before: Millis) -> CoreResult<usize> {
         self.write(move |c| lifecycle::purge_before(c, before))
             .await
+    }
+
+    async fn mark_unreachable(
+        &self,
+        silent_since: Millis,
+        _now: Millis,
+    ) -> CoreResult<Vec<InstanceId>> {
+        self.write(move |c| rollout::mark_unreachable(c, silent_since))
+            .await
+    }
+
+    async fn deregister_node(
+        &self,
+        node: &InstanceId,
+        _now: Millis,
+    ) -> CoreResult<Vec<InstanceId>> {
+        let node = node.clone();
+        self.write(move |c| rollout::deregister(c, &node)).await
     }
 }

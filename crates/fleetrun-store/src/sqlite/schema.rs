@@ -105,7 +105,23 @@ CREATE TABLE node_tags (
 CREATE INDEX node_tags_by_tag ON node_tags (key, value);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: rate control. Invocations are released to their nodes by the rollout (MaxConcurrency
+/// ramp); the command row keeps the rollout's counters. Rows from version 1 count as released.
+const V2: &str = r#"
+ALTER TABLE invocations ADD COLUMN released INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE commands ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE commands ADD COLUMN acked    INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE commands ADD COLUMN settled  INTEGER NOT NULL DEFAULT 0;
+UPDATE commands SET
+    released = (SELECT count(*) FROM invocations i WHERE i.command_seq = commands.seq),
+    acked    = (SELECT count(*) FROM invocations i WHERE i.command_seq = commands.seq
+                AND i.state <> 'Pending'),
+    settled  = (SELECT count(*) FROM invocations i WHERE i.command_seq = commands.seq
+                AND i.state NOT IN ('Pending', 'InProgress', 'Delayed', 'Cancelling'));
+CREATE INDEX invocations_by_release ON invocations (command_seq, released, instance_id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {

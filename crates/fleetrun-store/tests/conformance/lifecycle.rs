@@ -94,7 +94,7 @@ pub async fn check_claim(store: &dyn Store) {
     // An expired command is not handed out.
     let mut late = new_command(T0 + 3, "AWS-RunShellScript", &[node(3)]);
     late.expires_at = T0 + 100;
-    let late = store.insert_command(late).await.expect("insert");
+    let late = store.insert_command(late).await.expect("insert").command;
     let claim = store
         .claim(&node(3), "s", &[], T0 + 100)
         .await
@@ -117,7 +117,8 @@ pub async fn check_finish(store: &dyn Store) {
             T0 + 5,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     assert!(!early);
     assert_eq!(
         invocation_state(store, &a.id, &node(1)).await,
@@ -133,10 +134,13 @@ pub async fn check_finish(store: &dyn Store) {
         .await
         .expect("claim");
     let now = T0 + 10_000;
-    assert!(store
-        .finish(&node(1), report(&a.id, ExecutionOutcome::Success, 0), now)
-        .await
-        .expect("finish"));
+    assert!(
+        store
+            .finish(&node(1), report(&a.id, ExecutionOutcome::Success, 0), now)
+            .await
+            .expect("finish")
+            .applied
+    );
     let inv = store
         .invocation(&a.id, &node(1))
         .await
@@ -154,10 +158,13 @@ pub async fn check_finish(store: &dyn Store) {
     assert_eq!(step.exit_code, 0);
     assert_eq!(state_of(store, &a.id).await, CommandState::InProgress);
 
-    assert!(store
-        .finish(&node(2), report(&a.id, ExecutionOutcome::Failed, 3), now)
-        .await
-        .expect("finish"));
+    assert!(
+        store
+            .finish(&node(2), report(&a.id, ExecutionOutcome::Failed, 3), now)
+            .await
+            .expect("finish")
+            .applied
+    );
     let inv = store
         .invocation(&a.id, &node(2))
         .await
@@ -175,14 +182,17 @@ pub async fn check_finish(store: &dyn Store) {
     );
 
     // Duplicate / late reports change nothing.
-    assert!(!store
-        .finish(
-            &node(1),
-            report(&a.id, ExecutionOutcome::Failed, 9),
-            now + 1
-        )
-        .await
-        .expect("finish"));
+    assert!(
+        !store
+            .finish(
+                &node(1),
+                report(&a.id, ExecutionOutcome::Failed, 9),
+                now + 1
+            )
+            .await
+            .expect("finish")
+            .applied
+    );
     let inv = store
         .invocation(&a.id, &node(1))
         .await
@@ -215,14 +225,17 @@ pub async fn check_finish(store: &dyn Store) {
     // An execution timeout reported by the agent.
     let t = insert(store, T0 + 1, "AWS-RunShellScript", &[node(4)]).await;
     store.claim(&node(4), "s4", &[], now).await.expect("claim");
-    assert!(store
-        .finish(
-            &node(4),
-            report(&t.id, ExecutionOutcome::TimedOut, 137),
-            now
-        )
-        .await
-        .expect("finish"));
+    assert!(
+        store
+            .finish(
+                &node(4),
+                report(&t.id, ExecutionOutcome::TimedOut, 137),
+                now
+            )
+            .await
+            .expect("finish")
+            .applied
+    );
     assert_eq!(
         state_of(store, &t.id).await,
         CommandState::ExecutionTimedOut
@@ -301,14 +314,17 @@ pub async fn check_cancel(store: &dyn Store) {
     let out = store.cancel(&r.id, None, now + 3).await.expect("cancel");
     assert!(out.nodes_to_notify.is_empty());
 
-    assert!(store
-        .finish(
-            &node(3),
-            report(&r.id, ExecutionOutcome::Cancelled, 137),
-            now + 4
-        )
-        .await
-        .expect("finish"));
+    assert!(
+        store
+            .finish(
+                &node(3),
+                report(&r.id, ExecutionOutcome::Cancelled, 137),
+                now + 4
+            )
+            .await
+            .expect("finish")
+            .applied
+    );
     assert_eq!(
         invocation_state(store, &r.id, &node(3)).await,
         InvocationState::Cancelled
@@ -321,7 +337,8 @@ pub async fn check_cancel(store: &dyn Store) {
         .cancel(&s.id, Some(&[node(5)]), now)
         .await
         .expect("cancel");
-    assert!(out.nodes_to_notify.is_empty());
+    // Node 5 held the first release; its cancellation moves the rollout on to node 6.
+    assert_eq!(out.nodes_to_notify, vec![node(6)]);
     assert_eq!(
         invocation_state(store, &s.id, &node(5)).await,
         InvocationState::Cancelled
@@ -339,7 +356,7 @@ pub async fn check_cancel(store: &dyn Store) {
 pub async fn check_expiry(store: &dyn Store) {
     let mut a = new_command(T0, "AWS-RunShellScript", &[node(1), node(2), node(3)]);
     a.expires_at = T0 + HOUR;
-    let a = store.insert_command(a).await.expect("insert");
+    let a = store.insert_command(a).await.expect("insert").command;
     store
         .claim(&node(1), "s1", &[], T0 + 10)
         .await
@@ -355,7 +372,8 @@ pub async fn check_expiry(store: &dyn Store) {
             T0 + 20,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     let b = insert(store, T0, "AWS-RunShellScript", &[node(4)]).await; // expires at T0 + 2h
 
     assert_eq!(store.expire_due(T0 + HOUR - 1).await.expect("expire"), 0);
@@ -385,14 +403,17 @@ pub async fn check_expiry(store: &dyn Store) {
     // Idempotent.
     assert_eq!(store.expire_due(T0 + HOUR).await.expect("expire"), 0);
     // A late report for an expired invocation is ignored.
-    assert!(!store
-        .finish(
-            &node(1),
-            report(&a.id, ExecutionOutcome::Success, 0),
-            T0 + HOUR + 1
-        )
-        .await
-        .expect("finish"));
+    assert!(
+        !store
+            .finish(
+                &node(1),
+                report(&a.id, ExecutionOutcome::Success, 0),
+                T0 + HOUR + 1
+            )
+            .await
+            .expect("finish")
+            .applied
+    );
 
     // A cancel the agent never confirmed counts as done at expiry.
     store
@@ -416,7 +437,7 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
         &[node(1), node(2), node(3), node(4)],
     );
     c.error_budget = 5;
-    let c = store.insert_command(c).await.expect("insert");
+    let c = store.insert_command(c).await.expect("insert").command;
     for n in 1..=3 {
         store
             .claim(&node(n), "s", &[], T0 + 1)
@@ -430,11 +451,13 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 2,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     store
         .finish(&node(2), report(&c.id, ExecutionOutcome::Failed, 1), T0 + 2)
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     let cmd = command(store, &c.id).await;
     assert_eq!(cmd.counts.get(InvocationState::Success), 1);
     assert_eq!(cmd.counts.get(InvocationState::Failed), 1);
@@ -465,7 +488,8 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 3,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     store
         .claim(&node(4), "s", &[], T0 + 4)
         .await
@@ -477,7 +501,8 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 5,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     let agg = command(store, &c.id).await.aggregate();
     assert_eq!(agg.state, CommandState::Incomplete);
     assert_eq!((agg.completed_count, agg.error_count), (4, 1));
@@ -500,7 +525,8 @@ pub async fn check_concurrent_agents(store: &dyn Store) {
                     T0 + 200,
                 )
                 .await
-                .expect("finish");
+                .expect("finish")
+                .applied;
             assert!(applied);
         }
         claim.runs.len()
@@ -527,7 +553,8 @@ pub async fn check_durable_write(store: &dyn Store) -> CommandId {
             T0 + 2,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     store
         .create_activation(activation(3, T0 + HOUR, "code"))
         .await

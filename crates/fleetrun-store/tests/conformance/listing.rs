@@ -184,7 +184,8 @@ pub async fn check_filters(store: &dyn Store) {
     let done = store
         .finish(&node(3), report(&ok.id, ExecutionOutcome::Success, 0), now)
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     assert!(done);
     // Failed.
     let failed = insert(store, T0 + 3_000, "AWS-RunShellScript", &[node(4)]).await;
@@ -196,7 +197,8 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     // Cancelled while pending.
     let cancelled = insert(store, T0 + 4_000, "AWS-RunShellScript", &[node(5)]).await;
     store
@@ -206,13 +208,17 @@ pub async fn check_filters(store: &dyn Store) {
     // Delivery timed out.
     let mut expiring = new_command(T0 + 5_000, "AWS-RunShellScript", &[node(6)]);
     expiring.expires_at = T0 + 6_000;
-    let expiring = store.insert_command(expiring).await.expect("insert");
+    let expiring = store
+        .insert_command(expiring)
+        .await
+        .expect("insert")
+        .command;
     assert_eq!(store.expire_due(now).await.expect("expire"), 1);
     // Incomplete: one success, one failure within a budget of one error.
     let mut mixed = new_command(T0 + 6_000, "Custom-Doc", &[node(7), node(8)]);
     mixed.error_budget = 1;
     mixed.max_errors = "1".into();
-    let mixed = store.insert_command(mixed).await.expect("insert");
+    let mixed = store.insert_command(mixed).await.expect("insert").command;
     store.claim(&node(7), "s7", &[], now).await.expect("claim");
     store.claim(&node(8), "s8", &[], now).await.expect("claim");
     store
@@ -222,7 +228,8 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     store
         .finish(
             &node(8),
@@ -230,7 +237,8 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
 
     assert_eq!(state_of(store, &pending.id).await, CommandState::Pending);
     assert_eq!(state_of(store, &running.id).await, CommandState::InProgress);
@@ -367,7 +375,8 @@ pub async fn check_instance_filter(store: &dyn Store) {
             T0 + 20,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
     // The command's status, not the invocation's: `a` is still running on node 2.
     let mut q = on(1);
     q.stage = Some(ExecutionStage::Executing);
@@ -399,6 +408,19 @@ pub async fn check_list_invocations(store: &dyn Store) {
     )
     .await;
     let b = insert(store, T0 + 1_000, "Custom-Doc", &[node(2)]).await;
+    // The rollout releases `a` to node 1 first; its delivery releases nodes 2 and 3.
+    store
+        .claim(&node(1), "s", &[], T0 + 1_500)
+        .await
+        .expect("claim");
+    store
+        .finish(
+            &node(1),
+            report(&a.id, ExecutionOutcome::Success, 0),
+            T0 + 1_600,
+        )
+        .await
+        .expect("finish");
     store
         .claim(&node(2), "s", &[], T0 + 2_000)
         .await
@@ -410,7 +432,8 @@ pub async fn check_list_invocations(store: &dyn Store) {
             T0 + 3_000,
         )
         .await
-        .expect("finish");
+        .expect("finish")
+        .applied;
 
     let all = store
         .list_invocations(&CommandQuery::default(), None, 100)
@@ -467,10 +490,7 @@ pub async fn check_list_invocations(store: &dyn Store) {
     let mut q = CommandQuery::default();
     q.add_filter(ListKind::Invocations, "Status", "Pending")
         .expect("filter");
-    assert_eq!(
-        inv_ids(q).await,
-        vec![(a.id.clone(), node(3)), (a.id.clone(), node(1))]
-    );
+    assert_eq!(inv_ids(q).await, vec![(a.id.clone(), node(3))]);
     let mut q = CommandQuery::default();
     q.add_filter(ListKind::Invocations, "Status", "Failed")
         .expect("filter");

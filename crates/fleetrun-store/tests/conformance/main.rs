@@ -5,11 +5,13 @@
 mod activations;
 mod lifecycle;
 mod listing;
+mod rollout;
 mod support;
 
 pub use activations::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use rollout::*;
 
 mod sqlite {
     use fleetrun_store::SqliteStore;
@@ -45,6 +47,10 @@ mod sqlite {
         check_activations,
         check_purge,
         check_concurrent_agents,
+        check_ramp,
+        check_max_errors,
+        check_unreachable_then_back,
+        check_deregister,
     );
 
     #[tokio::test]

@@ -86,6 +86,7 @@ pub(crate) async fn insert(
         .insert_command(new_command(at, doc, targets))
         .await
         .expect("insert command")
+        .command
 }
 
 pub(crate) async fn command(store: &dyn Store, id: &CommandId) -> Command {

@@ -1,0 +1,141 @@
+//! Rate control and reachability: releasing a command's invocations to their nodes under the
+//! MaxConcurrency ramp, terminating what was never sent once MaxErrors is exceeded, marking work for
+//! silent nodes Delayed, and deregistering nodes (their undelivered work becomes Undeliverable).
+//!
+//! The arithmetic lives in `fleetrun_core::rate`; this module only reads and writes rows. It runs
+//! inside the same transaction as the transition that triggered it (see `lifecycle::Transitions`).
+
+use fleetrun_core::clock::Millis;
+use fleetrun_core::ids::InstanceId;
+use fleetrun_core::rate::{error_budget_exceeded, Limit};
+use fleetrun_core::status::{InvocationEvent, InvocationState};
+use fleetrun_core::CoreError;
+use rusqlite::{params, Connection};
+
+use super::lifecycle::{with_transitions, InvocationRef, Transitions};
+use super::{invocation_state, Result};
+
+/// Invocations of one command not yet delivered (Pending/Delayed), released or not, in node order.
+const UNDELIVERED_SQL: &str = "SELECT command_id, instance_id, state, released FROM invocations
+     WHERE command_seq = ?1 AND state IN ('Pending', 'Delayed') ORDER BY instance_id";
+
+/// The next unreleased invocations of one command (index `invocations_by_release`).
+const NEXT_SQL: &str = "SELECT instance_id FROM invocations
+     WHERE command_seq = ?1 AND released = 0 AND state = 'Pending'
+     ORDER BY instance_id LIMIT ?2";
+
+fn invocation_refs(
+    tx: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    seq: Option<i64>,
+) -> Result<Vec<InvocationRef>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let state: String = r.get(2)?;
+        out.push(InvocationRef {
+            command_seq: match seq {
+                Some(s) => s,
+                None => r.get(4)?,
+            },
+            command_id: r.get(0)?,
+            instance_id: r.get(1)?,
+            state: invocation_state(&state)?,
+            released: r.get(3)?,
+        });
+    }
+    Ok(out)
+}
+
+impl Transitions {
+    /// Moves one touched command's rollout on: past MaxErrors every undelivered invocation ends
+    /// Terminated; otherwise as many invocations as the ramp and MaxConcurrency allow are released.
+    pub(crate) fn advance(&mut self, tx: &Connection, seq: i64) -> Result<()> {
+        let Some(tally) = self.touched.get_mut(&seq) else {
+            return Ok(());
+        };
+        if tally.cancel_requested {
+            return Ok(());
+        }
+        if error_budget_exceeded(tally.counts.errors(), tally.error_budget) {
+            for inv in invocation_refs(tx, UNDELIVERED_SQL, [seq], Some(seq))? {
+                self.apply(tx, &inv, InvocationEvent::Terminated)?;
+            }
+            return Ok(());
+        }
+        let total = tally.counts.total();
+        tally.rollout.total = total;
+        tally.rollout.concurrency =
+            Limit::parse(&tally.max_concurrency).map_or(total, |l| l.concurrency(total));
+        let n = tally.rollout.releasable();
+        if n == 0 {
+            return Ok(());
+        }
+        let next: Vec<String> = {
+            let mut stmt = tx.prepare_cached(NEXT_SQL)?;
+            let rows = stmt.query_map(params![seq, n], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut release = tx.prepare_cached(
+            "UPDATE invocations SET released = 1 WHERE command_seq = ?1 AND instance_id = ?2",
+        )?;
+        for node in &next {
+            release.execute(params![seq, node])?;
+        }
+        tally.rollout.released += u32::try_from(next.len()).unwrap_or(u32::MAX);
+        self.wake.extend(next);
+        Ok(())
+    }
+}
+
+/// Released, still-Pending invocations on nodes silent since `silent_since`.
+const SILENT_SQL: &str = "SELECT i.command_id, i.instance_id, i.state, i.released, i.command_seq
+     FROM invocations i JOIN nodes n ON n.instance_id = i.instance_id
+     WHERE i.state = 'Pending' AND i.released = 1 AND n.last_ping_at < ?1";
+
+/// Work released to nodes whose channel is down becomes Delayed; it is delivered when they poll
+/// again. Returns nodes that received work as the rollouts moved on.
+pub(crate) fn mark_unreachable(
+    conn: &mut Connection,
+    silent_since: Millis,
+) -> Result<Vec<InstanceId>> {
+    let ((), wake) = with_transitions(conn, |tx, tr| {
+        for inv in invocation_refs(tx, SILENT_SQL, [silent_since], None)? {
+            tr.apply(tx, &inv, InvocationEvent::DeliveryFailed)?;
+        }
+        Ok(())
+    })?;
+    Ok(wake)
+}
+
+/// DeregisterManagedInstance: the node's undelivered invocations become Undeliverable and the node
+/// (with its tags and credentials) is removed.
+pub(crate) fn deregister(conn: &mut Connection, node: &InstanceId) -> Result<Vec<InstanceId>> {
+    let ((), wake) = with_transitions(conn, |tx, tr| {
+        let removed = tx
+            .prepare_cached("DELETE FROM nodes WHERE instance_id = ?1")?
+            .execute([node.as_str()])?;
+        if removed == 0 {
+            return Err(CoreError::UnknownInstance(node.to_string()).into());
+        }
+        let waiting = invocation_refs(
+            tx,
+            "SELECT i.command_id, i.instance_id, i.state, i.released, i.command_seq
+             FROM invocations i INDEXED BY invocations_by_claim
+             WHERE i.instance_id = ?1 AND i.state IN ('Pending', 'Delayed')",
+            [node.as_str()],
+            None,
+        )?;
+        for inv in waiting {
+            debug_assert!(matches!(
+                inv.state,
+                InvocationState::Pending | InvocationState::Delayed
+            ));
+            tr.apply(tx, &inv, InvocationEvent::NodeGone)?;
+        }
+        Ok(())
+    })?;
+    Ok(wake)
+}

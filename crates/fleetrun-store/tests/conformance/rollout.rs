@@ -1,0 +1,177 @@
+//! Rate control and reachability: the MaxConcurrency ramp, MaxErrors → Terminated, Delayed for silent
+//! nodes, Undeliverable for deregistered ones.
+
+use fleetrun_core::ids::InstanceId;
+use fleetrun_core::status::{CommandState, ExecutionOutcome, InvocationState};
+use fleetrun_core::Store;
+
+use crate::support::*;
+
+async fn runs(store: &dyn Store, n: &InstanceId, at: i64) -> usize {
+    store
+        .claim(n, "s", &[], at)
+        .await
+        .expect("claim")
+        .runs
+        .len()
+}
+
+/// One node first; once it is delivered, two more; then doubling, bounded by MaxConcurrency.
+pub async fn check_ramp(store: &dyn Store) {
+    let nodes: Vec<InstanceId> = (1..=10).map(node).collect();
+    let mut cmd = new_command(T0, "AWS-RunShellScript", &nodes);
+    cmd.max_concurrency = "3".into();
+    let sent = store.insert_command(cmd).await.expect("insert");
+    assert_eq!(sent.wake, vec![node(1)], "only the first node at first");
+    let id = sent.command.id.clone();
+    // Nodes 2.. have nothing yet.
+    assert_eq!(runs(store, &node(2), T0 + 1).await, 0);
+    // Delivering to node 1 releases two more (window 3).
+    let claim = store
+        .claim(&node(1), "s", &[], T0 + 2)
+        .await
+        .expect("claim");
+    assert_eq!(claim.runs.len(), 1);
+    assert_eq!(claim.wake, vec![node(2), node(3)]);
+    assert_eq!(runs(store, &node(2), T0 + 3).await, 1);
+    assert_eq!(runs(store, &node(3), T0 + 3).await, 1);
+    // Three in flight = MaxConcurrency 3: nothing more until one finishes.
+    assert_eq!(runs(store, &node(4), T0 + 4).await, 0);
+    let done = store
+        .finish(&node(1), report(&id, ExecutionOutcome::Success, 0), T0 + 5)
+        .await
+        .expect("finish");
+    assert!(done.applied);
+    assert_eq!(done.wake, vec![node(4)]);
+    assert_eq!(runs(store, &node(4), T0 + 6).await, 1);
+    // Finish everything in order; every invocation is eventually released exactly once.
+    // Each finish frees one slot and releases exactly one more node, which then polls.
+    for n in 2..=10 {
+        let done = store
+            .finish(&node(n), report(&id, ExecutionOutcome::Success, 0), T0 + 8)
+            .await
+            .expect("finish");
+        assert!(done.applied, "node {n} was running");
+        let next = n + 3;
+        if next <= 10 {
+            assert_eq!(done.wake, vec![node(next)]);
+            assert_eq!(runs(store, &node(next), T0 + 9).await, 1);
+        } else {
+            assert!(done.wake.is_empty());
+        }
+    }
+    let c = command(store, &id).await;
+    assert_eq!(c.aggregate().state, CommandState::Success);
+    assert_eq!(c.aggregate().completed_count, 10);
+}
+
+/// MaxErrors 1 with MaxConcurrency 1: the second error stops the rollout; the rest is Terminated.
+pub async fn check_max_errors(store: &dyn Store) {
+    let nodes: Vec<InstanceId> = (1..=6).map(node).collect();
+    let mut cmd = new_command(T0, "AWS-RunShellScript", &nodes);
+    cmd.max_concurrency = "1".into();
+    cmd.max_errors = "1".into();
+    cmd.error_budget = 1;
+    let id = store.insert_command(cmd).await.expect("insert").command.id;
+    for (n, outcome) in [
+        (1, ExecutionOutcome::Failed),
+        (2, ExecutionOutcome::Success),
+        (3, ExecutionOutcome::Failed),
+    ] {
+        assert_eq!(runs(store, &node(n), T0 + 1).await, 1, "node {n} released");
+        let code = if outcome == ExecutionOutcome::Success {
+            0
+        } else {
+            1
+        };
+        store
+            .finish(&node(n), report(&id, outcome, code), T0 + 2)
+            .await
+            .expect("finish");
+    }
+    for n in 4..=6 {
+        assert_eq!(runs(store, &node(n), T0 + 3).await, 0);
+        assert_eq!(
+            invocation_state(store, &id, &node(n)).await,
+            InvocationState::Terminated
+        );
+    }
+    let agg = command(store, &id).await.aggregate();
+    assert_eq!(agg.state, CommandState::Failed);
+    assert_eq!(
+        (agg.error_count, agg.completed_count, agg.target_count),
+        (2, 6, 6)
+    );
+}
+
+/// A released invocation on a silent node becomes Delayed and is delivered when the node polls.
+pub async fn check_unreachable_then_back(store: &dyn Store) {
+    let a = activation(5, T0 + 100 * HOUR, "code-code-code-code1");
+    store
+        .create_activation(a.clone())
+        .await
+        .expect("activation");
+    let reg = store
+        .register_node(registration(&a, "code-code-code-code1", 1), T0)
+        .await
+        .expect("register");
+    let n = reg.instance_id.clone();
+    let id = store
+        .insert_command(new_command(T0 + 10, "AWS-RunShellScript", &[n.clone()]))
+        .await
+        .expect("insert")
+        .command
+        .id;
+    // Not silent yet (last ping T0 is after the cutoff): nothing changes.
+    store.mark_unreachable(T0 - 1, T0 + 20).await.expect("mark");
+    assert_eq!(
+        invocation_state(store, &id, &n).await,
+        InvocationState::Pending
+    );
+    store.mark_unreachable(T0 + 5, T0 + 20).await.expect("mark");
+    assert_eq!(
+        invocation_state(store, &id, &n).await,
+        InvocationState::Delayed
+    );
+    assert_eq!(state_of(store, &id).await, CommandState::InProgress);
+    // The node comes back.
+    assert_eq!(runs(store, &n, T0 + 30).await, 1);
+    assert_eq!(
+        invocation_state(store, &id, &n).await,
+        InvocationState::InProgress
+    );
+}
+
+/// A deregistered node's undelivered invocations end Undeliverable; the node is gone.
+pub async fn check_deregister(store: &dyn Store) {
+    let a = activation(5, T0 + 100 * HOUR, "code-code-code-code2");
+    store
+        .create_activation(a.clone())
+        .await
+        .expect("activation");
+    let gone = store
+        .register_node(registration(&a, "code-code-code-code2", 1), T0)
+        .await
+        .expect("register")
+        .instance_id;
+    let id = store
+        .insert_command(new_command(T0 + 10, "AWS-RunShellScript", &[gone.clone()]))
+        .await
+        .expect("insert")
+        .command
+        .id;
+    store
+        .deregister_node(&gone, T0 + 20)
+        .await
+        .expect("deregister");
+    assert!(store.node(&gone).await.expect("node").is_none());
+    assert_eq!(
+        invocation_state(store, &id, &gone).await,
+        InvocationState::Undeliverable
+    );
+    assert_eq!(state_of(store, &id).await, CommandState::Failed);
+    assert!(matches!(
+        store.deregister_node(&gone, T0 + 30).await,
+        Err(fleetrun_core::CoreError::UnknownInstance(_))
+    ));
+}
