@@ -47,13 +47,28 @@ impl TestServer {
         Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), None).await
     }
 
+    /// Starts a fresh server with a tweaked configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_configured(dir, None, tweak).await
+    }
+
     /// Starts a server over `dir` (reusing its data when restarting), optionally on a fixed address.
     pub async fn start_in(dir: Arc<TempDir>, addr: Option<std::net::SocketAddr>) -> Self {
+        Self::start_configured(dir, addr, |_| {}).await
+    }
+
+    async fn start_configured(
+        dir: Arc<TempDir>,
+        addr: Option<std::net::SocketAddr>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
         let store = SqliteStore::open(&data.join("fleetrun.db")).expect("open store");
         let mut config = ServerConfig::new(&data);
         config.tick = Duration::from_millis(200);
+        tweak(&mut config);
         let server = Server::new(config, Arc::new(store)).expect("server");
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
