@@ -429,3 +429,29 @@ async fn deregistered_node_is_undeliverable() {
         .expect("info");
     assert!(info.instance_information_list().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_runs_at_most_five_commands_at_once() {
+    let s = TestServer::start().await;
+    let a = s.add_agent().await;
+    let dir = s.dir.path().join("capacity");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let script = format!(
+            "f={}/{i}; date +%s%N > $f; sleep 0.7; date +%s%N >> $f",
+            dir.display()
+        );
+        ids.push(s.run(&[&a.instance_id], &[&script]).await);
+    }
+    for id in &ids {
+        assert_eq!(
+            s.wait(id, &a.instance_id).await.status_details(),
+            Some("Success")
+        );
+    }
+    let iv = intervals(&dir);
+    assert_eq!(iv.len(), 7);
+    assert_eq!(max_overlap(&iv), 5, "the agent's default capacity is 5");
+    a.stop().await;
+}
