@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -28,6 +29,12 @@ pub fn routes() -> Router<AppState> {
         .route(RESULT_PATH, post(result))
 }
 
+/// Decodes a JSON body; a body that does not fit is a `SerializationException`, like the SSM API.
+fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Serialization(format!("Could not parse the request body: {e}")))
+}
+
 fn node_info(m: MachineInfo) -> NodeInfo {
     NodeInfo {
         computer_name: m.computer_name,
@@ -39,10 +46,8 @@ fn node_info(m: MachineInfo) -> NodeInfo {
     }
 }
 
-async fn register(
-    State(st): State<AppState>,
-    Json(req): Json<RegisterRequest>,
-) -> ApiResult<Json<RegisterResponse>> {
+async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<Json<RegisterResponse>> {
+    let req: RegisterRequest = decode(&body)?;
     let activation_id = ActivationId::parse(&req.activation_id).ok_or_else(|| {
         ApiError::InvalidActivationId(format!(
             "Activation id '{}' is not valid.",
@@ -123,9 +128,10 @@ fn run_message(st: &AppState, node: &InstanceId, d: Delivery) -> AgentMessage {
 async fn poll(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Json(req): Json<PollRequest>,
+    body: Bytes,
 ) -> ApiResult<Json<PollResponse>> {
     let node = authenticate(&st, &headers).await?;
+    let req: PollRequest = decode(&body)?;
     if let Some(machine) = req.machine.clone() {
         st.store
             .touch_node(&node, now_millis(), Some(node_info(machine)))
@@ -198,9 +204,10 @@ fn plugin_status(o: Outcome) -> &'static str {
 async fn result(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Json(report): Json<ResultReport>,
+    body: Bytes,
 ) -> ApiResult<Json<ResultAck>> {
     let node = authenticate(&st, &headers).await?;
+    let report: ResultReport = decode(&body)?;
     let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {
         ApiError::InvalidCommandId(format!("Command id '{}' is not valid.", report.command_id))
     })?;

@@ -465,6 +465,35 @@ async fn activation_limits_are_enforced() {
     let body: serde_json::Value = ok.json().await.expect("json");
     let node = body["instanceId"].as_str().expect("id").to_string();
     assert!(node.starts_with("mi-") && node.len() == 20, "{node}");
+    let secret = body["nodeSecret"].as_str().expect("secret").to_string();
+    // Node calls need the node's own credential; a bad body with good credentials is a client error.
+    let poll = |auth: Option<String>, body: &'static str| {
+        let mut r = http
+            .post(format!("{}/agent/v1/poll", s.endpoint))
+            .body(body);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let good = r#"{"sessionId":"s","knownCommands":[],"waitMs":0}"#;
+    for auth in [
+        None,
+        Some(format!("FleetrunNode {node}:wrong")),
+        Some("Bearer x".to_string()),
+    ] {
+        let resp = poll(auth, good).await.expect("http");
+        assert_eq!(resp.status().as_u16(), 403);
+        let v: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(v["__type"], "UnrecognizedClientException");
+    }
+    let me = Some(format!("FleetrunNode {node}:{secret}"));
+    let resp = poll(me.clone(), "{broken").await.expect("http");
+    assert_eq!(resp.status().as_u16(), 400);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["__type"], "SerializationException");
+    let resp = poll(me, good).await.expect("http");
+    assert_eq!(resp.status().as_u16(), 200);
     let used_up = register(code_).await.expect("http");
     assert_eq!(used_up.status().as_u16(), 400);
     let v: serde_json::Value = used_up.json().await.expect("json");
