@@ -97,7 +97,9 @@ def poll(what: str, fn, timeout: float, interval: float = 0.1):
 class Proc:
     """A child process with stdout collected line by line and stderr kept in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self, name: str, argv: list[str], log_dir: Path, env: dict | None = None, cwd: Path | None = None
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.stderr.log"
         self._log = open(self.log_path, "wb")
@@ -107,6 +109,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env if env is not None else dict(os.environ, NO_COLOR="1"),
+            cwd=cwd,
         )
         self.lines: list[str] = []
         self._eof = False
@@ -191,7 +194,9 @@ class Server:
     node_id: str | None  # the local node, with --local-node
 
 
-def start_server(binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool) -> Server:
+def start_server(
+    binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool, cwd: Path | None = None
+) -> Server:
     """Starts `fleetrun server` on a free port; returns once the banner is printed and /healthz answers."""
     last_error = None
     for attempt in range(3):  # a free port can be taken between probing and binding
@@ -204,7 +209,7 @@ def start_server(binary: str, data_dir: Path, log_dir: Path, name: str, local_no
         ]
         if local_node:
             argv.append("--local-node")
-        proc = Proc(name if attempt == 0 else f"{name}-retry{attempt}", argv, log_dir)
+        proc = Proc(name if attempt == 0 else f"{name}-retry{attempt}", argv, log_dir, cwd=cwd)
         try:
             banner = proc.wait_for_line(
                 r"this machine is managed node (mi-\w{17})\b|no local node", STARTUP_TIMEOUT

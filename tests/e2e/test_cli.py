@@ -138,6 +138,23 @@ def test_server_without_local_node_serves_and_stops_cleanly_on_sigterm(fleet, tm
     assert code == 0, server.proc.stderr_tail()
 
 
+def test_readme_default_relative_data_dir_runs_commands_on_the_local_node(fleet, tmp_path):
+    """The README's first command uses the default `--data-dir fleetrun-data`, relative to the cwd."""
+    server = start_server(
+        fleet.binary, "fleetrun-data", tmp_path, "relative", local_node=True, cwd=tmp_path
+    )
+    try:
+        client = make_client(server.endpoint)
+        sent = client.send_command(
+            InstanceIds=[server.node_id], DocumentName=DOCUMENT, Parameters={"commands": ["echo ok"]}
+        )["Command"]["CommandId"]
+        done = wait_invocation(client, sent, server.node_id)
+        assert (done["Status"], done["StandardOutputContent"]) == ("Success", "ok\n"), done
+        assert (tmp_path / "fleetrun-data" / "fleetrun.db").exists()
+    finally:
+        assert server.proc.stop() == 0, server.proc.stderr_tail()
+
+
 def test_server_restart_keeps_history_and_the_local_node_identity(fleet, tmp_path):
     data = tmp_path / "data"
     first = start_server(fleet.binary, data, tmp_path, "restart-1", local_node=True)

@@ -145,11 +145,14 @@ impl Agent {
 /// Failed with exit code 137, as amazon-ssm-agent does on shutdown). Reports not yet acknowledged
 /// stay in the outbox and are sent on the next start.
 pub async fn run(
-    cfg: AgentConfig,
+    mut cfg: AgentConfig,
     identity: Identity,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     identity::ensure_private_dir(&cfg.state_dir)?;
+    // Scripts run with their own working directory, so every path handed to them must be absolute.
+    cfg.state_dir = std::path::absolute(&cfg.state_dir)
+        .map_err(|e| AgentError::io(format!("resolving {}", cfg.state_dir.display()), e))?;
     let work_root = cfg.state_dir.join("work");
     // Work directories of an earlier run belong to scripts that no longer run.
     match std::fs::remove_dir_all(&work_root) {
