@@ -117,9 +117,8 @@ pub async fn check_finish(store: &dyn Store) {
             T0 + 5,
         )
         .await
-        .expect("finish")
-        .applied;
-    assert!(!early);
+        .expect("finish");
+    assert!(!early.applied);
     assert_eq!(
         invocation_state(store, &a.id, &node(1)).await,
         InvocationState::Pending
@@ -372,8 +371,7 @@ pub async fn check_expiry(store: &dyn Store) {
             T0 + 20,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     let b = insert(store, T0, "AWS-RunShellScript", &[node(4)]).await; // expires at T0 + 2h
 
     assert_eq!(store.expire_due(T0 + HOUR - 1).await.expect("expire"), 0);
@@ -451,13 +449,11 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 2,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     store
         .finish(&node(2), report(&c.id, ExecutionOutcome::Failed, 1), T0 + 2)
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     let cmd = command(store, &c.id).await;
     assert_eq!(cmd.counts.get(InvocationState::Success), 1);
     assert_eq!(cmd.counts.get(InvocationState::Failed), 1);
@@ -488,8 +484,7 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 3,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     store
         .claim(&node(4), "s", &[], T0 + 4)
         .await
@@ -501,8 +496,7 @@ pub async fn check_aggregate_counts(store: &dyn Store) {
             T0 + 5,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     let agg = command(store, &c.id).await.aggregate();
     assert_eq!(agg.state, CommandState::Incomplete);
     assert_eq!((agg.completed_count, agg.error_count), (4, 1));
@@ -525,9 +519,8 @@ pub async fn check_concurrent_agents(store: &dyn Store) {
                     T0 + 200,
                 )
                 .await
-                .expect("finish")
-                .applied;
-            assert!(applied);
+                .expect("finish");
+            assert!(applied.applied);
         }
         claim.runs.len()
     });
@@ -553,8 +546,7 @@ pub async fn check_durable_write(store: &dyn Store) -> CommandId {
             T0 + 2,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     store
         .create_activation(activation(3, T0 + HOUR, "code"))
         .await

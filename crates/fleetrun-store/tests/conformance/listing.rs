@@ -184,9 +184,8 @@ pub async fn check_filters(store: &dyn Store) {
     let done = store
         .finish(&node(3), report(&ok.id, ExecutionOutcome::Success, 0), now)
         .await
-        .expect("finish")
-        .applied;
-    assert!(done);
+        .expect("finish");
+    assert!(done.applied);
     // Failed.
     let failed = insert(store, T0 + 3_000, "AWS-RunShellScript", &[node(4)]).await;
     store.claim(&node(4), "s4", &[], now).await.expect("claim");
@@ -197,8 +196,7 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     // Cancelled while pending.
     let cancelled = insert(store, T0 + 4_000, "AWS-RunShellScript", &[node(5)]).await;
     store
@@ -228,8 +226,7 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     store
         .finish(
             &node(8),
@@ -237,8 +234,7 @@ pub async fn check_filters(store: &dyn Store) {
             now,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
 
     assert_eq!(state_of(store, &pending.id).await, CommandState::Pending);
     assert_eq!(state_of(store, &running.id).await, CommandState::InProgress);
@@ -375,8 +371,7 @@ pub async fn check_instance_filter(store: &dyn Store) {
             T0 + 20,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
     // The command's status, not the invocation's: `a` is still running on node 2.
     let mut q = on(1);
     q.stage = Some(ExecutionStage::Executing);
@@ -432,8 +427,7 @@ pub async fn check_list_invocations(store: &dyn Store) {
             T0 + 3_000,
         )
         .await
-        .expect("finish")
-        .applied;
+        .expect("finish");
 
     let all = store
         .list_invocations(&CommandQuery::default(), None, 100)

@@ -117,7 +117,11 @@ pub async fn check_unreachable_then_back(store: &dyn Store) {
         .expect("register");
     let n = reg.instance_id.clone();
     let id = store
-        .insert_command(new_command(T0 + 10, "AWS-RunShellScript", &[n.clone()]))
+        .insert_command(new_command(
+            T0 + 10,
+            "AWS-RunShellScript",
+            std::slice::from_ref(&n),
+        ))
         .await
         .expect("insert")
         .command
@@ -155,7 +159,11 @@ pub async fn check_deregister(store: &dyn Store) {
         .expect("register")
         .instance_id;
     let id = store
-        .insert_command(new_command(T0 + 10, "AWS-RunShellScript", &[gone.clone()]))
+        .insert_command(new_command(
+            T0 + 10,
+            "AWS-RunShellScript",
+            std::slice::from_ref(&gone),
+        ))
         .await
         .expect("insert")
         .command
