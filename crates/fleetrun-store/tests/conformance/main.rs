@@ -6,10 +6,12 @@ mod activations;
 mod lifecycle;
 mod listing;
 mod support;
+mod tags;
 
 pub use activations::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use tags::*;
 
 mod sqlite {
     use fleetrun_store::SqliteStore;
@@ -45,6 +47,9 @@ mod sqlite {
         check_activations,
         check_purge,
         check_concurrent_agents,
+        check_tags,
+        check_resolve_targets,
+        check_no_instances_command,
     );
 
     #[tokio::test]
