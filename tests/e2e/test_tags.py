@@ -197,3 +197,20 @@ def test_cli_walkthrough(fleet, two_agents):
     )["Command"]
     assert sent["TargetCount"] == 1
     assert ran_on(fleet, sent) == [node]
+
+    # Two targets on the command line (ANDed), one with two values (ORed).
+    both = fleet.aws_json(
+        "send-command",
+        "--document-name",
+        DOCUMENT,
+        "--targets",
+        f"Key=tag:{role},Values=web,db",
+        f"Key=tag-key,Values={role}",
+        "--parameters",
+        json.dumps({"commands": ["echo $AWS_SSM_INSTANCE_ID"]}),
+    )["Command"]
+    assert both["Targets"] == [
+        {"Key": f"tag:{role}", "Values": ["web", "db"]},
+        {"Key": "tag-key", "Values": [role]},
+    ]
+    assert ran_on(fleet, both) == [node]

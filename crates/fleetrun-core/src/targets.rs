@@ -97,7 +97,7 @@ pub fn parse_target_key(key: &str) -> CoreResult<TargetKey> {
     }
     if let Some(tag) = key.strip_prefix("tag:") {
         let n = tag.chars().count();
-        if n < TAG_KEY_MIN || n > TAG_KEY_MAX {
+        if !(TAG_KEY_MIN..=TAG_KEY_MAX).contains(&n) {
             return Err(CoreError::UnsupportedTargetKey(format!(
                 "Target key '{key}' must name a tag key of {TAG_KEY_MIN} to {TAG_KEY_MAX} characters after 'tag:'."
             )));
