@@ -40,6 +40,21 @@ pub enum CoreError {
     /// The node's credentials do not match.
     #[error("node authentication failed")]
     NodeAuthFailed,
+    /// A taggable resource (a managed node) that does not exist.
+    #[error("resource {0} does not exist")]
+    UnknownResource(String),
+    /// A resource type fleetrun cannot tag (yet).
+    #[error("{0}")]
+    UnsupportedResourceType(String),
+    /// The resource would carry more tags than allowed.
+    #[error("resource {0} would have more than the allowed number of tags")]
+    TooManyTags(String),
+    /// A Target whose kind is valid in AWS but cannot be resolved here (resource groups).
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// A Target key that names no target kind, or a Target without values.
+    #[error("{0}")]
+    UnsupportedTargetKey(String),
     /// A backend failure: never the client's fault.
     #[error("storage failure: {0}")]
     Store(String),

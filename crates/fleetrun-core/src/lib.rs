@@ -15,6 +15,7 @@ pub mod query;
 pub mod rate;
 pub mod status;
 pub mod store;
+pub mod targets;
 
 pub use error::CoreError;
 pub use store::Store;

@@ -8,8 +8,9 @@ use crate::clock::Millis;
 use crate::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
 use crate::error::CoreResult;
 use crate::ids::{ActivationId, CommandId, InstanceId};
-use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration};
+use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use crate::query::{CommandQuery, PageKey};
+use crate::targets::TargetSpec;
 
 /// What happened to a CancelCommand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,4 +100,17 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a node: its undelivered invocations become Undeliverable, its credentials stop
     /// working. Unknown node → `UnknownInstance`. Returns nodes that got work meanwhile.
     async fn deregister_node(&self, node: &InstanceId, now: Millis) -> CoreResult<Vec<InstanceId>>;
+
+    // ---- tags and targets ----
+    /// A node's tags, ordered by key. An unregistered node is [`crate::CoreError::UnknownResource`].
+    async fn node_tags(&self, node: &InstanceId) -> CoreResult<Vec<Tag>>;
+    /// Adds tags to a node, overwriting the values of keys it already has (the last of repeated keys
+    /// wins), in one transaction. Refused with [`crate::CoreError::TooManyTags`] when the node would
+    /// end with more than [`crate::targets::MAX_TAGS_PER_NODE`] tags and more than it had before.
+    async fn add_node_tags(&self, node: &InstanceId, tags: &[Tag]) -> CoreResult<()>;
+    /// Removes the given tag keys from a node; keys it does not have are ignored.
+    async fn remove_node_tags(&self, node: &InstanceId, keys: &[String]) -> CoreResult<()>;
+    /// The registered nodes matching every spec (ANDed; each spec's values ORed), ordered by id.
+    /// An empty `specs` matches nothing.
+    async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>>;
 }

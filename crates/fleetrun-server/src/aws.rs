@@ -61,6 +61,9 @@ async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Respons
         "DescribeInstanceInformation" => {
             call(state, body, ops::instances::describe_instance_information).await
         }
+        "AddTagsToResource" => call(state, body, ops::tags::add_tags_to_resource).await,
+        "RemoveTagsFromResource" => call(state, body, ops::tags::remove_tags_from_resource).await,
+        "ListTagsForResource" => call(state, body, ops::tags::list_tags_for_resource).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Operation {other} is not supported by this server."
         ))),

@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidActivation(String),
     InvalidFilter(String),
     InvalidInstanceInformationFilterValue(String),
+    InvalidResourceType(String),
+    InvalidResourceId(String),
+    TooManyTagsError(String),
+    InvalidTarget(String),
     /// Agent endpoints: credentials missing or wrong.
     UnrecognizedClient(String),
     /// The server is shutting down.
@@ -61,6 +65,10 @@ impl ApiError {
             Self::InvalidInstanceInformationFilterValue(_) => {
                 "InvalidInstanceInformationFilterValue"
             }
+            Self::InvalidResourceType(_) => "InvalidResourceType",
+            Self::InvalidResourceId(_) => "InvalidResourceId",
+            Self::TooManyTagsError(_) => "TooManyTagsError",
+            Self::InvalidTarget(_) => "InvalidTarget",
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Internal(_) => "InternalServerError",
@@ -94,6 +102,10 @@ impl ApiError {
             | Self::InvalidActivation(m)
             | Self::InvalidFilter(m)
             | Self::InvalidInstanceInformationFilterValue(m)
+            | Self::InvalidResourceType(m)
+            | Self::InvalidResourceId(m)
+            | Self::TooManyTagsError(m)
+            | Self::InvalidTarget(m)
             | Self::UnrecognizedClient(m) => m.clone(),
             Self::InvalidNextToken => "The specified token isn't valid.".into(),
             Self::InvocationDoesNotExist => "The command ID and instance ID you specified didn't match any invocations. Verify the command ID and the instance ID and try again.".into(),
@@ -130,6 +142,16 @@ impl From<CoreError> for ApiError {
             CoreError::NodeAuthFailed => Self::UnrecognizedClient(
                 "The security token included in the request is invalid.".into(),
             ),
+            CoreError::UnknownResource(id) => Self::InvalidResourceId(format!(
+                "The resource ID \"{id}\" is not valid. Verify the ID and try again."
+            )),
+            CoreError::UnsupportedResourceType(m) => Self::InvalidResourceType(m),
+            CoreError::TooManyTags(id) => Self::TooManyTagsError(format!(
+                "The resource {id} can have at most {} tags.",
+                fleetrun_core::targets::MAX_TAGS_PER_NODE
+            )),
+            CoreError::InvalidTarget(m) => Self::InvalidTarget(m),
+            CoreError::UnsupportedTargetKey(m) => Self::Validation(m),
             CoreError::Store(cause) => Self::Internal(cause),
         }
     }

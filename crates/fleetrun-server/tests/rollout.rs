@@ -136,7 +136,9 @@ async fn twenty_agents_max_concurrency_bounds_what_runs_at_once() {
         dir.display()
     );
     let id = send(&s, &ids, &script, "5", "0").await;
-    // Right after sending, the ramp has released one node only.
+    // Right after sending, at most MaxConcurrency invocations have left Pending (the ramp itself,
+    // 1 then 3 then 5, completes within milliseconds; its exact steps are checked by the store
+    // conformance test `check_ramp`).
     let first = s
         .client
         .list_command_invocations()
@@ -149,7 +151,7 @@ async fn twenty_agents_max_concurrency_bounds_what_runs_at_once() {
         .iter()
         .filter(|i| i.status_details() != Some("Pending"))
         .count();
-    assert!(released_now <= 3, "{released_now} left Pending immediately");
+    assert!(released_now <= 5, "{released_now} left Pending immediately");
     let c = wait_command(&s, &id).await;
     assert_eq!(c.status_details(), Some("Success"));
     assert_eq!(

@@ -5,4 +5,5 @@
 pub mod agent;
 pub mod error;
 pub mod ssm;
+pub mod tags;
 pub mod validate;

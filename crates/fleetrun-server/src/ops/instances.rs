@@ -69,7 +69,7 @@ pub async fn describe_instance_information(
     let mut v = Violations::new();
     let limit = max_results(&mut v, req.max_results, 5, 50, 10);
     let legacy = req.instance_information_filter_list.unwrap_or_default();
-    let modern = req.filters.unwrap_or_default();
+    let mut modern = req.filters.unwrap_or_default();
     for (i, f) in legacy.iter().enumerate() {
         let n = f.value_set.as_ref().map_or(0, Vec::len);
         v.count(
@@ -96,6 +96,7 @@ pub async fn describe_instance_information(
             "InstanceInformationFilterList and Filters cannot be used together.".into(),
         ));
     }
+    let tagged = super::targets::take_tag_filters(&st, &mut modern, !legacy.is_empty()).await?;
     let mut filters = Vec::new();
     for (key, values) in legacy
         .into_iter()
@@ -146,6 +147,7 @@ pub async fn describe_instance_information(
             (n, ping)
         })
         .filter(|(n, ping)| filters.iter().all(|f| matches(n, ping, f)))
+        .filter(|(n, _)| tagged.as_ref().is_none_or(|t| t.contains(&n.instance_id)))
         .take(limit + 1)
         .collect();
     let next_token = if page.len() > limit {

@@ -7,4 +7,6 @@ pub mod get_invocation;
 pub mod instances;
 pub mod list;
 pub mod send_command;
+pub mod tags;
+pub mod targets;
 mod validate;

@@ -2,16 +2,16 @@
 //! Pending invocation per node in one transaction, then wake the nodes' long polls.
 
 use fleetrun_core::clock::now_millis;
-use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification, Target};
+use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification};
 use fleetrun_core::document;
-use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::ids::CommandId;
 use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
 use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
-use fleetrun_wire::validate::{java_list, Violations};
+use fleetrun_wire::validate::Violations;
 
-use super::validate::{finish, instance_ids};
+use super::validate::finish;
 use crate::convert;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::AppState;
 
 const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
@@ -56,70 +56,6 @@ fn limit_ok(s: &str, allow_zero: bool) -> bool {
         return false;
     }
     !pct || num.len() <= 2 || num == "100"
-}
-
-/// Where the command goes: explicit ids, or `Targets` with key `InstanceIds`.
-fn resolve_targets(
-    v: &mut Violations,
-    req: &SendCommandRequest,
-) -> ApiResult<(Vec<InstanceId>, Vec<String>, Vec<Target>)> {
-    let ids = req.instance_ids.as_deref().unwrap_or_default();
-    let targets = req.targets.as_deref().unwrap_or_default();
-    v.count("Targets", "[...]", targets.len(), 0, Some(5));
-    for (i, t) in targets.iter().enumerate() {
-        let key = t.key.as_deref().unwrap_or("");
-        v.length(&format!("Targets.{}.member.Key", i + 1), key, 1, Some(163));
-        let values = t.values.as_deref().unwrap_or_default();
-        v.count(
-            &format!("Targets.{}.member.Values", i + 1),
-            &java_list(values),
-            values.len(),
-            0,
-            Some(50),
-        );
-    }
-    match (ids.is_empty(), targets.is_empty()) {
-        (true, true) => {
-            return Err(ApiError::Validation(
-                "Either InstanceIds or Targets must be specified.".into(),
-            ))
-        }
-        (false, false) => {
-            return Err(ApiError::Validation(
-                "InstanceIds and Targets cannot both be specified.".into(),
-            ))
-        }
-        _ => {}
-    }
-    if !ids.is_empty() {
-        let resolved = instance_ids(v, "InstanceIds", ids)?;
-        return Ok((resolved, ids.to_vec(), vec![]));
-    }
-    let mut resolved: Vec<InstanceId> = Vec::new();
-    let mut echo = Vec::new();
-    for t in targets {
-        let key = t.key.clone().unwrap_or_default();
-        let values = t.values.clone().unwrap_or_default();
-        if !key.eq_ignore_ascii_case("InstanceIds") {
-            return Err(ApiError::InvalidParameters(format!(
-                "Target key '{key}' is not supported yet; use InstanceIds."
-            )));
-        }
-        if values.is_empty() {
-            return Err(ApiError::InvalidParameters(
-                "Target InstanceIds must list at least one instance id.".into(),
-            ));
-        }
-        // Several InstanceIds targets are ANDed: keep the ids present in every one.
-        let ids = instance_ids(v, "Targets.member.Values", &values)?;
-        resolved = if echo.is_empty() {
-            ids
-        } else {
-            resolved.into_iter().filter(|id| ids.contains(id)).collect()
-        };
-        echo.push(Target { key, values });
-    }
-    Ok((resolved, vec![], echo))
 }
 
 fn validate_scalars(v: &mut Violations, req: &SendCommandRequest) {
@@ -207,8 +143,9 @@ fn validate_scalars(v: &mut Violations, req: &SendCommandRequest) {
 pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<SendCommandResult> {
     let mut v = Violations::new();
     validate_scalars(&mut v, &req);
-    let (targets, echo_ids, echo_targets) = resolve_targets(&mut v, &req)?;
+    super::targets::check(&mut v, &req);
     finish(v)?;
+    let (targeting, echo_ids, echo_targets) = super::targets::interpret(&req)?;
 
     let name = req.document_name.clone().unwrap_or_default();
     let version = req.document_version.clone().unwrap_or_default();
@@ -216,21 +153,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
     let parameters = req.parameters.clone().unwrap_or_default();
     let plan = document::plan(&doc, &parameters)?;
 
-    let unknown: Vec<String> = {
-        let mut missing = Vec::new();
-        for id in &targets {
-            if st.store.node(id).await?.is_none() {
-                missing.push(id.to_string());
-            }
-        }
-        missing
-    };
-    if !unknown.is_empty() {
-        return Err(ApiError::InvalidInstanceId(format!(
-            "Instances [[{}]] not in a valid state for account.",
-            unknown.join(", ")
-        )));
-    }
+    let targets = super::targets::resolve(&st, targeting).await?;
 
     let timeout_seconds = req.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS) as u32;
     let max_concurrency = req

@@ -13,6 +13,7 @@ mod commands;
 mod lifecycle;
 mod rollout;
 mod schema;
+mod tags;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistr
 use fleetrun_core::query::{CommandQuery, PageKey};
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
+use fleetrun_core::targets::TargetSpec;
 use fleetrun_core::{CoreError, Store};
 use rusqlite::{Connection, OpenFlags};
 
@@ -260,10 +262,9 @@ impl SqliteStore {
         self.read_blocking(|c| commands::explain(c, &built))
     }
 
-    /// The tags a node was registered with (copied from its activation).
-    pub async fn node_tags(&self, id: &InstanceId) -> CoreResult<Vec<Tag>> {
-        let id = id.clone();
-        self.read(move |c| activations::node_tags(c, &id)).await
+    /// `EXPLAIN QUERY PLAN` of the SQL that [`Store::resolve_targets`] runs for `specs`.
+    pub fn explain_resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<String> {
+        self.read_blocking(|c| tags::explain(c, specs))
     }
 }
 
@@ -410,5 +411,25 @@ impl Store for SqliteStore {
     ) -> CoreResult<Vec<InstanceId>> {
         let node = node.clone();
         self.write(move |c| rollout::deregister(c, &node)).await
+    }
+
+    async fn node_tags(&self, node: &InstanceId) -> CoreResult<Vec<Tag>> {
+        let node = node.clone();
+        self.read(move |c| tags::list(c, &node)).await
+    }
+
+    async fn add_node_tags(&self, node: &InstanceId, tags: &[Tag]) -> CoreResult<()> {
+        let (node, new_tags) = (node.clone(), tags.to_vec());
+        self.write(move |c| tags::add(c, &node, &new_tags)).await
+    }
+
+    async fn remove_node_tags(&self, node: &InstanceId, keys: &[String]) -> CoreResult<()> {
+        let (node, keys) = (node.clone(), keys.to_vec());
+        self.write(move |c| tags::remove(c, &node, &keys)).await
+    }
+
+    async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>> {
+        let specs = specs.to_vec();
+        self.read(move |c| tags::resolve(c, &specs)).await
     }
 }

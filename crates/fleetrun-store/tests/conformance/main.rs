@@ -7,11 +7,13 @@ mod lifecycle;
 mod listing;
 mod rollout;
 mod support;
+mod tags;
 
 pub use activations::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use rollout::*;
+pub use tags::*;
 
 mod sqlite {
     use fleetrun_store::SqliteStore;
@@ -51,6 +53,9 @@ mod sqlite {
         check_max_errors,
         check_unreachable_then_back,
         check_deregister,
+        check_tags,
+        check_resolve_targets,
+        check_no_instances_command,
     );
 
     #[tokio::test]

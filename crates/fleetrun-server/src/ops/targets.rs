@@ -1,0 +1,240 @@
+//! Where a command goes: SendCommand's `InstanceIds` or `Targets` turned into the nodes to run on,
+//! and DescribeInstanceInformation's `tag-key` / `tag:<key>` filters.
+//!
+//! Three steps, so errors come in AWS's order: [`check`] collects constraint violations (with the
+//! other members' violations, one `ValidationException`), [`interpret`] reads the target keys
+//! (`InvalidTarget` for resource groups, `ValidationException` for keys that name no target kind),
+//! [`resolve`] asks the store when the command is sent. Several targets are ANDed, values ORed.
+
+use std::collections::HashSet;
+
+use fleetrun_core::command::Target;
+use fleetrun_core::ids::InstanceId;
+use fleetrun_core::targets::{
+    parse_target_key, tag_filter, target_key_ok, TargetKey, TargetSpec, MAX_TARGETS,
+    MAX_TARGET_VALUES, TARGET_KEY_PATTERN,
+};
+use fleetrun_core::CoreError;
+use fleetrun_wire::ssm::{InstanceInformationStringFilter, SendCommandRequest};
+use fleetrun_wire::validate::{java_list, Violations};
+
+use super::validate::instance_ids;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// What SendCommand asked for, interpreted but not yet resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targeting {
+    /// `InstanceIds`: exactly these nodes, in the order given.
+    Ids(Vec<InstanceId>),
+    /// `Targets`: the nodes matching every spec.
+    Specs(Vec<TargetSpec>),
+}
+
+/// Constraint checks on `InstanceIds` and `Targets` (lengths, counts, the key pattern).
+pub fn check(v: &mut Violations, req: &SendCommandRequest) {
+    let ids = req.instance_ids.as_deref().unwrap_or_default();
+    v.count("InstanceIds", &java_list(ids), ids.len(), 0, Some(50));
+    let targets = req.targets.as_deref().unwrap_or_default();
+    v.count("Targets", "[...]", targets.len(), 0, Some(MAX_TARGETS));
+    for (i, t) in targets.iter().enumerate() {
+        let key = t.key.as_deref().unwrap_or("");
+        let path = format!("Targets.{}.member.Key", i + 1);
+        v.length(&path, key, 1, Some(163));
+        v.pattern(&path, key, target_key_ok(key), TARGET_KEY_PATTERN);
+        let values = t.values.as_deref().unwrap_or_default();
+        v.count(
+            &format!("Targets.{}.member.Values", i + 1),
+            &java_list(values),
+            values.len(),
+            0,
+            Some(MAX_TARGET_VALUES),
+        );
+    }
+}
+
+/// Reads the targeting members. Returns the targeting and the `InstanceIds` / `Targets` echo.
+pub fn interpret(req: &SendCommandRequest) -> ApiResult<(Targeting, Vec<String>, Vec<Target>)> {
+    let ids = req.instance_ids.as_deref().unwrap_or_default();
+    let targets = req.targets.as_deref().unwrap_or_default();
+    match (ids.is_empty(), targets.is_empty()) {
+        (true, true) => {
+            return Err(ApiError::Validation(
+                "Either InstanceIds or Targets must be specified.".into(),
+            ))
+        }
+        (false, false) => {
+            return Err(ApiError::Validation(
+                "InstanceIds and Targets cannot both be specified.".into(),
+            ))
+        }
+        _ => {}
+    }
+    // Counts were checked already; this scratch collector only satisfies `instance_ids`.
+    let mut scratch = Violations::new();
+    if !ids.is_empty() {
+        let resolved = instance_ids(&mut scratch, "InstanceIds", ids)?;
+        return Ok((Targeting::Ids(resolved), ids.to_vec(), vec![]));
+    }
+    let mut specs = Vec::with_capacity(targets.len());
+    let mut echo = Vec::with_capacity(targets.len());
+    for t in targets {
+        let key = t.key.clone().unwrap_or_default();
+        let values = t.values.clone().unwrap_or_default();
+        let kind = parse_target_key(&key)?;
+        if values.is_empty() {
+            return Err(CoreError::UnsupportedTargetKey(format!(
+                "Target '{key}' must list at least one value."
+            ))
+            .into());
+        }
+        specs.push(match kind {
+            TargetKey::InstanceIds => TargetSpec::InstanceIds(instance_ids(
+                &mut scratch,
+                "Targets.member.Values",
+                &values,
+            )?),
+            TargetKey::Tag(tag) => TargetSpec::Tag {
+                key: tag,
+                values: values.clone(),
+            },
+            TargetKey::TagKey => TargetSpec::TagKeys(values.clone()),
+        });
+        echo.push(Target { key, values });
+    }
+    Ok((Targeting::Specs(specs), vec![], echo))
+}
+
+/// Named node ids must all be registered (`InvalidInstanceId` lists the others).
+async fn require_registered(st: &AppState, ids: &[InstanceId]) -> ApiResult<()> {
+    let mut missing = Vec::new();
+    for id in ids {
+        if st.store.node(id).await?.is_none() {
+            missing.push(id.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::InvalidInstanceId(format!(
+        "Instances [[{}]] not in a valid state for account.",
+        missing.join(", ")
+    )))
+}
+
+/// The nodes the command goes to, resolved now (tags added later do not join the command).
+pub async fn resolve(st: &AppState, targeting: Targeting) -> ApiResult<Vec<InstanceId>> {
+    match targeting {
+        Targeting::Ids(ids) => {
+            require_registered(st, &ids).await?;
+            Ok(ids)
+        }
+        Targeting::Specs(specs) => {
+            for spec in &specs {
+                if let TargetSpec::InstanceIds(ids) = spec {
+                    require_registered(st, ids).await?;
+                }
+            }
+            Ok(st.store.resolve_targets(&specs).await?)
+        }
+    }
+}
+
+/// DescribeInstanceInformation: takes the `tag-key` / `tag:<key>` filters out of `filters` and
+/// returns the set of nodes they allow (`None` when there are none). Tag filters cannot be combined
+/// with other filters (AWS's rule) → `ValidationException`.
+pub async fn take_tag_filters(
+    st: &AppState,
+    filters: &mut Vec<InstanceInformationStringFilter>,
+    other_filters: bool,
+) -> ApiResult<Option<HashSet<InstanceId>>> {
+    let (tagged, rest): (Vec<_>, Vec<_>) = std::mem::take(filters).into_iter().partition(|f| {
+        let key = f.key.as_deref().unwrap_or_default();
+        key == "tag-key" || key.starts_with("tag:")
+    });
+    *filters = rest;
+    if tagged.is_empty() {
+        return Ok(None);
+    }
+    if other_filters || !filters.is_empty() {
+        return Err(ApiError::Validation(
+            "Tag filters (tag-key, tag:<key>) cannot be combined with other filter types.".into(),
+        ));
+    }
+    let specs: Vec<TargetSpec> = tagged
+        .iter()
+        .filter_map(|f| {
+            tag_filter(
+                f.key.as_deref().unwrap_or_default(),
+                f.values.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(Some(
+        st.store
+            .resolve_targets(&specs)
+            .await?
+            .into_iter()
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetrun_wire::ssm::Target as WireTarget;
+
+    fn req(targets: &[(&str, &[&str])]) -> SendCommandRequest {
+        SendCommandRequest {
+            targets: Some(
+                targets
+                    .iter()
+                    .map(|(k, vs)| WireTarget {
+                        key: Some(k.to_string()),
+                        values: Some(vs.iter().map(|s| s.to_string()).collect()),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn interprets_targets_in_order() {
+        let (t, ids, echo) =
+            interpret(&req(&[("tag:role", &["web", "db"]), ("tag-key", &["env"])])).expect("valid");
+        assert!(ids.is_empty());
+        assert_eq!(echo.len(), 2);
+        assert_eq!(
+            t,
+            Targeting::Specs(vec![
+                TargetSpec::Tag {
+                    key: "role".into(),
+                    values: vec!["web".into(), "db".into()]
+                },
+                TargetSpec::TagKeys(vec!["env".into()]),
+            ])
+        );
+        let code = |r: ApiResult<_>| r.err().map(|e: ApiError| e.code());
+        assert_eq!(
+            code(interpret(&req(&[("tag:role", &[])]))),
+            Some("ValidationException")
+        );
+        assert_eq!(
+            code(interpret(&req(&[("resource-groups:Name", &["g"])]))),
+            Some("InvalidTarget")
+        );
+        assert_eq!(
+            code(interpret(&req(&[("Environment", &["prod"])]))),
+            Some("ValidationException")
+        );
+        assert_eq!(
+            code(interpret(&req(&[("InstanceIds", &["nope"])]))),
+            Some("InvalidInstanceId")
+        );
+        assert_eq!(
+            code(interpret(&SendCommandRequest::default())),
+            Some("ValidationException")
+        );
+    }
+}
