@@ -58,6 +58,15 @@ async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Respons
         "DescribeInstanceInformation" => {
             call(state, body, ops::instances::describe_instance_information).await
         }
+        "CreateDocument" => call(state, body, ops::documents::create_document).await,
+        "UpdateDocument" => call(state, body, ops::documents::update_document).await,
+        "UpdateDocumentDefaultVersion" => {
+            call(state, body, ops::documents::update_document_default_version).await
+        }
+        "DescribeDocument" => call(state, body, ops::documents::describe_document).await,
+        "GetDocument" => call(state, body, ops::documents::get_document).await,
+        "DeleteDocument" => call(state, body, ops::documents::delete_document).await,
+        "ListDocuments" => call(state, body, ops::list_documents::list_documents).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Operation {other} is not supported by this server."
         ))),

@@ -2,8 +2,10 @@
 
 pub mod activations;
 pub mod cancel;
+pub mod documents;
 pub mod get_invocation;
 pub mod instances;
 pub mod list;
+pub mod list_documents;
 pub mod send_command;
 mod validate;
