@@ -51,6 +51,7 @@ fn new_command(at: Millis, doc: &str, targets: Vec<InstanceId>) -> NewCommand {
                 commands: vec!["uptime".into()],
                 working_directory: String::new(),
                 timeout_seconds: 3600,
+                precondition: None,
             }],
         },
         targets,

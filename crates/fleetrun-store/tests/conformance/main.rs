@@ -3,11 +3,13 @@
 //! runs each check on a fresh `SqliteStore` in a temporary directory.
 
 mod activations;
+mod documents;
 mod lifecycle;
 mod listing;
 mod support;
 
 pub use activations::*;
+pub use documents::*;
 pub use lifecycle::*;
 pub use listing::*;
 
@@ -45,6 +47,7 @@ mod sqlite {
         check_activations,
         check_purge,
         check_concurrent_agents,
+        check_documents,
     );
 
     #[tokio::test]
