@@ -195,18 +195,18 @@ def test_cli_create_and_run(fleet, node, tmp_path):
     path = tmp_path / "doc.yaml"
     path.write_text(TWO_STEPS_YAML)
     created = fleet.aws_json(
-        "ssm", "create-document", "--name", name, "--document-type", "Command",
+        "create-document", "--name", name, "--document-type", "Command",
         "--document-format", "YAML", "--content", f"file://{path}",
     )
     assert created["DocumentDescription"]["Name"] == name
     sent = fleet.aws_json(
-        "ssm", "send-command", "--instance-ids", node, "--document-name", name,
+        "send-command", "--instance-ids", node, "--document-name", name,
         "--parameters", "count=3",
     )
     command_id = sent["Command"]["CommandId"]
     fleet.wait_invocation(command_id, node)
     out = fleet.aws_json(
-        "ssm", "get-command-invocation", "--command-id", command_id, "--instance-id", node,
+        "get-command-invocation", "--command-id", command_id, "--instance-id", node,
         "--plugin-name", "count",
     )
     assert out["StandardOutputContent"] == "1\n2\n3\n"
