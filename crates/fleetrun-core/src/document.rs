@@ -1,7 +1,8 @@
 //! Command documents: parameter definitions, `{{ name }}` substitution and the execution plan the agent runs.
 //!
-//! v0 serves the built-in `AWS-RunShellScript` (schema 1.2); the same machinery takes schema 2.2
-//! documents when custom documents arrive. Parameter rules follow the fact sheet §10.
+//! The built-in `AWS-RunShellScript` (schema 1.2) and custom documents (schema 1.2 and 2.2, parsed by
+//! `document_content`) share this machinery. Parameter rules follow the fact sheet §10; which steps a
+//! node skips (preconditions, exit codes 168/169) lives in `step_skips`.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,36 @@ pub struct StepTemplate {
     pub name: String,
     pub action: String,
     pub inputs: Value,
+    /// Schema 2.2 `precondition: {StringEquals: [a, b]}`, before substitution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precondition: Option<Precondition>,
+}
+
+/// A step's `StringEquals` precondition; the operand `platformType` stands for the node's platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Precondition {
+    pub left: String,
+    pub right: String,
+}
+
+impl Precondition {
+    fn operand<'a>(s: &'a str, platform_type: &'a str) -> &'a str {
+        if s == "platformType" {
+            platform_type
+        } else {
+            s
+        }
+    }
+
+    /// Whether the step runs on a node of `platform_type` (`Linux`, `MacOS`, `Windows`).
+    pub fn holds(&self, platform_type: &str) -> bool {
+        Self::operand(&self.left, platform_type) == Self::operand(&self.right, platform_type)
+    }
+
+    /// As amazon-ssm-agent prints it in the skip message.
+    pub fn describe(&self) -> String {
+        format!("\"StringEquals\": [{}, {}]", self.left, self.right)
+    }
 }
 
 /// A document version ready to run.
@@ -61,6 +92,9 @@ pub struct PlanStep {
     pub commands: Vec<String>,
     pub working_directory: String,
     pub timeout_seconds: u64,
+    /// Evaluated per node when the command is delivered (parameters already substituted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precondition: Option<Precondition>,
 }
 
 /// What SendCommand resolved: the steps to run, in order.
@@ -84,6 +118,45 @@ const EXECUTION_TIMEOUT_PATTERN: &str =
 const DEFAULT_EXECUTION_TIMEOUT: u64 = 3600;
 const MIN_EXECUTION_TIMEOUT: u64 = 5;
 const MAX_EXECUTION_TIMEOUT: u64 = 172_800;
+
+/// The content GetDocument returns for `AWS-RunShellScript` (parses to [`aws_run_shell_script`]).
+pub const AWS_RUN_SHELL_SCRIPT_CONTENT: &str = r#"{
+  "schemaVersion": "1.2",
+  "description": "Run a shell script or specify the commands to run.",
+  "parameters": {
+    "commands": {
+      "type": "StringList",
+      "description": "(Required) Specify a shell script or a command to run.",
+      "minItems": 1,
+      "displayType": "textarea"
+    },
+    "workingDirectory": {
+      "type": "String",
+      "default": "",
+      "description": "(Optional) The path to the working directory on your instance.",
+      "maxChars": 4096
+    },
+    "executionTimeout": {
+      "type": "String",
+      "default": "3600",
+      "description": "(Optional) The time in seconds for a command to complete before it is considered to have failed. Default is 3600 (1 hour). Maximum is 172800 (48 hours).",
+      "allowedPattern": "([1-9][0-9]{0,4})|(1[0-6][0-9]{4})|(17[0-1][0-9]{3})|(172[0-7][0-9]{2})|(172800)"
+    }
+  },
+  "runtimeConfig": {
+    "aws:runShellScript": {
+      "properties": [
+        {
+          "id": "0.aws:runShellScript",
+          "runCommand": "{{ commands }}",
+          "workingDirectory": "{{ workingDirectory }}",
+          "timeoutSeconds": "{{ executionTimeout }}"
+        }
+      ]
+    }
+  }
+}
+"#;
 
 /// The AWS-owned `AWS-RunShellScript`, version 1, schema 1.2.
 pub fn aws_run_shell_script() -> DocumentSpec {
@@ -134,6 +207,7 @@ pub fn aws_run_shell_script() -> DocumentSpec {
                 "workingDirectory": "{{ workingDirectory }}",
                 "timeoutSeconds": "{{ executionTimeout }}"
             }),
+            precondition: None,
         }],
     }
 }
@@ -191,7 +265,7 @@ pub fn bind_parameters(
     Ok(bound)
 }
 
-fn check_value(p: &ParamDef, values: &[String]) -> CoreResult<Value> {
+pub(crate) fn check_value(p: &ParamDef, values: &[String]) -> CoreResult<Value> {
     let items = values.len();
     match p.param_type {
         ParamType::String if items != 1 => {
@@ -309,6 +383,14 @@ fn substitute_str(s: &str, params: &BTreeMap<String, Value>) -> Value {
     Value::String(out)
 }
 
+/// [`substitute`] for a string that must stay a string (a list value is JSON-encoded).
+fn substitute_text(s: &str, params: &BTreeMap<String, Value>) -> String {
+    match substitute_str(s, params) {
+        Value::String(v) => v,
+        other => other.to_string(),
+    }
+}
+
 fn flatten_commands(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Array(items) => items.iter().for_each(|i| flatten_commands(i, out)),
@@ -356,6 +438,10 @@ pub fn plan(doc: &DocumentSpec, given: &BTreeMap<String, Vec<String>>) -> CoreRe
                 commands,
                 working_directory,
                 timeout_seconds: clamp_timeout(inputs.get("timeoutSeconds")),
+                precondition: step.precondition.as_ref().map(|p| Precondition {
+                    left: substitute_text(&p.left, &bound),
+                    right: substitute_text(&p.right, &bound),
+                }),
             }
         })
         .collect();

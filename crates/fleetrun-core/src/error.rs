@@ -58,6 +58,37 @@ pub enum CoreError {
     /// A backend failure: never the client's fault.
     #[error("storage failure: {0}")]
     Store(String),
+    // ---- documents (CreateDocument, UpdateDocument, ...) ----
+    /// Content that does not parse or breaks the document schema.
+    #[error("{0}")]
+    InvalidDocumentContent(String),
+    /// A `schemaVersion` Command documents do not support.
+    #[error("{0}")]
+    InvalidDocumentSchemaVersion(String),
+    /// A DocumentType other than Command.
+    #[error("{0}")]
+    InvalidDocumentType(String),
+    /// A document name already taken (or reserved by a built-in).
+    #[error("{0}")]
+    DocumentAlreadyExists(String),
+    /// Content over 64 KB.
+    #[error("{0}")]
+    MaxDocumentSizeExceeded(String),
+    /// Too many documents.
+    #[error("{0}")]
+    DocumentLimitExceeded(String),
+    /// Too many versions of one document.
+    #[error("{0}")]
+    DocumentVersionLimitExceeded(String),
+    /// UpdateDocument with the content the latest version already has.
+    #[error("{0}")]
+    DuplicateDocumentContent(String),
+    /// A VersionName another version of the document already uses.
+    #[error("{0}")]
+    DuplicateDocumentVersionName(String),
+    /// An operation the document does not allow (deleting the default version, changing a built-in).
+    #[error("{0}")]
+    InvalidDocumentOperation(String),
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;

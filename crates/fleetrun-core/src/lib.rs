@@ -7,6 +7,8 @@
 pub mod clock;
 pub mod command;
 pub mod document;
+pub mod document_content;
+pub mod documents;
 pub mod error;
 pub mod ids;
 pub mod node;
@@ -14,6 +16,7 @@ pub mod output;
 pub mod query;
 pub mod rate;
 pub mod status;
+pub mod step_skips;
 pub mod store;
 pub mod targets;
 

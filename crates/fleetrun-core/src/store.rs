@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::clock::Millis;
 use crate::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
+use crate::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use crate::error::CoreResult;
 use crate::ids::{ActivationId, CommandId, InstanceId};
 use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
@@ -113,4 +114,37 @@ pub trait Store: Send + Sync + 'static {
     /// The registered nodes matching every spec (ANDed; each spec's values ORed), ordered by id.
     /// An empty `specs` matches nothing.
     async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>>;
+
+    // ---- documents ----
+    /// Creates a document with version 1 (default and latest). `DocumentAlreadyExists` if the name
+    /// is taken, `DocumentLimitExceeded` when `max_documents` already exist.
+    async fn create_document(&self, doc: NewDocument, max_documents: usize)
+        -> CoreResult<Document>;
+    /// Appends a version, which becomes the latest (the default does not move). `InvalidDocument` if
+    /// the document is missing, `InvalidDocumentVersion` unless `expected_latest` is the latest,
+    /// `DuplicateDocumentContent` if the latest has the same hash, `DuplicateDocumentVersionName`,
+    /// `DocumentVersionLimitExceeded` at `max_versions`.
+    async fn add_document_version(
+        &self,
+        name: &str,
+        expected_latest: u32,
+        version: NewDocumentVersion,
+        max_versions: u32,
+    ) -> CoreResult<Document>;
+    async fn document(&self, name: &str) -> CoreResult<Option<Document>>;
+    async fn document_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> CoreResult<Option<DocumentVersion>>;
+    /// Every version of a document, oldest first.
+    async fn document_versions(&self, name: &str) -> CoreResult<Vec<DocumentVersion>>;
+    /// `InvalidDocument` / `InvalidDocumentVersion` when either does not exist.
+    async fn set_default_document_version(&self, name: &str, version: u32) -> CoreResult<Document>;
+    /// Deletes one version (`Some`) or the whole document (`None`). Deleting the default version of
+    /// a document that has others is `InvalidDocumentOperation`; deleting its only version deletes
+    /// the document.
+    async fn delete_document(&self, name: &str, version: Option<u32>) -> CoreResult<()>;
+    /// Every document with its default version, ordered by name.
+    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>>;
 }

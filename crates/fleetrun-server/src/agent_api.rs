@@ -1,5 +1,9 @@
 //! The agent endpoints (protocol v1, see `fleetrun_wire::agent`): registration, the long poll that is
 //! also the heartbeat, and result reports.
+//!
+//! Steps a node skips (a false `precondition`, a plugin its platform lacks) are left out of the Run
+//! message and added back to the agent's report as Skipped, with the steps a 168/169 exit skipped
+//! (`fleetrun_core::step_skips`): the agent protocol does not change.
 
 use std::time::Duration;
 
@@ -13,6 +17,7 @@ use fleetrun_core::command::{Delivery, Report, ReportedStep};
 use fleetrun_core::ids::{random_secret, ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{constant_time_eq, hash_secret, NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
+use fleetrun_core::step_skips;
 use fleetrun_wire::agent::{
     AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
     RegisterResponse, ResultAck, ResultReport, StepSpec, AUTH_SCHEME, POLL_PATH, REGISTER_PATH,
@@ -101,12 +106,21 @@ async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<InstanceI
     Ok(id)
 }
 
-fn run_message(st: &AppState, node: &InstanceId, d: Delivery) -> AgentMessage {
+/// The platform a node last reported (`""` if unknown).
+async fn platform_type(st: &AppState, node: &InstanceId) -> ApiResult<String> {
+    Ok(st
+        .store
+        .node(node)
+        .await?
+        .map(|n| n.info.platform_type)
+        .unwrap_or_default())
+}
+
+fn run_message(st: &AppState, node: &InstanceId, d: Delivery, platform: &str) -> AgentMessage {
     AgentMessage::Run {
         command_id: d.command_id.to_string(),
         document_name: d.document_name,
-        steps: d
-            .plan
+        steps: step_skips::for_platform(&d.plan, platform)
             .steps
             .into_iter()
             .map(|s| StepSpec {
@@ -162,9 +176,14 @@ async fn poll(
                     command_id: c.to_string(),
                 })
                 .collect();
+            let platform = if claim.runs.is_empty() {
+                String::new()
+            } else {
+                platform_type(&st, &node).await?
+            };
             for d in claim.runs {
                 tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
-                messages.push(run_message(&st, &node, d));
+                messages.push(run_message(&st, &node, d, &platform));
             }
             return Ok(Json(PollResponse { messages }));
         }
@@ -211,6 +230,24 @@ async fn result(
     let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {
         ApiError::InvalidCommandId(format!("Command id '{}' is not valid.", report.command_id))
     })?;
+    let mut steps: Vec<ReportedStep> = report
+        .steps
+        .into_iter()
+        .map(|s| ReportedStep {
+            name: s.name,
+            status: plugin_status(s.outcome).into(),
+            exit_code: s.exit_code,
+            start_offset_ms: s.start_offset_ms.max(0),
+            duration_ms: s.duration_ms.max(0),
+            stdout: s.stdout,
+            stderr: s.stderr,
+        })
+        .collect();
+    let mut response_code = report.response_code;
+    if let Some(command) = st.store.command(&command_id).await? {
+        let platform = platform_type(&st, &node).await?;
+        step_skips::complete_report(&command.plan, &platform, &mut steps, &mut response_code);
+    }
     let finished = st
         .store
         .finish(
@@ -218,21 +255,9 @@ async fn result(
             Report {
                 command_id: command_id.clone(),
                 outcome: outcome(report.outcome),
-                response_code: report.response_code,
+                response_code,
                 elapsed_ms: report.elapsed_ms.max(0),
-                steps: report
-                    .steps
-                    .into_iter()
-                    .map(|s| ReportedStep {
-                        name: s.name,
-                        status: plugin_status(s.outcome).into(),
-                        exit_code: s.exit_code,
-                        start_offset_ms: s.start_offset_ms.max(0),
-                        duration_ms: s.duration_ms.max(0),
-                        stdout: s.stdout,
-                        stderr: s.stderr,
-                    })
-                    .collect(),
+                steps,
             },
             now_millis(),
         )

@@ -64,6 +64,15 @@ async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Respons
         "AddTagsToResource" => call(state, body, ops::tags::add_tags_to_resource).await,
         "RemoveTagsFromResource" => call(state, body, ops::tags::remove_tags_from_resource).await,
         "ListTagsForResource" => call(state, body, ops::tags::list_tags_for_resource).await,
+        "CreateDocument" => call(state, body, ops::documents::create_document).await,
+        "UpdateDocument" => call(state, body, ops::documents::update_document).await,
+        "UpdateDocumentDefaultVersion" => {
+            call(state, body, ops::documents::update_document_default_version).await
+        }
+        "DescribeDocument" => call(state, body, ops::documents::describe_document).await,
+        "GetDocument" => call(state, body, ops::documents::get_document).await,
+        "DeleteDocument" => call(state, body, ops::documents::delete_document).await,
+        "ListDocuments" => call(state, body, ops::list_documents::list_documents).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Operation {other} is not supported by this server."
         ))),

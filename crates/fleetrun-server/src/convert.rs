@@ -3,6 +3,7 @@
 use fleetrun_core::command::{Command, Invocation, StepResult};
 use fleetrun_core::output::{plugin_output, stderr_excerpt, stdout_excerpt};
 use fleetrun_core::status::{InvocationState, InvocationStatus};
+use fleetrun_core::step_skips;
 use fleetrun_wire::ssm::{self, epoch};
 
 pub fn notification(c: &Command) -> ssm::NotificationConfig {
@@ -81,6 +82,8 @@ pub struct StepView<'a> {
 impl StepView<'_> {
     pub fn status(&self) -> String {
         match self.result {
+            // A skipped step (precondition, exit 168/169) counts as a success (core::step_skips).
+            Some(r) if r.status == step_skips::SKIPPED => "Success".into(),
             Some(r) => r.status.clone(),
             None => plugin_status(self.state.status()).into(),
         }

@@ -40,6 +40,17 @@ pub enum ApiError {
     ServiceUnavailable,
     /// Never the client's fault; the cause is logged, not sent.
     Internal(String),
+    // ---- documents ----
+    InvalidDocumentContent(String),
+    InvalidDocumentSchemaVersion(String),
+    InvalidDocumentType(String),
+    DocumentAlreadyExists(String),
+    MaxDocumentSizeExceeded(String),
+    DocumentLimitExceeded(String),
+    DocumentVersionLimitExceeded(String),
+    DuplicateDocumentContent(String),
+    DuplicateDocumentVersionName(String),
+    InvalidDocumentOperation(String),
 }
 
 impl ApiError {
@@ -72,6 +83,16 @@ impl ApiError {
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Internal(_) => "InternalServerError",
+            Self::InvalidDocumentContent(_) => "InvalidDocumentContent",
+            Self::InvalidDocumentSchemaVersion(_) => "InvalidDocumentSchemaVersion",
+            Self::InvalidDocumentType(_) => "InvalidDocumentType",
+            Self::DocumentAlreadyExists(_) => "DocumentAlreadyExists",
+            Self::MaxDocumentSizeExceeded(_) => "MaxDocumentSizeExceeded",
+            Self::DocumentLimitExceeded(_) => "DocumentLimitExceeded",
+            Self::DocumentVersionLimitExceeded(_) => "DocumentVersionLimitExceeded",
+            Self::DuplicateDocumentContent(_) => "DuplicateDocumentContent",
+            Self::DuplicateDocumentVersionName(_) => "DuplicateDocumentVersionName",
+            Self::InvalidDocumentOperation(_) => "InvalidDocumentOperation",
         }
     }
 
@@ -106,7 +127,17 @@ impl ApiError {
             | Self::InvalidResourceId(m)
             | Self::TooManyTagsError(m)
             | Self::InvalidTarget(m)
-            | Self::UnrecognizedClient(m) => m.clone(),
+            | Self::UnrecognizedClient(m)
+            | Self::InvalidDocumentContent(m)
+            | Self::InvalidDocumentSchemaVersion(m)
+            | Self::InvalidDocumentType(m)
+            | Self::DocumentAlreadyExists(m)
+            | Self::MaxDocumentSizeExceeded(m)
+            | Self::DocumentLimitExceeded(m)
+            | Self::DocumentVersionLimitExceeded(m)
+            | Self::DuplicateDocumentContent(m)
+            | Self::DuplicateDocumentVersionName(m)
+            | Self::InvalidDocumentOperation(m) => m.clone(),
             Self::InvalidNextToken => "The specified token isn't valid.".into(),
             Self::InvocationDoesNotExist => "The command ID and instance ID you specified didn't match any invocations. Verify the command ID and the instance ID and try again.".into(),
             Self::ServiceUnavailable => "The server is shutting down.".into(),
@@ -153,6 +184,16 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidTarget(m) => Self::InvalidTarget(m),
             CoreError::UnsupportedTargetKey(m) => Self::Validation(m),
             CoreError::Store(cause) => Self::Internal(cause),
+            CoreError::InvalidDocumentContent(m) => Self::InvalidDocumentContent(m),
+            CoreError::InvalidDocumentSchemaVersion(m) => Self::InvalidDocumentSchemaVersion(m),
+            CoreError::InvalidDocumentType(m) => Self::InvalidDocumentType(m),
+            CoreError::DocumentAlreadyExists(m) => Self::DocumentAlreadyExists(m),
+            CoreError::MaxDocumentSizeExceeded(m) => Self::MaxDocumentSizeExceeded(m),
+            CoreError::DocumentLimitExceeded(m) => Self::DocumentLimitExceeded(m),
+            CoreError::DocumentVersionLimitExceeded(m) => Self::DocumentVersionLimitExceeded(m),
+            CoreError::DuplicateDocumentContent(m) => Self::DuplicateDocumentContent(m),
+            CoreError::DuplicateDocumentVersionName(m) => Self::DuplicateDocumentVersionName(m),
+            CoreError::InvalidDocumentOperation(m) => Self::InvalidDocumentOperation(m),
         }
     }
 }

@@ -63,6 +63,7 @@ fn command(i: u64) -> (NewCommand, Option<InvocationState>) {
                 commands: vec![format!("echo {i}")],
                 working_directory: String::new(),
                 timeout_seconds: 3600,
+                precondition: None,
             }],
         },
         targets,

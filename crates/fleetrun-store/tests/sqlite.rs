@@ -51,6 +51,7 @@ fn new_command(at: Millis, doc: &str, targets: Vec<InstanceId>) -> NewCommand {
                 commands: vec!["uptime".into()],
                 working_directory: String::new(),
                 timeout_seconds: 3600,
+                precondition: None,
             }],
         },
         targets,
@@ -264,7 +265,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));

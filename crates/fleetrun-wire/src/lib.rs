@@ -3,6 +3,7 @@
 //! ([`validate`]), and the fleetrun agent protocol ([`agent`]). No I/O.
 
 pub mod agent;
+pub mod documents;
 pub mod error;
 pub mod ssm;
 pub mod tags;

@@ -35,44 +35,49 @@ pub async fn get_command_invocation(
         .ok_or(ApiError::InvocationDoesNotExist)?;
     let views = convert::steps(&command, &inv);
     let view = match req.plugin_name.as_deref() {
-        Some(name) => views.iter().find(|s| s.name == name).ok_or_else(|| {
+        Some(name) => Some(views.iter().find(|s| s.name == name).ok_or_else(|| {
             ApiError::InvalidPluginName(format!(
                 "The plugin name {name} is not part of command {command_id}."
             ))
-        })?,
-        None if views.len() == 1 => &views[0],
-        None => {
-            return Err(ApiError::InvalidPluginName(
-                "This document has more than one step: specify PluginName.".into(),
-            ))
-        }
+        })?),
+        None if views.len() == 1 => views.first(),
+        // Several steps and no PluginName: the invocation as a whole, without step output (what
+        // AWS answers; the CommandExecuted waiter relies on it).
+        None => None,
     };
-    let (stdout, stderr) = convert::excerpts(view);
-    // With PluginName the step's own status; without it (single step) the invocation's.
-    let (status, details) = if req.plugin_name.is_some() && view.result.is_some() {
-        (view.status(), view.status_details())
-    } else {
-        (
+    let (stdout, stderr) = view.map(convert::excerpts).unwrap_or_default();
+    // With PluginName the step's own status; without it the invocation's.
+    let (status, details) = match view {
+        Some(v) if req.plugin_name.is_some() && v.result.is_some() => {
+            (v.status(), v.status_details())
+        }
+        _ => (
             inv.state.status().as_str().to_string(),
             inv.state.as_str().to_string(),
-        )
+        ),
     };
-    let (start, elapsed, end) = match view.result {
-        Some(r) => (
-            iso8601(r.started_at),
-            iso8601_duration(r.ended_at - r.started_at),
-            iso8601(r.ended_at),
+    let span = match view {
+        Some(v) => v.result.map(|r| (r.started_at, r.ended_at)),
+        None => inv.started_at.zip(inv.ended_at),
+    };
+    let (start, elapsed, end) = match span {
+        Some((started, ended)) => (
+            iso8601(started),
+            iso8601_duration(ended - started),
+            iso8601(ended),
         ),
         None => Default::default(),
     };
+    let plugin_name = view.map(|v| v.name.clone()).unwrap_or_default();
+    let response_code = view.map_or(inv.response_code, |v| v.response_code());
     Ok(GetCommandInvocationResult {
         command_id: command_id.to_string(),
         instance_id: node.to_string(),
         comment: command.comment.clone(),
         document_name: command.document_name.clone(),
         document_version: command.document_version.clone(),
-        plugin_name: view.name.clone(),
-        response_code: view.response_code(),
+        plugin_name,
+        response_code,
         execution_start_date_time: start,
         execution_elapsed_time: elapsed,
         execution_end_date_time: end,

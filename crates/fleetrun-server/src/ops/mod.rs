@@ -3,9 +3,11 @@
 pub mod activations;
 pub mod cancel;
 pub mod deregister;
+pub mod documents;
 pub mod get_invocation;
 pub mod instances;
 pub mod list;
+pub mod list_documents;
 pub mod send_command;
 pub mod tags;
 pub mod targets;

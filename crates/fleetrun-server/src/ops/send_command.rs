@@ -149,7 +149,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
 
     let name = req.document_name.clone().unwrap_or_default();
     let version = req.document_version.clone().unwrap_or_default();
-    let doc = document::builtin(&name, &version)?;
+    let doc = super::documents::resolve(&st, &name, &version).await?;
     let parameters = req.parameters.clone().unwrap_or_default();
     let plan = document::plan(&doc, &parameters)?;
 

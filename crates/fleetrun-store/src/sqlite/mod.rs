@@ -6,10 +6,11 @@
 //! concurrently thanks to WAL. Every call runs on tokio's blocking pool, never on a runtime thread.
 //!
 //! Owns: connection setup, error mapping, row-decoding helpers. Does not own: SQL for any operation
-//! (see `schema`, `activations`, `commands`, `lifecycle`).
+//! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
 
 mod activations;
 mod commands;
+mod documents;
 mod lifecycle;
 mod rollout;
 mod schema;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fleetrun_core::clock::Millis;
 use fleetrun_core::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
+use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
@@ -431,5 +433,64 @@ impl Store for SqliteStore {
     async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>> {
         let specs = specs.to_vec();
         self.read(move |c| tags::resolve(c, &specs)).await
+    }
+
+    async fn create_document(
+        &self,
+        doc: NewDocument,
+        max_documents: usize,
+    ) -> CoreResult<Document> {
+        self.write(move |c| documents::create(c, &doc, max_documents))
+            .await
+    }
+
+    async fn add_document_version(
+        &self,
+        name: &str,
+        expected_latest: u32,
+        version: NewDocumentVersion,
+        max_versions: u32,
+    ) -> CoreResult<Document> {
+        let name = name.to_string();
+        self.write(move |c| {
+            documents::add_version(c, &name, expected_latest, &version, max_versions)
+        })
+        .await
+    }
+
+    async fn document(&self, name: &str) -> CoreResult<Option<Document>> {
+        let name = name.to_string();
+        self.read(move |c| documents::document(c, &name)).await
+    }
+
+    async fn document_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> CoreResult<Option<DocumentVersion>> {
+        let name = name.to_string();
+        self.read(move |c| documents::version(c, &name, version))
+            .await
+    }
+
+    async fn document_versions(&self, name: &str) -> CoreResult<Vec<DocumentVersion>> {
+        let name = name.to_string();
+        self.read(move |c| documents::versions(c, &name)).await
+    }
+
+    async fn set_default_document_version(&self, name: &str, version: u32) -> CoreResult<Document> {
+        let name = name.to_string();
+        self.write(move |c| documents::set_default(c, &name, version))
+            .await
+    }
+
+    async fn delete_document(&self, name: &str, version: Option<u32>) -> CoreResult<()> {
+        let name = name.to_string();
+        self.write(move |c| documents::delete(c, &name, version))
+            .await
+    }
+
+    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>> {
+        self.read(documents::list).await
     }
 }

@@ -121,7 +121,38 @@ UPDATE commands SET
 CREATE INDEX invocations_by_release ON invocations (command_seq, released, instance_id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: custom Command documents and their versions (see `documents`).
+const V3_DOCUMENTS: &str = r#"
+CREATE TABLE documents (
+    name            TEXT    NOT NULL PRIMARY KEY,
+    document_type   TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    default_version INTEGER NOT NULL,
+    latest_version  INTEGER NOT NULL,
+    last_assigned   INTEGER NOT NULL,
+    tags_json       TEXT    NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE document_versions (
+    name            TEXT    NOT NULL REFERENCES documents (name) ON DELETE CASCADE,
+    version         INTEGER NOT NULL,
+    content         TEXT    NOT NULL,
+    format          TEXT    NOT NULL,
+    hash            TEXT    NOT NULL,
+    schema_version  TEXT    NOT NULL,
+    description     TEXT    NOT NULL,
+    platform_types  TEXT    NOT NULL,
+    version_name    TEXT,
+    display_name    TEXT    NOT NULL,
+    target_type     TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX document_version_names ON document_versions (name, version_name)
+    WHERE version_name IS NOT NULL;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3_DOCUMENTS];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {

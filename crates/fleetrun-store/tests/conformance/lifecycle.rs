@@ -509,20 +509,29 @@ pub async fn check_concurrent_agents(store: &dyn Store) {
     for i in 0..10 {
         cmds.push(insert(store, T0 + i, "AWS-RunShellScript", &nodes).await.id);
     }
+    // Each agent polls until it has run its 10 invocations: the rollouts release them in steps.
     let work = nodes.iter().map(|n| async move {
-        let claim = store.claim(n, "s", &[], T0 + 100).await.expect("claim");
-        for d in &claim.runs {
-            let applied = store
-                .finish(
-                    n,
-                    report(&d.command_id, ExecutionOutcome::Success, 0),
-                    T0 + 200,
-                )
-                .await
-                .expect("finish");
-            assert!(applied.applied);
+        let mut ran = 0;
+        for _ in 0..1000 {
+            let claim = store.claim(n, "s", &[], T0 + 100).await.expect("claim");
+            for d in &claim.runs {
+                let applied = store
+                    .finish(
+                        n,
+                        report(&d.command_id, ExecutionOutcome::Success, 0),
+                        T0 + 200,
+                    )
+                    .await
+                    .expect("finish");
+                assert!(applied.applied, "each invocation ends exactly once");
+            }
+            ran += claim.runs.len();
+            if ran == 10 {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        claim.runs.len()
+        ran
     });
     let delivered: usize = join_all(work.collect()).await.into_iter().sum();
     assert_eq!(delivered, 80);

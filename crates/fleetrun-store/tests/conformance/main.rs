@@ -3,6 +3,7 @@
 //! runs each check on a fresh `SqliteStore` in a temporary directory.
 
 mod activations;
+mod documents;
 mod lifecycle;
 mod listing;
 mod rollout;
@@ -10,6 +11,7 @@ mod support;
 mod tags;
 
 pub use activations::*;
+pub use documents::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use rollout::*;
@@ -56,6 +58,7 @@ mod sqlite {
         check_tags,
         check_resolve_targets,
         check_no_instances_command,
+        check_documents,
     );
 
     #[tokio::test]

@@ -26,6 +26,7 @@ pub(crate) fn plan() -> Plan {
             commands: vec!["echo hello".into()],
             working_directory: String::new(),
             timeout_seconds: 3600,
+            precondition: None,
         }],
     }
 }

@@ -1,0 +1,311 @@
+//! Custom Command documents as the domain stores them: a document (name, type, default and latest
+//! version) with numbered versions (content, format, hash, derived facts), the naming rules, version
+//! selectors (`$DEFAULT`, `$LATEST`, numbers) and ListDocuments filter semantics.
+//!
+//! Content parsing lives in `document_content`; the runnable form is `document::DocumentSpec`.
+//! This module knows nothing of the wire: the server maps these records to AWS shapes.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Millis;
+use crate::error::{CoreError, CoreResult};
+use crate::node::Tag;
+
+/// Largest document content accepted (CreateDocument / UpdateDocument), in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// Custom documents one server keeps (the model's "500 active SSM documents").
+pub const MAX_DOCUMENTS: usize = 500;
+/// Versions one document keeps (AWS's documented quota).
+pub const MAX_DOCUMENT_VERSIONS: u32 = 1000;
+/// The account id reported as `Owner` of custom documents (LocalStack's well-known fake account).
+pub const ACCOUNT_ID: &str = "000000000000";
+/// The owner reported for built-in documents.
+pub const AMAZON_OWNER: &str = "Amazon";
+/// Name prefixes AWS reserves (compared case-insensitively).
+pub const RESERVED_PREFIXES: [&str; 6] = [
+    "aws",
+    "amazon",
+    "amzn",
+    "AWSEC2",
+    "AWSConfigRemediation",
+    "AWSSupport",
+];
+
+/// How the content is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocumentFormat {
+    Json,
+    Yaml,
+}
+
+impl DocumentFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "JSON",
+            Self::Yaml => "YAML",
+        }
+    }
+
+    /// `JSON` or `YAML`; `TEXT` (and anything else) is not a Command document format.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "JSON" => Some(Self::Json),
+            "YAML" => Some(Self::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// SHA-256 of the content as sent, lowercase hex (`DocumentDescription.Hash`, `HashType` Sha256).
+pub fn content_hash(content: &str) -> String {
+    hex::encode(Sha256::digest(content.as_bytes()))
+}
+
+/// A version about to be stored. Its number is assigned by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDocumentVersion {
+    pub content: String,
+    pub format: DocumentFormat,
+    pub hash: String,
+    pub schema_version: String,
+    pub description: String,
+    /// Derived from the plugins (`aws:runShellScript` → Linux, MacOS).
+    pub platform_types: Vec<String>,
+    pub version_name: Option<String>,
+    pub display_name: String,
+    pub target_type: String,
+    pub created_at: Millis,
+}
+
+/// A stored version of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentVersion {
+    pub name: String,
+    pub version: u32,
+    pub content: String,
+    pub format: DocumentFormat,
+    pub hash: String,
+    pub schema_version: String,
+    pub description: String,
+    pub platform_types: Vec<String>,
+    pub version_name: Option<String>,
+    pub display_name: String,
+    pub target_type: String,
+    pub created_at: Millis,
+}
+
+/// A document about to be created with its first version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDocument {
+    pub name: String,
+    /// Always `Command` today.
+    pub document_type: String,
+    pub tags: Vec<Tag>,
+    pub first: NewDocumentVersion,
+}
+
+/// A stored document: what all its versions share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub name: String,
+    pub document_type: String,
+    pub created_at: Millis,
+    pub default_version: u32,
+    pub latest_version: u32,
+    pub tags: Vec<Tag>,
+}
+
+/// Strips an ARN (`arn:aws:ssm:<region>:<account>:document/<name>`) down to the document name.
+pub fn plain_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
+}
+
+/// The reserved prefix `name` starts with, if any.
+pub fn reserved_prefix(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    RESERVED_PREFIXES
+        .into_iter()
+        .find(|p| lower.starts_with(&p.to_ascii_lowercase()))
+}
+
+/// Which version a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSelector {
+    Default,
+    Latest,
+    Number(u32),
+}
+
+impl VersionSelector {
+    /// `""` (absent) and `$DEFAULT` → default, `$LATEST` → latest, a positive number → that one.
+    pub fn parse(name: &str, s: &str) -> CoreResult<Self> {
+        match s {
+            "" | "$DEFAULT" => Ok(Self::Default),
+            "$LATEST" => Ok(Self::Latest),
+            n => n
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v > 0 && !n.starts_with('0'))
+                .map(Self::Number)
+                .ok_or_else(|| {
+                    CoreError::InvalidDocumentVersion(format!(
+                        "Document {name} does not have version {s}"
+                    ))
+                }),
+        }
+    }
+
+    /// The version number this selects in `doc`.
+    pub fn resolve(self, doc: &Document) -> u32 {
+        match self {
+            Self::Default => doc.default_version,
+            Self::Latest => doc.latest_version,
+            Self::Number(n) => n,
+        }
+    }
+}
+
+/// One document as ListDocuments sees it: its default version, plus who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedDocument {
+    pub name: String,
+    pub owner: String,
+    /// True for the account's own documents (Owner `Self` / `Private`).
+    pub own: bool,
+    pub document_type: String,
+    pub schema_version: String,
+    pub platform_types: Vec<String>,
+    pub target_type: String,
+    pub tags: Vec<Tag>,
+}
+
+/// One ListDocuments filter, already checked: key and values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentFilter {
+    /// `Self` | `Private` (ours), `Amazon` (built-ins), `Public` | `ThirdParty` (none here).
+    Owner(String),
+    /// Name prefixes (any).
+    Name(Vec<String>),
+    PlatformTypes(Vec<String>),
+    DocumentType(Vec<String>),
+    SchemaVersion(Vec<String>),
+    TargetType(Vec<String>),
+    /// `tag:<key>` with values (any); no values = the key is present.
+    Tag(String, Vec<String>),
+}
+
+/// Valid Owner filter values.
+pub const OWNER_VALUES: [&str; 5] = ["Self", "Amazon", "Private", "Public", "ThirdParty"];
+
+impl DocumentFilter {
+    /// Builds a filter from a wire key and values; `None` for an unknown key (`InvalidFilterKey`).
+    pub fn new(key: &str, values: Vec<String>) -> Option<Self> {
+        Some(match key {
+            "Owner" => Self::Owner(values.into_iter().next().unwrap_or_default()),
+            "Name" => Self::Name(values),
+            "PlatformTypes" => Self::PlatformTypes(values),
+            "DocumentType" => Self::DocumentType(values),
+            "SchemaVersion" => Self::SchemaVersion(values),
+            "TargetType" => Self::TargetType(values),
+            k => Self::Tag(k.strip_prefix("tag:")?.to_string(), values),
+        })
+    }
+
+    /// Whether `doc` passes this filter. Values within a filter are ORed; filters are ANDed.
+    pub fn matches(&self, doc: &ListedDocument) -> bool {
+        let any =
+            |values: &[String], field: &str| values.is_empty() || values.iter().any(|v| v == field);
+        match self {
+            Self::Owner(o) => match o.as_str() {
+                "Self" | "Private" => doc.own,
+                "Amazon" => !doc.own,
+                _ => false,
+            },
+            Self::Name(prefixes) => {
+                prefixes.is_empty() || prefixes.iter().any(|p| doc.name.starts_with(p.as_str()))
+            }
+            Self::PlatformTypes(v) => {
+                v.is_empty() || doc.platform_types.iter().any(|p| v.contains(p))
+            }
+            Self::DocumentType(v) => any(v, &doc.document_type),
+            Self::SchemaVersion(v) => any(v, &doc.schema_version),
+            Self::TargetType(v) => any(v, &doc.target_type),
+            Self::Tag(key, values) => doc
+                .tags
+                .iter()
+                .any(|t| &t.key == key && (values.is_empty() || values.contains(&t.value))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, own: bool) -> ListedDocument {
+        ListedDocument {
+            name: name.into(),
+            owner: if own { ACCOUNT_ID } else { AMAZON_OWNER }.into(),
+            own,
+            document_type: "Command".into(),
+            schema_version: "2.2".into(),
+            platform_types: vec!["Linux".into(), "MacOS".into()],
+            target_type: String::new(),
+            tags: vec![Tag {
+                key: "team".into(),
+                value: "ops".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert_eq!(
+            plain_name("arn:aws:ssm:us-east-1:1:document/My-Doc"),
+            "My-Doc"
+        );
+        assert_eq!(reserved_prefix("AWS-Mine"), Some("aws"));
+        assert_eq!(reserved_prefix("amazonish"), Some("amazon"));
+        assert_eq!(reserved_prefix("awsec2thing"), Some("aws"));
+        assert_eq!(reserved_prefix("My-aws"), None);
+        let doc = Document {
+            name: "d".into(),
+            document_type: "Command".into(),
+            created_at: 0,
+            default_version: 1,
+            latest_version: 3,
+            tags: vec![],
+        };
+        for (s, want) in [("", 1), ("$DEFAULT", 1), ("$LATEST", 3), ("2", 2)] {
+            assert_eq!(VersionSelector::parse("d", s).expect(s).resolve(&doc), want);
+        }
+        for bad in ["0", "01", "x", "-1"] {
+            assert!(VersionSelector::parse("d", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            content_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn filters() {
+        let mine = listed("Deploy-Web", true);
+        let builtin = listed("AWS-RunShellScript", false);
+        let f = |k: &str, v: &[&str]| {
+            DocumentFilter::new(k, v.iter().map(|s| s.to_string()).collect()).expect(k)
+        };
+        assert!(f("Owner", &["Self"]).matches(&mine) && !f("Owner", &["Self"]).matches(&builtin));
+        assert!(f("Owner", &["Amazon"]).matches(&builtin));
+        assert!(!f("Owner", &["Public"]).matches(&mine));
+        assert!(f("Name", &["Dep", "X"]).matches(&mine) && !f("Name", &["dep"]).matches(&mine));
+        assert!(f("PlatformTypes", &["Windows", "Linux"]).matches(&mine));
+        assert!(!f("PlatformTypes", &["Windows"]).matches(&mine));
+        assert!(f("DocumentType", &["Command"]).matches(&mine));
+        assert!(f("SchemaVersion", &["2.2"]).matches(&mine));
+        assert!(f("tag:team", &["ops", "dev"]).matches(&mine));
+        assert!(f("tag:team", &[]).matches(&mine) && !f("tag:env", &[]).matches(&mine));
+        assert!(DocumentFilter::new("Bogus", vec![]).is_none());
+    }
+}

@@ -1,0 +1,297 @@
+//! Custom Command documents: the `documents` row (type, default / latest version, tags) and one
+//! `document_versions` row per version (content, hash, derived facts).
+//!
+//! Every rule that needs the current state (name taken, document limit, duplicate content or
+//! version name, expected latest version, default-version deletion) is checked inside one
+//! IMMEDIATE transaction, so two concurrent updates cannot both create "version 2". Version numbers
+//! are never reused: `last_assigned` remembers the highest ever handed out.
+
+use fleetrun_core::documents::{
+    Document, DocumentFormat, DocumentVersion, NewDocument, NewDocumentVersion,
+};
+use fleetrun_core::CoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+
+use super::{to_i64, Error, Result};
+
+const DOCUMENT_COLUMNS: &str =
+    "name, document_type, created_at, default_version, latest_version, tags_json";
+const VERSION_COLUMNS: &str = "name, version, content, format, hash, schema_version, description, \
+     platform_types, version_name, display_name, target_type, created_at";
+
+fn document_from_row(row: &Row<'_>) -> Result<Document> {
+    let tags: String = row.get(5)?;
+    Ok(Document {
+        name: row.get(0)?,
+        document_type: row.get(1)?,
+        created_at: row.get(2)?,
+        default_version: row.get(3)?,
+        latest_version: row.get(4)?,
+        tags: serde_json::from_str(&tags)?,
+    })
+}
+
+fn version_from_row(row: &Row<'_>) -> Result<DocumentVersion> {
+    let format: String = row.get(3)?;
+    let platforms: String = row.get(7)?;
+    Ok(DocumentVersion {
+        name: row.get(0)?,
+        version: row.get(1)?,
+        content: row.get(2)?,
+        format: DocumentFormat::parse(&format)
+            .ok_or_else(|| Error::Corrupt(format!("document format {format:?}")))?,
+        hash: row.get(4)?,
+        schema_version: row.get(5)?,
+        description: row.get(6)?,
+        platform_types: serde_json::from_str(&platforms)?,
+        version_name: row.get(8)?,
+        display_name: row.get(9)?,
+        target_type: row.get(10)?,
+        created_at: row.get(11)?,
+    })
+}
+
+fn missing(name: &str) -> Error {
+    CoreError::InvalidDocument(format!("Document {name} does not exist in your account")).into()
+}
+
+fn get_document(c: &Connection, name: &str) -> Result<Option<Document>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE name = ?1"
+    ))?;
+    let mut rows = stmt.query(params![name])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(document_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn insert_version(
+    tx: &Transaction<'_>,
+    name: &str,
+    version: u32,
+    v: &NewDocumentVersion,
+) -> Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO document_versions ({VERSION_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        name,
+        version,
+        v.content,
+        v.format.as_str(),
+        v.hash,
+        v.schema_version,
+        v.description,
+        serde_json::to_string(&v.platform_types)?,
+        v.version_name,
+        v.display_name,
+        v.target_type,
+        v.created_at,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn create(
+    conn: &mut Connection,
+    doc: &NewDocument,
+    max_documents: usize,
+) -> Result<Document> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if get_document(&tx, &doc.name)?.is_some() {
+        return Err(CoreError::DocumentAlreadyExists(format!(
+            "Document with name {} already exists.",
+            doc.name
+        ))
+        .into());
+    }
+    let count: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+    if count >= to_i64(max_documents) {
+        return Err(CoreError::DocumentLimitExceeded(format!(
+            "You can have at most {max_documents} active SSM documents."
+        ))
+        .into());
+    }
+    tx.prepare_cached(
+        "INSERT INTO documents (name, document_type, created_at, default_version, latest_version,
+             last_assigned, tags_json)
+         VALUES (?1, ?2, ?3, 1, 1, 1, ?4)",
+    )?
+    .execute(params![
+        doc.name,
+        doc.document_type,
+        doc.first.created_at,
+        serde_json::to_string(&doc.tags)?,
+    ])?;
+    insert_version(&tx, &doc.name, 1, &doc.first)?;
+    let stored = get_document(&tx, &doc.name)?.ok_or_else(|| missing(&doc.name))?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+pub(crate) fn add_version(
+    conn: &mut Connection,
+    name: &str,
+    expected_latest: u32,
+    v: &NewDocumentVersion,
+    max_versions: u32,
+) -> Result<Document> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
+    if doc.latest_version != expected_latest {
+        return Err(CoreError::InvalidDocumentVersion(format!(
+            "Only the latest version of document {name} ({}) can be updated; got {expected_latest}.",
+            doc.latest_version
+        ))
+        .into());
+    }
+    let latest_hash: String = tx
+        .prepare_cached("SELECT hash FROM document_versions WHERE name = ?1 AND version = ?2")?
+        .query_row(params![name, doc.latest_version], |r| r.get(0))?;
+    if latest_hash == v.hash {
+        return Err(CoreError::DuplicateDocumentContent(format!(
+            "The content of document {name} matches its latest version {}.",
+            doc.latest_version
+        ))
+        .into());
+    }
+    if let Some(vn) = &v.version_name {
+        let taken: Option<u32> = tx
+            .prepare_cached(
+                "SELECT version FROM document_versions WHERE name = ?1 AND version_name = ?2",
+            )?
+            .query_row(params![name, vn], |r| r.get(0))
+            .optional()?;
+        if taken.is_some() {
+            return Err(CoreError::DuplicateDocumentVersionName(format!(
+                "The version name {vn} has already been used in document {name}."
+            ))
+            .into());
+        }
+    }
+    let (count, last): (u32, u32) = tx
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM document_versions WHERE name = ?1), last_assigned
+             FROM documents WHERE name = ?1",
+        )?
+        .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if count >= max_versions {
+        return Err(CoreError::DocumentVersionLimitExceeded(format!(
+            "Document {name} has {count} versions, the most it can have. Delete one or more versions and try again."
+        ))
+        .into());
+    }
+    let version = last.saturating_add(1);
+    insert_version(&tx, name, version, v)?;
+    tx.prepare_cached(
+        "UPDATE documents SET latest_version = ?2, last_assigned = ?2 WHERE name = ?1",
+    )?
+    .execute(params![name, version])?;
+    let stored = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+pub(crate) fn document(c: &Connection, name: &str) -> Result<Option<Document>> {
+    get_document(c, name)
+}
+
+pub(crate) fn version(c: &Connection, name: &str, version: u32) -> Result<Option<DocumentVersion>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM document_versions WHERE name = ?1 AND version = ?2"
+    ))?;
+    let mut rows = stmt.query(params![name, version])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(version_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn versions(c: &Connection, name: &str) -> Result<Vec<DocumentVersion>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM document_versions WHERE name = ?1 ORDER BY version"
+    ))?;
+    let mut rows = stmt.query(params![name])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(version_from_row(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn set_default(conn: &mut Connection, name: &str, v: u32) -> Result<Document> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    get_document(&tx, name)?.ok_or_else(|| missing(name))?;
+    if version(&tx, name, v)?.is_none() {
+        return Err(CoreError::InvalidDocumentVersion(format!(
+            "Document {name} does not have version {v}"
+        ))
+        .into());
+    }
+    tx.prepare_cached("UPDATE documents SET default_version = ?2 WHERE name = ?1")?
+        .execute(params![name, v])?;
+    let stored = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
+    tx.commit()?;
+    Ok(stored)
+}
+
+pub(crate) fn delete(conn: &mut Connection, name: &str, v: Option<u32>) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
+    if let Some(v) = v {
+        if version(&tx, name, v)?.is_none() {
+            return Err(CoreError::InvalidDocumentVersion(format!(
+                "Document {name} does not have version {v}"
+            ))
+            .into());
+        }
+        let count: i64 = tx
+            .prepare_cached("SELECT COUNT(*) FROM document_versions WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))?;
+        if count > 1 {
+            if v == doc.default_version {
+                return Err(CoreError::InvalidDocumentOperation(format!(
+                    "Version {v} is the default version of document {name}; set another default version before deleting it."
+                ))
+                .into());
+            }
+            tx.prepare_cached("DELETE FROM document_versions WHERE name = ?1 AND version = ?2")?
+                .execute(params![name, v])?;
+            tx.prepare_cached(
+                "UPDATE documents SET latest_version =
+                     (SELECT MAX(version) FROM document_versions WHERE name = ?1)
+                 WHERE name = ?1",
+            )?
+            .execute(params![name])?;
+            tx.commit()?;
+            return Ok(());
+        }
+    }
+    tx.prepare_cached("DELETE FROM document_versions WHERE name = ?1")?
+        .execute(params![name])?;
+    tx.prepare_cached("DELETE FROM documents WHERE name = ?1")?
+        .execute(params![name])?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn list(c: &Connection) -> Result<Vec<(Document, DocumentVersion)>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents ORDER BY name"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut docs = Vec::new();
+    while let Some(row) = rows.next()? {
+        docs.push(document_from_row(row)?);
+    }
+    // At most a few hundred documents: one primary-key lookup each.
+    docs.into_iter()
+        .map(|d| {
+            let v = version(c, &d.name, d.default_version)?.ok_or_else(|| {
+                Error::Corrupt(format!("document {} lacks its default version", d.name))
+            })?;
+            Ok((d, v))
+        })
+        .collect()
+}
