@@ -25,6 +25,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 echo "== building (release)" >&2
 cargo build --release --quiet -p fleetrun -p fleetrun-bench
+# The node-only agent binary, size-optimised (see [profile.agent] in Cargo.toml).
+cargo build --profile agent --quiet -p fleetrun-agent --bin fleetrun-agent
 
 MOTO=()
 if [ -x "$VENV/bin/moto_server" ]; then
@@ -38,4 +40,5 @@ else
   echo "== moto not installed: skipped in smoke mode" >&2
 fi
 
-exec "$CARGO_TARGET_DIR/release/fleetrun-bench" "${MOTO[@]}" "$@"
+exec "$CARGO_TARGET_DIR/release/fleetrun-bench" --agent-bin "$CARGO_TARGET_DIR/agent/fleetrun-agent" \
+  "${MOTO[@]}" "$@"
