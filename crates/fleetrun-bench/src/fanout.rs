@@ -1,0 +1,457 @@
+//! One command fanned out to K nodes, until every invocation is terminal, with the server's peak RSS.
+//!
+//! The server is the real `fleetrun server` binary as a child process, so its RSS is its own. The K
+//! nodes are an **agent simulator**: each simulated node registers through `/agent/v1/register`
+//! (activations tagged `fleetrun-bench=fanout`, 1,000 registrations each), long-polls
+//! `/agent/v1/poll` and reports `/agent/v1/result` over real HTTP connections to the server, exactly
+//! as the agent's channel does — but it runs no process and reports Success at once. What is
+//! measured is therefore the control plane: delivery to K parked polls, K claims, K results.
+//!
+//! Timing starts just before SendCommand and stops when the last simulated node's result is
+//! acknowledged; the command's status is then checked through ListCommands. The target is one
+//! SendCommand with `Targets` `tag:fleetrun-bench`; while the server does not resolve tag targets
+//! yet, the harness falls back to K/50 SendCommands of 50 InstanceIds each (and says so).
+
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_sdk_ssm::types::{Tag, Target};
+use aws_sdk_ssm::Client;
+use fleetrun_wire::agent::{
+    AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
+    RegisterResponse, ResultReport, StepReport, AUTH_SCHEME, POLL_PATH, REGISTER_PATH, RESULT_PATH,
+    VERSION_HEADER,
+};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::util::{
+    free_port, open_files_limit, proc_status_bytes, sdk_client, wait_http, wait_idle, ChildGuard,
+};
+
+const TAG_KEY: &str = "fleetrun-bench";
+const TAG_VALUE: &str = "fanout";
+/// AWS caps an activation's RegistrationLimit at 1,000.
+const PER_ACTIVATION: usize = 1_000;
+
+/// The fan-out result.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    pub nodes: usize,
+    /// How the command was addressed: "1 SendCommand (tag target)" or the fallback.
+    pub how: String,
+    pub all_terminal: Duration,
+    /// Peak VmRSS sampled every 20 ms during the fan-out.
+    pub peak_rss_fanout: u64,
+    /// VmHWM at the end (peak over the server's life, registration included).
+    pub hwm: u64,
+    /// Time to register the K simulated nodes (setup, not part of the target).
+    pub register: Duration,
+}
+
+struct SimNode {
+    instance_id: String,
+    auth: String,
+}
+
+fn machine(i: usize) -> MachineInfo {
+    MachineInfo {
+        computer_name: format!("sim-{i:05}"),
+        ip_address: "127.0.0.1".into(),
+        platform_type: "Linux".into(),
+        platform_name: "fleetrun-bench simulator".into(),
+        platform_version: "1".into(),
+        agent_version: "sim".into(),
+    }
+}
+
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    act: &(String, String),
+    i: usize,
+) -> anyhow::Result<SimNode> {
+    let resp = http
+        .post(format!("{base}{REGISTER_PATH}"))
+        .header(VERSION_HEADER, "1")
+        .json(&RegisterRequest {
+            activation_id: act.0.clone(),
+            activation_code: act.1.clone(),
+            machine: machine(i),
+        })
+        .send()
+        .await
+        .context("register")?;
+    if !resp.status().is_success() {
+        bail!("register: HTTP {}", resp.status());
+    }
+    let r: RegisterResponse = resp.json().await.context("register response")?;
+    Ok(SimNode {
+        auth: format!("{AUTH_SCHEME} {}:{}", r.instance_id, r.node_secret),
+        instance_id: r.instance_id,
+    })
+}
+
+async fn poll(
+    http: &reqwest::Client,
+    base: &str,
+    node: &SimNode,
+    session: &str,
+    wait_ms: u64,
+) -> anyhow::Result<PollResponse> {
+    let resp = http
+        .post(format!("{base}{POLL_PATH}"))
+        .header("authorization", &node.auth)
+        .header(VERSION_HEADER, "1")
+        .json(&PollRequest {
+            session_id: session.to_string(),
+            known_commands: vec![],
+            wait_ms,
+            machine: None,
+        })
+        .send()
+        .await
+        .context("poll")?;
+    if !resp.status().is_success() {
+        bail!("poll: HTTP {}", resp.status());
+    }
+    resp.json().await.context("poll response")
+}
+
+async fn report(
+    http: &reqwest::Client,
+    base: &str,
+    node: &SimNode,
+    command_id: &str,
+) -> anyhow::Result<()> {
+    let resp = http
+        .post(format!("{base}{RESULT_PATH}"))
+        .header("authorization", &node.auth)
+        .header(VERSION_HEADER, "1")
+        .json(&ResultReport {
+            command_id: command_id.to_string(),
+            outcome: Outcome::Success,
+            response_code: 0,
+            elapsed_ms: 0,
+            steps: vec![StepReport {
+                name: "aws:runShellScript".into(),
+                outcome: Outcome::Success,
+                exit_code: 0,
+                start_offset_ms: 0,
+                duration_ms: 0,
+                stdout: "simulated\n".into(),
+                stderr: String::new(),
+            }],
+        })
+        .send()
+        .await
+        .context("result")?;
+    if !resp.status().is_success() {
+        bail!("result: HTTP {}", resp.status());
+    }
+    Ok(())
+}
+
+/// Counts results acknowledged by the server, and wakes the waiter at K.
+struct Progress {
+    done: AtomicUsize,
+    errors: AtomicUsize,
+    target: usize,
+    all: Notify,
+}
+
+/// A simulated node's life: long-poll, report every Run at once, until stopped.
+async fn sim_loop(
+    http: reqwest::Client,
+    base: Arc<str>,
+    node: SimNode,
+    session: String,
+    progress: Arc<Progress>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let polled = tokio::select! {
+            r = poll(&http, &base, &node, &session, 20_000) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let messages = match polled {
+            Ok(r) => r.messages,
+            Err(_) => {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        for m in messages {
+            if let AgentMessage::Run { command_id, .. } = m {
+                match report(&http, &base, &node, &command_id).await {
+                    Ok(()) => {
+                        if progress.done.fetch_add(1, Ordering::AcqRel) + 1 >= progress.target {
+                            progress.all.notify_one();
+                        }
+                    }
+                    Err(_) => {
+                        progress.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the fan-out command(s); returns the command ids and how they were addressed.
+async fn send(client: &Client, nodes: &[String]) -> anyhow::Result<(Vec<String>, String)> {
+    let target = Target::builder()
+        .key(format!("tag:{TAG_KEY}"))
+        .values(TAG_VALUE)
+        .build();
+    let tagged = client
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .targets(target)
+        .max_concurrency("100%")
+        .max_errors("100%")
+        .parameters("commands", vec!["true".into()])
+        .send()
+        .await;
+    match tagged {
+        Ok(out) => {
+            let id = out
+                .command()
+                .and_then(|c| c.command_id())
+                .context("no CommandId")?;
+            Ok((vec![id.to_string()], "1 SendCommand (tag target)".into()))
+        }
+        Err(e) => {
+            let code = e.as_service_error().and_then(|s| {
+                use aws_sdk_ssm::error::ProvideErrorMetadata;
+                s.code().map(str::to_string)
+            });
+            if code.as_deref() != Some("InvalidParameters") {
+                return Err(e).context("SendCommand (tag target)");
+            }
+            // Tag targets are not resolved by this build: 50 InstanceIds per SendCommand.
+            let mut ids = Vec::new();
+            for chunk in nodes.chunks(50) {
+                let out = client
+                    .send_command()
+                    .document_name("AWS-RunShellScript")
+                    .set_instance_ids(Some(chunk.to_vec()))
+                    .max_concurrency("100%")
+                    .max_errors("100%")
+                    .parameters("commands", vec!["true".into()])
+                    .send()
+                    .await
+                    .context("SendCommand (50 InstanceIds)")?;
+                ids.push(
+                    out.command()
+                        .and_then(|c| c.command_id())
+                        .context("no CommandId")?
+                        .to_string(),
+                );
+            }
+            let how = format!(
+                "{} SendCommands of ≤50 InstanceIds (tag targets not in this build)",
+                ids.len()
+            );
+            Ok((ids, how))
+        }
+    }
+}
+
+/// Checks through ListCommands that every fan-out command ended Success on all its nodes.
+async fn verify(client: &Client, ids: &[String], k: usize) -> anyhow::Result<()> {
+    let mut completed = 0;
+    for id in ids {
+        let out = client
+            .list_commands()
+            .command_id(id)
+            .send()
+            .await
+            .context("ListCommands (verify fan-out)")?;
+        let cmd = out.commands().first().context("fan-out command missing")?;
+        let status = cmd.status().map(|s| s.as_str()).unwrap_or("");
+        if status != "Success" {
+            bail!("fan-out command {id} is {status}, not Success");
+        }
+        completed += cmd.completed_count() as usize;
+    }
+    if completed != k {
+        bail!("fan-out completed {completed} invocations, expected {k}");
+    }
+    Ok(())
+}
+
+/// Runs the fan-out against a fresh `fleetrun server` child process.
+pub async fn fanout(
+    fleetrun: &std::path::Path,
+    work: &std::path::Path,
+    k: usize,
+    limit: Duration,
+) -> anyhow::Result<Fanout> {
+    let fds = open_files_limit()?;
+    let needed = k as u64 + 256;
+    if fds < needed {
+        bail!("fan-out to {k} nodes needs about {needed} open files but `ulimit -n` is {fds}; raise it (scripts/bench.sh raises the soft limit to the hard one)");
+    }
+    let port = free_port()?;
+    let base: Arc<str> = format!("http://127.0.0.1:{port}").into();
+    let data = work.join("fanout-server");
+    let child = Process::new(fleetrun)
+        .arg("server")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", fleetrun.display()))?;
+    let mut server = ChildGuard(child);
+    wait_http(
+        &format!("{base}/healthz"),
+        &mut server.0,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let pid = server.pid();
+    let client = sdk_client(&base);
+
+    // Activations (tagged, so a tag target can find the nodes), then K registrations.
+    let mut acts = Vec::new();
+    for chunk in 0..k.div_ceil(PER_ACTIVATION) {
+        let limit = (k - chunk * PER_ACTIVATION).min(PER_ACTIVATION);
+        let act = client
+            .create_activation()
+            .iam_role("fleetrun-bench")
+            .registration_limit(i32::try_from(limit)?)
+            .tags(Tag::builder().key(TAG_KEY).value(TAG_VALUE).build()?)
+            .send()
+            .await
+            .context("CreateActivation (fan-out)")?;
+        acts.push((
+            act.activation_id().context("no ActivationId")?.to_string(),
+            act.activation_code()
+                .context("no ActivationCode")?
+                .to_string(),
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(600))
+        .build()?;
+    let registering = Instant::now();
+    let mut nodes = Vec::with_capacity(k);
+    let mut set = JoinSet::new();
+    for i in 0..k {
+        if set.len() >= 32 {
+            if let Some(r) = set.join_next().await {
+                nodes.push(r??);
+            }
+        }
+        let (http, base, act) = (http.clone(), base.clone(), acts[i / PER_ACTIVATION].clone());
+        set.spawn(async move { register(&http, &base, &act, i).await });
+    }
+    while let Some(r) = set.join_next().await {
+        nodes.push(r??);
+    }
+    let register_time = registering.elapsed();
+
+    // One short poll per node first: opens every connection and runs each node's first claim, so
+    // the timed phase measures delivery, not connection set-up.
+    let session = |i: usize| format!("sim-session-{i}");
+    let nodes = Arc::new(nodes);
+    let mut warm = JoinSet::new();
+    for i in 0..k {
+        let (http, base, nodes) = (http.clone(), base.clone(), nodes.clone());
+        warm.spawn(async move {
+            poll(&http, &base, &nodes[i], &session(i), 0)
+                .await
+                .map(|_| ())
+        });
+    }
+    while let Some(r) = warm.join_next().await {
+        r??;
+    }
+    let nodes = Arc::try_unwrap(nodes).map_err(|_| anyhow::anyhow!("nodes still shared"))?;
+
+    let progress = Arc::new(Progress {
+        done: AtomicUsize::new(0),
+        errors: AtomicUsize::new(0),
+        target: k,
+        all: Notify::new(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sims = JoinSet::new();
+    let ids: Vec<String> = nodes.iter().map(|n| n.instance_id.clone()).collect();
+    for (i, node) in nodes.into_iter().enumerate() {
+        sims.spawn(sim_loop(
+            http.clone(),
+            base.clone(),
+            node,
+            session(i),
+            progress.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    // Every long poll is parked once the server stops using CPU.
+    wait_idle(pid, Duration::from_secs(30)).await?;
+
+    let sampling = Arc::new(AtomicUsize::new(1));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0u64;
+            while sampling.load(Ordering::Relaxed) == 1 {
+                if let Ok(rss) = proc_status_bytes(pid, "VmRSS") {
+                    peak = peak.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let sent = send(&client, &ids).await;
+    let waited = match &sent {
+        Ok(_) => tokio::time::timeout(limit, async {
+            while progress.done.load(Ordering::Acquire) < k {
+                tokio::select! {
+                    _ = progress.all.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        })
+        .await
+        .is_ok(),
+        Err(_) => false,
+    };
+    let all_terminal = started.elapsed();
+    sampling.store(0, Ordering::Relaxed);
+    let peak_rss_fanout = sampler.await.unwrap_or(0);
+    let hwm = proc_status_bytes(pid, "VmHWM")?;
+    let _ = stop_tx.send(true);
+    sims.abort_all();
+    while sims.join_next().await.is_some() {}
+    let (cmd_ids, how) = sent?;
+    if !waited {
+        bail!(
+            "fan-out: {} of {k} results after {limit:?} ({} simulator errors)",
+            progress.done.load(Ordering::Acquire),
+            progress.errors.load(Ordering::Relaxed)
+        );
+    }
+    verify(&client, &cmd_ids, k).await?;
+    drop(server);
+    Ok(Fanout {
+        nodes: k,
+        how,
+        all_terminal,
+        peak_rss_fanout,
+        hwm,
+        register: register_time,
+    })
+}
