@@ -23,10 +23,21 @@ VENV="${FLEETRUN_BENCH_VENV:-$HOME/.cache/fleetrun-bench-venv}"
 # files to the hard limit (the server child process inherits it).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-echo "== building (release)" >&2
-cargo build --release --quiet -p fleetrun -p fleetrun-bench
-# The node-only agent binary, size-optimised (see [profile.agent] in Cargo.toml).
-cargo build --profile agent --quiet -p fleetrun-agent --bin fleetrun-agent
+if [ "$SMOKE" = 1 ]; then
+  # Smoke mode judges no number: reuse the debug build the tests already made instead of compiling
+  # the AWS SDK a second time in release mode.
+  echo "== building (debug, smoke mode)" >&2
+  cargo build --quiet -p fleetrun -p fleetrun-bench -p fleetrun-agent --bin fleetrun-bench --bin fleetrun-agent
+  BENCH_BIN="$CARGO_TARGET_DIR/debug/fleetrun-bench"
+  AGENT_BIN="$CARGO_TARGET_DIR/debug/fleetrun-agent"
+else
+  echo "== building (release)" >&2
+  cargo build --release --quiet -p fleetrun -p fleetrun-bench
+  # The node-only agent binary, size-optimised (see [profile.agent] in Cargo.toml).
+  cargo build --profile agent --quiet -p fleetrun-agent --bin fleetrun-agent
+  BENCH_BIN="$CARGO_TARGET_DIR/release/fleetrun-bench"
+  AGENT_BIN="$CARGO_TARGET_DIR/agent/fleetrun-agent"
+fi
 
 MOTO=()
 if [ -x "$VENV/bin/moto_server" ]; then
@@ -40,5 +51,4 @@ else
   echo "== moto not installed: skipped in smoke mode" >&2
 fi
 
-exec "$CARGO_TARGET_DIR/release/fleetrun-bench" --agent-bin "$CARGO_TARGET_DIR/agent/fleetrun-agent" \
-  "${MOTO[@]}" "$@"
+exec "$BENCH_BIN" --agent-bin "$AGENT_BIN" "${MOTO[@]}" "$@"

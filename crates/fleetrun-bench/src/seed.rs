@@ -168,6 +168,7 @@ fn command(i: u64, n: u64, first_at: Millis, now: Millis) -> (NewCommand, Option
                 commands: lines,
                 working_directory: String::new(),
                 timeout_seconds: 3600,
+                precondition: None,
             }],
         },
         targets,
