@@ -255,6 +255,34 @@ fn node_work(tx: &Connection, sql: &str, node: &InstanceId, now: Millis) -> Resu
     Ok(out)
 }
 
+/// How stale a node's recorded heartbeat may get before an idle poll writes a fresh one. Well under
+/// any sensible ping timeout (default 60 s), so PingStatus is unaffected.
+const PING_REFRESH_MS: Millis = 5_000;
+
+/// Whether a poll can be answered "nothing to do" without a write: the node holds no invocation
+/// (nothing to reconcile or cancel), has none released and waiting, and its heartbeat is fresh.
+pub(crate) fn idle_poll(conn: &Connection, node: &InstanceId, now: Millis) -> Result<bool> {
+    let last_ping: Option<Millis> = conn
+        .prepare_cached("SELECT last_ping_at FROM nodes WHERE instance_id = ?1")?
+        .query_row([node.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(last_ping) = last_ping else {
+        return Ok(false);
+    };
+    if now - last_ping >= PING_REFRESH_MS {
+        return Ok(false);
+    }
+    let busy: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM invocations INDEXED BY invocations_by_claim
+                 WHERE instance_id = ?1
+                   AND (state IN ('InProgress', 'Cancelling')
+                        OR (state IN ('Pending', 'Delayed') AND released = 1)))",
+        )?
+        .query_row([node.as_str()], |r| r.get(0))?;
+    Ok(!busy)
+}
+
 /// One agent poll. See [`fleetrun_core::Store::claim`]; the steps are:
 /// 1. reconcile what the agent holds: an invocation it should hold but does not list in `known` was
 ///    either handed out on this same session and the response lost (deliver it again) or died with a

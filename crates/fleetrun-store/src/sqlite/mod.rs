@@ -365,6 +365,14 @@ impl Store for SqliteStore {
         known: &[CommandId],
         now: Millis,
     ) -> CoreResult<Claim> {
+        // Most polls find nothing to do: answer those from a reader, without queueing on the writer.
+        let probe = node.clone();
+        if self
+            .read(move |c| lifecycle::idle_poll(c, &probe, now))
+            .await?
+        {
+            return Ok(Claim::default());
+        }
         let (node, session, known) = (node.clone(), session.to_string(), known.to_vec());
         self.write(move |c| lifecycle::claim(c, &node, &session, &known, now))
             .await
