@@ -10,7 +10,7 @@ use fleetrun_wire::ssm::{
 };
 use fleetrun_wire::validate::Violations;
 
-use super::validate::{finish, max_results};
+use super::validate::{finish, max_results, page_start};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -134,14 +134,7 @@ pub async fn describe_activations(
             .map(|f| (f.filter_key.clone(), f.filter_values.clone()))
             .collect::<Vec<_>>()
     );
-    let after = match req.next_token.as_deref() {
-        None => None,
-        Some(t) => Some(
-            st.tokens
-                .decode(&scope, t)
-                .ok_or(ApiError::InvalidNextToken)?,
-        ),
-    };
+    let after = page_start(&st, &scope, req.next_token.as_deref())?;
     let now = now_millis();
     let mut matching: Vec<_> = st
         .store

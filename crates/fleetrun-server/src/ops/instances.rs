@@ -9,7 +9,7 @@ use fleetrun_wire::ssm::{
 };
 use fleetrun_wire::validate::Violations;
 
-use super::validate::{finish, max_results};
+use super::validate::{finish, max_results, page_start};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -123,14 +123,7 @@ pub async fn describe_instance_information(
             .map(|f| (&f.key, &f.values))
             .collect::<Vec<_>>()
     );
-    let after = match req.next_token.as_deref() {
-        None => None,
-        Some(t) => Some(
-            st.tokens
-                .decode(&scope, t)
-                .ok_or(ApiError::InvalidNextToken)?,
-        ),
-    };
+    let after = page_start(&st, &scope, req.next_token.as_deref())?;
     let now = now_millis();
     let ping_timeout = st.ping_timeout_ms();
     let mut page: Vec<(Node, &'static str)> = st

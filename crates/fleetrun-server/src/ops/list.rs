@@ -11,7 +11,7 @@ use fleetrun_core::query::{CommandQuery, FilterError, ListKind, PageKey};
 use fleetrun_wire::ssm::{ListCommandInvocationsResult, ListCommandsRequest, ListCommandsResult};
 use fleetrun_wire::validate::Violations;
 
-use super::validate::{finish, instance_id, max_results};
+use super::validate::{finish, instance_id, max_results, page_start};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -69,17 +69,6 @@ fn filter_error(e: FilterError) -> ApiError {
 
 fn scope(op: &str, q: &CommandQuery) -> String {
     format!("{op}|{}", q.fingerprint())
-}
-
-fn page_start(st: &AppState, scope: &str, token: Option<&str>) -> ApiResult<Option<PageKey>> {
-    match token {
-        None => Ok(None),
-        Some(t) => st
-            .tokens
-            .decode(scope, t)
-            .map(Some)
-            .ok_or(ApiError::InvalidNextToken),
-    }
 }
 
 pub async fn list_commands(

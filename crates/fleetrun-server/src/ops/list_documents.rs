@@ -141,14 +141,7 @@ pub async fn list_documents(
         })?);
     }
     let scope = format!("ListDocuments|{pairs:?}");
-    let after = match req.next_token.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(
-            st.tokens
-                .decode(&scope, t)
-                .ok_or(ApiError::InvalidNextToken)?,
-        ),
-    };
+    let after = super::validate::page_start(&st, &scope, req.next_token.as_deref())?;
     let after_name = after.and_then(|k| k.instance_id);
 
     let mut all: Vec<Loaded> = vec![builtin()];

@@ -4,6 +4,8 @@ use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_wire::validate::{java_list, Violations};
 
 use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use fleetrun_core::query::PageKey;
 
 pub const INSTANCE_ID_PATTERN: &str = "(^i-(\\w{8}|\\w{17})$)|(^mi-\\w{17}$)";
 
@@ -49,6 +51,19 @@ pub fn instance_ids(v: &mut Violations, path: &str, ids: &[String]) -> ApiResult
         out.push(id);
     }
     Ok(out)
+}
+
+/// Where a page starts: nowhere for the first page (no or empty token), else the position a
+/// NextToken issued for the same query (`scope`) carries; any other token is `InvalidNextToken`.
+pub fn page_start(st: &AppState, scope: &str, token: Option<&str>) -> ApiResult<Option<PageKey>> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(t) => st
+            .tokens
+            .decode(scope, t)
+            .map(Some)
+            .ok_or(ApiError::InvalidNextToken),
+    }
 }
 
 /// MaxResults within `min..=max`, defaulting to `default`.
