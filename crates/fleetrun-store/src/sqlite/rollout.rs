@@ -20,7 +20,7 @@ const UNDELIVERED_SQL: &str = "SELECT command_id, instance_id, state, released F
      WHERE command_seq = ?1 AND state IN ('Pending', 'Delayed') ORDER BY instance_id";
 
 /// The next unreleased invocations of one command (index `invocations_by_release`).
-const NEXT_SQL: &str = "SELECT instance_id FROM invocations
+const NEXT_SQL: &str = "SELECT command_id, instance_id FROM invocations
      WHERE command_seq = ?1 AND released = 0 AND state = 'Pending'
      ORDER BY instance_id LIMIT ?2";
 
@@ -73,19 +73,20 @@ impl Transitions {
         if n == 0 {
             return Ok(());
         }
-        let next: Vec<String> = {
+        let next: Vec<(String, String)> = {
             let mut stmt = tx.prepare_cached(NEXT_SQL)?;
-            let rows = stmt.query_map(params![seq, n], |r| r.get(0))?;
+            let rows = stmt.query_map(params![seq, n], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        // By primary key: (command_seq, instance_id) would walk the command's whole index range.
         let mut release = tx.prepare_cached(
-            "UPDATE invocations SET released = 1 WHERE command_seq = ?1 AND instance_id = ?2",
+            "UPDATE invocations SET released = 1 WHERE command_id = ?1 AND instance_id = ?2",
         )?;
-        for node in &next {
-            release.execute(params![seq, node])?;
+        for (command, node) in &next {
+            release.execute(params![command, node])?;
         }
         tally.rollout.released += u32::try_from(next.len()).unwrap_or(u32::MAX);
-        self.wake.extend(next);
+        self.wake.extend(next.into_iter().map(|(_, node)| node));
         Ok(())
     }
 }
