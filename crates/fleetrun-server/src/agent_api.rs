@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{Delivery, Report, ReportedStep};
 use fleetrun_core::ids::{random_secret, ActivationId, CommandId, InstanceId};
-use fleetrun_core::node::{constant_time_eq, hash_secret, NodeInfo, NodeRegistration};
+use fleetrun_core::node::{constant_time_eq, hash_secret, Node, NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
 use fleetrun_core::step_skips;
 use fleetrun_wire::agent::{
@@ -81,7 +81,8 @@ async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<Json<Reg
 }
 
 /// Checks `Authorization: FleetrunNode <instance-id>:<secret>` against the stored hash.
-async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<InstanceId> {
+/// Returns the node, so handlers need not read it again (its platform decides skipped steps).
+async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<Node> {
     let denied = || {
         ApiError::UnrecognizedClient(
             "The security token included in the request is invalid.".into(),
@@ -103,17 +104,7 @@ async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<InstanceI
     if !constant_time_eq(&node.secret_hash, &hash_secret(secret)) {
         return Err(denied());
     }
-    Ok(id)
-}
-
-/// The platform a node last reported (`""` if unknown).
-async fn platform_type(st: &AppState, node: &InstanceId) -> ApiResult<String> {
-    Ok(st
-        .store
-        .node(node)
-        .await?
-        .map(|n| n.info.platform_type)
-        .unwrap_or_default())
+    Ok(node)
 }
 
 fn run_message(st: &AppState, node: &InstanceId, d: Delivery, platform: &str) -> AgentMessage {
@@ -144,8 +135,16 @@ async fn poll(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<PollResponse>> {
-    let node = authenticate(&st, &headers).await?;
+    let authenticated = authenticate(&st, &headers).await?;
+    let node = authenticated.instance_id;
     let req: PollRequest = decode(&body)?;
+    // The platform the agent reports on this poll, else the one it reported before.
+    let platform = req
+        .machine
+        .as_ref()
+        .map_or(authenticated.info.platform_type, |m| {
+            m.platform_type.clone()
+        });
     if let Some(machine) = req.machine.clone() {
         st.store
             .touch_node(&node, now_millis(), Some(node_info(machine)))
@@ -176,11 +175,6 @@ async fn poll(
                     command_id: c.to_string(),
                 })
                 .collect();
-            let platform = if claim.runs.is_empty() {
-                String::new()
-            } else {
-                platform_type(&st, &node).await?
-            };
             for d in claim.runs {
                 tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
                 messages.push(run_message(&st, &node, d, &platform));
@@ -225,7 +219,8 @@ async fn result(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<ResultAck>> {
-    let node = authenticate(&st, &headers).await?;
+    let authenticated = authenticate(&st, &headers).await?;
+    let node = authenticated.instance_id;
     let report: ResultReport = decode(&body)?;
     let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {
         ApiError::InvalidCommandId(format!("Command id '{}' is not valid.", report.command_id))
@@ -245,8 +240,8 @@ async fn result(
         .collect();
     let mut response_code = report.response_code;
     if let Some(command) = st.store.command(&command_id).await? {
-        let platform = platform_type(&st, &node).await?;
-        step_skips::complete_report(&command.plan, &platform, &mut steps, &mut response_code);
+        let platform = &authenticated.info.platform_type;
+        step_skips::complete_report(&command.plan, platform, &mut steps, &mut response_code);
     }
     let finished = st
         .store
