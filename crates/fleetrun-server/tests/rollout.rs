@@ -270,9 +270,7 @@ async fn percent_forms_resolve_against_the_target_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_agent_is_delayed_then_delivery_times_out() {
     let s = TestServer::start_with(|c| c.ping_timeout = Duration::from_secs(1)).await;
-    let a = s.add_agent().await;
-    let node = a.instance_id.clone();
-    a.stop().await;
+    let node = s.stopped_node().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let info = s
         .client
@@ -389,9 +387,7 @@ async fn delayed_work_is_delivered_when_the_agent_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deregistered_node_is_undeliverable() {
     let s = TestServer::start().await;
-    let a = s.add_agent().await;
-    let node = a.instance_id.clone();
-    a.stop().await;
+    let node = s.stopped_node().await;
     let id = s.run(&[&node], &["echo never"]).await;
     s.client
         .deregister_managed_instance()

@@ -161,9 +161,7 @@ async fn cancel_kills_a_running_script() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_an_undelivered_command() {
     let s = TestServer::start().await;
-    let a = s.add_agent().await;
-    let node = a.instance_id.clone();
-    a.stop().await;
+    let node = s.stopped_node().await;
     let id = s.run(&[&node], &["echo never"]).await;
     s.client
         .cancel_command()

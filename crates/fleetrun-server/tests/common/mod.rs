@@ -122,6 +122,14 @@ impl TestServer {
         .await
     }
 
+    /// A registered node whose agent has stopped: work sent to it waits undelivered.
+    pub async fn stopped_node(&self) -> String {
+        let agent = self.add_agent().await;
+        let node = agent.instance_id.clone();
+        agent.stop().await;
+        node
+    }
+
     /// Starts an agent over an existing (or new) state dir.
     pub async fn start_agent(
         &self,
