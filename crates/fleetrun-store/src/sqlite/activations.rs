@@ -10,7 +10,7 @@ use fleetrun_core::node::{
     constant_time_eq, hash_secret, Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag,
 };
 use fleetrun_core::CoreError;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{instance_id, Error, Result};
 
@@ -113,7 +113,7 @@ fn refused(msg: String) -> Error {
 /// Registers a node against an activation, checking everything in one write transaction so two
 /// concurrent registrations cannot both take the last slot.
 pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis) -> Result<Node> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     type ActivationRow = (String, bool, Millis, u32, u32, String, String, String);
     let found: Option<ActivationRow> = tx
         .prepare_cached(

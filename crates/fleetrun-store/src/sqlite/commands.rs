@@ -15,7 +15,7 @@ use fleetrun_core::query::{CommandQuery, ExecutionStage, PageKey, StatusMatch};
 use fleetrun_core::status::{aggregate, InvocationState, StateCounts};
 use fleetrun_core::CoreError;
 use rusqlite::types::{Type, Value};
-use rusqlite::{params, params_from_iter, Connection, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, Row};
 
 use super::lifecycle::with_transitions;
 use super::{command_id, instance_id, invocation_state, to_i64, Error, Result};
@@ -223,7 +223,7 @@ pub(crate) fn insert_bulk(
     conn: &mut Connection,
     cmds: Vec<(NewCommand, Option<InvocationState>)>,
 ) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     for (cmd, state) in &cmds {
         reject_duplicate_targets(&cmd.targets)?;
         insert_rows(&tx, cmd, state.unwrap_or(InvocationState::Pending), true)?;

@@ -10,7 +10,7 @@ use fleetrun_core::documents::{
     Document, DocumentFormat, DocumentVersion, NewDocument, NewDocumentVersion,
 };
 use fleetrun_core::CoreError;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, Savepoint};
 
 use super::{to_i64, Error, Result};
 
@@ -67,7 +67,7 @@ fn get_document(c: &Connection, name: &str) -> Result<Option<Document>> {
 }
 
 fn insert_version(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     name: &str,
     version: u32,
     v: &NewDocumentVersion,
@@ -98,7 +98,7 @@ pub(crate) fn create(
     doc: &NewDocument,
     max_documents: usize,
 ) -> Result<Document> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     if get_document(&tx, &doc.name)?.is_some() {
         return Err(CoreError::DocumentAlreadyExists(format!(
             "Document with name {} already exists.",
@@ -137,7 +137,7 @@ pub(crate) fn add_version(
     v: &NewDocumentVersion,
     max_versions: u32,
 ) -> Result<Document> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if doc.latest_version != expected_latest {
         return Err(CoreError::InvalidDocumentVersion(format!(
@@ -221,7 +221,7 @@ pub(crate) fn versions(c: &Connection, name: &str) -> Result<Vec<DocumentVersion
 }
 
 pub(crate) fn set_default(conn: &mut Connection, name: &str, v: u32) -> Result<Document> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if version(&tx, name, v)?.is_none() {
         return Err(CoreError::InvalidDocumentVersion(format!(
@@ -237,7 +237,7 @@ pub(crate) fn set_default(conn: &mut Connection, name: &str, v: u32) -> Result<D
 }
 
 pub(crate) fn delete(conn: &mut Connection, name: &str, v: Option<u32>) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if let Some(v) = v {
         if version(&tx, name, v)?.is_none() {

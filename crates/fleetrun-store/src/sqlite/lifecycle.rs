@@ -18,7 +18,7 @@ use fleetrun_core::rate::Rollout;
 use fleetrun_core::status::{aggregate, transition, InvocationEvent, InvocationState, StateCounts};
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::CoreError;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Savepoint};
 
 use super::{command_id, instance_id, invocation_state, Result};
 
@@ -183,9 +183,9 @@ impl Transitions {
 /// Returns `f`'s result and the nodes that received released work.
 pub(crate) fn with_transitions<T>(
     conn: &mut Connection,
-    f: impl FnOnce(&Transaction<'_>, &mut Transitions) -> Result<T>,
+    f: impl FnOnce(&Savepoint<'_>, &mut Transitions) -> Result<T>,
 ) -> Result<(T, Vec<InstanceId>)> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let mut transitions = Transitions::default();
     let out = f(&tx, &mut transitions)?;
     let wake = transitions.flush(&tx)?;
@@ -538,7 +538,7 @@ pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<usize> {
 
 /// Retention: deletes commands requested before `before`; their invocations go with them.
 pub(crate) fn purge_before(conn: &mut Connection, before: Millis) -> Result<usize> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let removed = tx
         .prepare_cached("DELETE FROM commands WHERE requested_at < ?1")?
         .execute([before])?;

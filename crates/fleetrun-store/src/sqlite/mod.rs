@@ -1,9 +1,10 @@
 //! The embedded SQLite backend: opening the file, the connection pool, shared helpers, and the
 //! [`Store`] implementation that routes each operation to its module.
 //!
-//! One writer connection sits behind a mutex (SQLite allows one writer at a time anyway, and taking the
-//! lock in-process is cheaper than `SQLITE_BUSY` retries); a few read-only connections serve queries
-//! concurrently thanks to WAL. Every call runs on tokio's blocking pool, never on a runtime thread.
+//! One writer connection lives on its own thread and applies queued writes in batches, one commit per
+//! batch (see `writer`; SQLite allows one writer at a time anyway). A few read-only connections serve
+//! queries concurrently thanks to WAL, on tokio's blocking pool. No SQLite call runs on a runtime
+//! thread.
 //!
 //! Owns: connection setup, error mapping, row-decoding helpers. Does not own: SQL for any operation
 //! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
@@ -15,6 +16,7 @@ mod lifecycle;
 mod rollout;
 mod schema;
 mod tags;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +92,7 @@ pub(crate) fn to_i64(n: usize) -> i64 {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -164,8 +166,11 @@ impl SqliteStore {
     }
 
     fn open_inner(path: &Path) -> Result<SqliteStore> {
-        let mut writer = open_writer(path)?;
-        schema::migrate(&mut writer)?;
+        let mut conn = open_writer(path)?;
+        schema::migrate(&mut conn)?;
+        let writer = writer::Writer::start(conn).map_err(|e| {
+            Error::Unusable(format!("could not start the storage writer thread: {e}"))
+        })?;
         let readers = (0..READERS)
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
@@ -173,7 +178,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
+                writer,
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -183,12 +188,6 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
-    }
-
-    /// Runs `f` on the writer connection, blocking the calling thread.
-    fn write_blocking<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> CoreResult<T> {
-        let mut conn = lock(&self.inner.writer);
-        Ok(f(&mut conn)?)
     }
 
     /// Runs `f` on a free read-only connection (or waits for one), blocking the calling thread.
@@ -201,7 +200,7 @@ impl SqliteStore {
             Some(conn) => conn,
             None => match readers.get(start % n.max(1)) {
                 Some(m) => lock(m),
-                None => return self.write_blocking(|c| f(c)),
+                None => return Err(Error::Unusable("no reader connections".into()).into()),
             },
         };
         Ok(f(&conn)?)
@@ -212,10 +211,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_blocking(f))
-            .await
-            .map_err(|e| CoreError::Store(format!("storage task failed: {e}")))?
+        self.inner.writer.write(f).await
     }
 
     async fn read<T, F>(&self, f: F) -> CoreResult<T>
@@ -236,7 +232,9 @@ impl SqliteStore {
         &self,
         cmds: Vec<(NewCommand, Option<InvocationState>)>,
     ) -> CoreResult<()> {
-        self.write_blocking(|c| commands::insert_bulk(c, cmds))
+        self.inner
+            .writer
+            .write_blocking(move |c| commands::insert_bulk(c, cmds))
     }
 
     /// `EXPLAIN QUERY PLAN` of the first-page SQL that [`Store::list_commands`] runs for `q`.

@@ -11,7 +11,7 @@ use fleetrun_core::node::Tag;
 use fleetrun_core::targets::{TargetSpec, MAX_TAGS_PER_NODE};
 use fleetrun_core::CoreError;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{instance_id, to_i64, Result};
 
@@ -40,7 +40,7 @@ pub(crate) fn list(conn: &Connection, id: &InstanceId) -> Result<Vec<Tag>> {
 
 /// Upserts the tags in one transaction, then checks the limit (rolling back when exceeded).
 pub(crate) fn add(conn: &mut Connection, id: &InstanceId, tags: &[Tag]) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     require_node(&tx, id)?;
     let before = count_tags(&tx, id)?;
     {
@@ -63,7 +63,7 @@ pub(crate) fn add(conn: &mut Connection, id: &InstanceId, tags: &[Tag]) -> Resul
 
 /// Deletes the given keys; absent keys are ignored.
 pub(crate) fn remove(conn: &mut Connection, id: &InstanceId, keys: &[String]) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     require_node(&tx, id)?;
     {
         let mut delete =
