@@ -2,9 +2,9 @@
 //! [`Store`] implementation that routes each operation to its module.
 //!
 //! One writer connection lives on its own thread and applies queued writes in batches, one commit per
-//! batch (see `writer`; SQLite allows one writer at a time anyway). A few read-only connections serve
-//! queries concurrently thanks to WAL, on tokio's blocking pool. No SQLite call runs on a runtime
-//! thread.
+//! batch (see `writer`; SQLite allows one writer at a time anyway). A few read-only connections, each
+//! on its own thread, serve queries concurrently thanks to WAL (see `readers`). No SQLite call runs on
+//! a runtime thread.
 //!
 //! Owns: connection setup, error mapping, row-decoding helpers. Does not own: SQL for any operation
 //! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
@@ -13,14 +13,14 @@ mod activations;
 mod commands;
 mod documents;
 mod lifecycle;
+mod readers;
 mod rollout;
 mod schema;
 mod tags;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -93,8 +93,7 @@ pub(crate) fn to_i64(n: usize) -> i64 {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    readers: readers::Readers,
 }
 
 /// A [`Store`] in one SQLite file. Cheap to clone; clones share the connections.
@@ -109,12 +108,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-call; its transaction rolled back when the
-/// guard dropped, so the connection is still consistent.
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn open_writer(path: &Path) -> Result<Connection> {
@@ -172,15 +165,17 @@ impl SqliteStore {
             Error::Unusable(format!("could not start the storage writer thread: {e}"))
         })?;
         let readers = (0..READERS)
-            .map(|_| open_reader(path).map(Mutex::new))
+            .map(|_| open_reader(path))
             .collect::<Result<Vec<_>>>()?;
+        let readers = readers::Readers::start(readers).map_err(|e| {
+            Error::Unusable(format!("could not start the storage reader threads: {e}"))
+        })?;
         tracing::debug!(path = %path.display(), "opened sqlite store");
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 writer,
                 readers,
-                next_reader: AtomicUsize::new(0),
             }),
         })
     }
@@ -191,19 +186,12 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a free read-only connection (or waits for one), blocking the calling thread.
-    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> CoreResult<T> {
-        let readers = &self.inner.readers;
-        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
-        let n = readers.len();
-        let free = (0..n).find_map(|k| readers.get((start + k) % n)?.try_lock().ok());
-        let conn = match free {
-            Some(conn) => conn,
-            None => match readers.get(start % n.max(1)) {
-                Some(m) => lock(m),
-                None => return Err(Error::Unusable("no reader connections".into()).into()),
-            },
-        };
-        Ok(f(&conn)?)
+    fn read_blocking<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.readers.read_blocking(f)
     }
 
     async fn write<T, F>(&self, f: F) -> CoreResult<T>
@@ -219,10 +207,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|e| CoreError::Store(format!("storage task failed: {e}")))?
+        self.inner.readers.read(f).await
     }
 
     /// Seeds many commands in one transaction (benchmarks, imports). Blocking: call it outside the
@@ -249,7 +234,7 @@ impl SqliteStore {
         after: Option<&PageKey>,
     ) -> CoreResult<String> {
         let built = commands::list_commands_sql(q, after, 50);
-        self.read_blocking(|c| commands::explain(c, &built))
+        self.read_blocking(move |c| commands::explain(c, &built))
     }
 
     /// `EXPLAIN QUERY PLAN` of the list_invocations SQL for `q` after `after`.
@@ -259,12 +244,13 @@ impl SqliteStore {
         after: Option<&PageKey>,
     ) -> CoreResult<String> {
         let built = commands::list_invocations_sql(q, after, 50);
-        self.read_blocking(|c| commands::explain(c, &built))
+        self.read_blocking(move |c| commands::explain(c, &built))
     }
 
     /// `EXPLAIN QUERY PLAN` of the SQL that [`Store::resolve_targets`] runs for `specs`.
     pub fn explain_resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<String> {
-        self.read_blocking(|c| tags::explain(c, specs))
+        let specs = specs.to_vec();
+        self.read_blocking(move |c| tags::explain(c, &specs))
     }
 }
 

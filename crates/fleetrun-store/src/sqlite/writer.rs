@@ -41,7 +41,7 @@ struct TypedJob<T, F> {
     reply: Box<dyn FnOnce(CoreResult<T>) + Send>,
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
