@@ -29,6 +29,15 @@ pub struct CaseInputs {
     pub middle: String,
 }
 
+/// The per-request floor: a well-formed node id that never ran anything, so the answer is empty and
+/// the cost is the HTTP round trip, SigV4, validation and one index probe. It bounds any speed-up.
+pub const FLOOR_CASE: &str = "floor: InstanceId without history";
+
+/// The node id [`FLOOR_CASE`] asks for (outside every range the seeds use).
+pub fn absent_instance_id() -> String {
+    crate::seed::node(0x00ff_ffff_ffff).to_string()
+}
+
 fn filter(name: &str, key: CommandFilterKey, value: &str) -> Case {
     Case {
         name: name.into(),
@@ -86,6 +95,12 @@ pub fn cases(inputs: &CaseInputs) -> Vec<Case> {
         filter: None,
         command_id: None,
         instance_id: Some(inputs.instance_id.clone()),
+    });
+    out.push(Case {
+        name: FLOOR_CASE.into(),
+        filter: None,
+        command_id: None,
+        instance_id: Some(absent_instance_id()),
     });
     out
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::dispatch::IdleRss;
 use crate::fanout::Fanout;
-use crate::list::{CaseResult, Walk};
+use crate::list::{CaseResult, Walk, FLOOR_CASE};
 use crate::moto::Moto;
 use crate::seed::Seeded;
 use crate::util::{ms, Dist};
@@ -62,11 +62,25 @@ impl Results {
             .find(|r| r.seeded.commands == moto.commands)?;
         run.cases
             .iter()
+            .filter(|c| c.name != FLOOR_CASE)
             .filter_map(|c| {
                 let m = moto.cases.iter().find(|m| m.name == c.name)?;
                 Some((speedup(c.dist.p50(), m.dist.p50()), c.name.clone()))
             })
             .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// For `case`: moto's p50 ÷ fleetrun's floor at the same N, with both figures. No server behind
+    /// the same client and loopback can beat the floor, so no speed-up can exceed this.
+    fn speedup_bound(&self, case: &str) -> Option<(f64, Duration, Duration)> {
+        let moto = self.moto.as_ref()?;
+        let run = self
+            .lists
+            .iter()
+            .find(|r| r.seeded.commands == moto.commands)?;
+        let floor = run.cases.iter().find(|c| c.name == FLOOR_CASE)?.dist.p50();
+        let moto_p50 = moto.cases.iter().find(|m| m.name == case)?.dist.p50();
+        Some((speedup(floor, moto_p50), floor, moto_p50))
     }
 
     pub fn markdown(&self, title: &str) -> String {
@@ -173,6 +187,14 @@ impl Results {
                 self.moto.as_ref().map_or(String::new(), |m| n_label(m.commands)),
                 verdict(self.smoke, ratio >= 1000.0)
             );
+            if let Some((bound, floor, moto_p50)) = self.speedup_bound(&case) {
+                let _ = writeln!(
+                    s,
+                    "| the most any server could reach for {case}: moto's p50 ({moto_p50} ms) ÷ fleetrun's per-request floor ({floor} ms, \"{FLOOR_CASE}\", same client and loopback) | {bound:.0}× | — | |",
+                    floor = ms(floor),
+                    moto_p50 = ms(moto_p50),
+                );
+            }
         }
         if let Some(d) = &self.dispatch {
             let _ = writeln!(
