@@ -112,6 +112,8 @@ pub struct CaseResult {
     pub dist: Dist,
     /// Commands in the (last) response.
     pub rows: usize,
+    /// CPU time per request by side (client, server, SQLite), over the timed requests.
+    pub cpu: crate::cpu::CpuSplit,
 }
 
 async fn once(client: &Client, case: &Case) -> anyhow::Result<usize> {
@@ -152,6 +154,7 @@ pub async fn run_cases(
         }
         let mut samples = Vec::with_capacity(iterations);
         let mut rows = 0;
+        let cpu = crate::cpu::snapshot();
         for _ in 0..iterations {
             let t = Instant::now();
             rows = once(client, case).await?;
@@ -161,6 +164,7 @@ pub async fn run_cases(
             name: case.name.clone(),
             dist: Dist::new(samples),
             rows,
+            cpu: cpu.elapsed().per(iterations),
         });
     }
     Ok(out)

@@ -13,6 +13,7 @@
 //! Then prints the Markdown report and writes it to `--out`. Targets are judged in the report only;
 //! the harness never fails because a number is slow.
 
+mod cpu;
 mod dispatch;
 mod fanout;
 mod list;
@@ -118,16 +119,43 @@ impl Plan {
     }
 }
 
+/// The runtime the in-process server runs on, apart from the client's, so that their CPU time can
+/// be told apart (`cpu`) and a request crosses threads as it would between two processes.
+static SERVER_RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+
+fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    if let Some(rt) = SERVER_RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(cpu::SERVER_THREAD)
+        .enable_all()
+        .build()?;
+    // Another caller may have won the race; then this runtime is dropped here, outside any runtime.
+    let _ = SERVER_RUNTIME.set(rt);
+    SERVER_RUNTIME
+        .get()
+        .context("the server runtime was not kept")
+}
+
 /// An in-process server over `store` on 127.0.0.1:0; stops when the returned sender sends true.
 async fn start_server(
     data: &Path,
     store: SqliteStore,
 ) -> anyhow::Result<(String, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
     let server = Server::new(ServerConfig::new(data), Arc::new(store))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let (stop, mut rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
+    let rt = server_runtime()?;
+    // The listener must be registered with the server runtime's reactor, so it is converted there.
+    let listener = {
+        let _in_server_runtime = rt.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    let task = rt.spawn(async move {
         let _ = server
             .serve(listener, async move {
                 let _ = rx.wait_for(|s| *s).await;

@@ -92,9 +92,9 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "| query | N | rows | p50 ms | p99 ms | moto p50 ms | speed-up vs moto | target (1M: p50 ≤ 1 ms, p99 ≤ 5 ms) |"
+            "| query | N | rows | p50 ms | p99 ms | CPU µs/request: client / server / SQLite | moto p50 ms | speed-up vs moto | target (1M: p50 ≤ 1 ms, p99 ≤ 5 ms) |"
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for run in &self.lists {
             let n = run.seeded.commands;
             let moto = self.moto.as_ref().filter(|m| m.commands == n);
@@ -116,12 +116,15 @@ impl Results {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {mp50} | {ratio} | {target} |",
+                    "| {} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {mp50} | {ratio} | {target} |",
                     c.name,
                     n_label(n),
                     c.rows,
                     ms(c.dist.p50()),
                     ms(c.dist.p99()),
+                    c.cpu.client.as_secs_f64() * 1e6,
+                    c.cpu.server.as_secs_f64() * 1e6,
+                    c.cpu.sqlite.as_secs_f64() * 1e6,
                 );
             }
         }
