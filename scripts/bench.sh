@@ -27,7 +27,7 @@ if [ "$SMOKE" = 1 ]; then
   # Smoke mode judges no number: reuse the debug build the tests already made instead of compiling
   # the AWS SDK a second time in release mode.
   echo "== building (debug, smoke mode)" >&2
-  cargo build --quiet -p fleetrun -p fleetrun-bench -p fleetrun-agent --bin fleetrun-bench --bin fleetrun-agent
+  cargo build --quiet -p fleetrun -p fleetrun-bench -p fleetrun-agent --bin fleetrun --bin fleetrun-bench --bin fleetrun-agent
   BENCH_BIN="$CARGO_TARGET_DIR/debug/fleetrun-bench"
   AGENT_BIN="$CARGO_TARGET_DIR/debug/fleetrun-agent"
 else
