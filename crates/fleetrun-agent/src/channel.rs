@@ -93,8 +93,16 @@ impl ServerClient {
         self.call(POLL_PATH, req, wait + POLL_SLACK).await
     }
 
+    /// Sends `report` with `held_ms` set to how long it has waited since it finished.
     pub(crate) async fn post_result(&self, report: &ResultReport) -> Result<ResultAck, AgentError> {
-        self.call(RESULT_PATH, report, CALL_TIMEOUT).await
+        let held_ms = report
+            .finished_at_ms
+            .map_or(0, |finished| (unix_millis() - finished).max(0));
+        let stamped = ResultReport {
+            held_ms,
+            ..report.clone()
+        };
+        self.call(RESULT_PATH, &stamped, CALL_TIMEOUT).await
     }
 
     async fn call<Q: Serialize, A: DeserializeOwned>(
@@ -284,8 +292,16 @@ pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
     }
 }
 
+/// This node's wall clock in Unix milliseconds. Only differences of it reach the server (`held_ms`).
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Persists a finished command's report to the outbox, then sends it until the server takes it.
-pub(crate) async fn deliver(agent: &Arc<Agent>, report: ResultReport) {
+pub(crate) async fn deliver(agent: &Arc<Agent>, mut report: ResultReport) {
+    report.finished_at_ms.get_or_insert_with(unix_millis);
     if let Err(e) = agent.outbox.save(&report) {
         tracing::error!(command_id = %report.command_id, error = %describe(&e),
             "cannot persist the result; it is lost if the agent stops before sending it");

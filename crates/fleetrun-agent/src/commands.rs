@@ -169,6 +169,8 @@ async fn stopped_while_queued(agent: &Arc<Agent>, command_id: String, reason: St
                 response_code: -1,
                 elapsed_ms: 0,
                 steps: Vec::new(),
+                finished_at_ms: None,
+                held_ms: 0,
             };
             channel::deliver(agent, report).await;
         }

@@ -126,6 +126,8 @@ pub async fn run_command(
             response_code: -1,
             elapsed_ms: 0,
             steps: reports,
+            finished_at_ms: None,
+            held_ms: 0,
         };
     }
     let command_dir = cfg.work_root.join(command_id);
@@ -175,6 +177,8 @@ pub async fn run_command(
             .last()
             .map_or(0, |s| s.start_offset_ms + s.duration_ms),
         steps: reports,
+        finished_at_ms: None,
+        held_ms: 0,
     }
 }
 

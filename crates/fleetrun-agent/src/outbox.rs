@@ -129,6 +129,8 @@ mod tests {
             response_code: 0,
             elapsed_ms: 1,
             steps: vec![],
+            finished_at_ms: None,
+            held_ms: 0,
         }
     }
 

@@ -336,6 +336,8 @@ async fn a_run_is_executed_and_its_result_posted_with_the_node_credentials() {
     assert_eq!(report.response_code, 0);
     assert_eq!(report.steps[0].stdout, "hi from cmd-a\n");
     assert!(report.elapsed_ms >= 400, "{report:?}");
+    assert!(report.finished_at_ms.is_some(), "{report:?}");
+    assert!(report.held_ms < 1_000, "sent at once: {report:?}");
 
     // Redelivery of a finished command is ignored.
     fake.send(run_message("cmd-a", &["echo again"]));
@@ -379,6 +381,8 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
 
     fake.wait_until("two result attempts", |f| f.results().len() >= 2)
         .await;
+    // The command finished before its first attempt, so by the resend it has been held at least this.
+    let held_since = std::time::Instant::now();
     let saved = dir.path().join("outbox/cmd-b.json");
     assert!(saved.exists(), "result persisted before sending");
     fake.wait_until("a poll listing cmd-b", |f| {
@@ -389,6 +393,7 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
     .await;
     agent.stop().await;
     assert!(saved.exists(), "an unacknowledged result survives shutdown");
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Restart against a healthy server: the outbox goes out before the first poll.
     fake.state().result_status = None;
@@ -405,6 +410,14 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
         (report.command_id.as_str(), report.steps[0].stdout.as_str()),
         ("cmd-b", "kept\n")
     );
+    // The resend says how long the result waited on the node, so the server can date it.
+    let waited = i64::try_from(held_since.elapsed().as_millis()).unwrap_or(i64::MAX);
+    assert!(
+        report.held_ms >= waited - 100 && report.held_ms >= 500,
+        "held {} ms, waited at least {waited} ms",
+        report.held_ms
+    );
+    assert!(report.held_ms > fake.results()[0].held_ms);
     fake.wait_until("the outbox to empty", |_| !saved.exists())
         .await;
     fake.wait_until("a poll after the ack", |f| {

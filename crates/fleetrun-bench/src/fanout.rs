@@ -145,6 +145,8 @@ async fn report(
                 stdout: "simulated\n".into(),
                 stderr: String::new(),
             }],
+            finished_at_ms: None,
+            held_ms: 0,
         })
         .send()
         .await

@@ -162,7 +162,20 @@ pub struct Report {
     pub outcome: crate::status::ExecutionOutcome,
     pub response_code: i64,
     pub elapsed_ms: i64,
+    /// How long the report waited on the node before it was sent (its outbox, while the server was
+    /// unreachable), measured by the node's clock as a difference, so clock skew cancels out.
+    pub held_ms: i64,
     pub steps: Vec<ReportedStep>,
+}
+
+impl Report {
+    /// When the invocation ended, by the server's clock: the report's arrival minus the time it
+    /// was held on the node, never before the delivery (`delivered_at`) nor after the arrival —
+    /// a node whose clock jumped cannot date a result outside the window it could have run in.
+    pub fn ended_at(&self, received_at: Millis, delivered_at: Option<Millis>) -> Millis {
+        let end = received_at.saturating_sub(self.held_ms.max(0));
+        delivered_at.map_or(end, |d| end.max(d)).min(received_at)
+    }
 }
 
 /// One step of a [`Report`].
@@ -176,4 +189,43 @@ pub struct ReportedStep {
     pub duration_ms: i64,
     pub stdout: String,
     pub stderr: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::ExecutionOutcome;
+
+    fn held(ms: i64) -> Report {
+        Report {
+            command_id: CommandId::generate(),
+            outcome: ExecutionOutcome::Success,
+            response_code: 0,
+            elapsed_ms: 0,
+            held_ms: ms,
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_end_is_the_arrival_minus_the_hold_within_the_delivery_window() {
+        assert_eq!(held(0).ended_at(10_000, Some(1_000)), 10_000);
+        assert_eq!(held(4_000).ended_at(10_000, Some(1_000)), 6_000);
+        assert_eq!(
+            held(60_000).ended_at(10_000, Some(1_000)),
+            1_000,
+            "not before delivery"
+        );
+        assert_eq!(
+            held(-5).ended_at(10_000, Some(1_000)),
+            10_000,
+            "not after arrival"
+        );
+        assert_eq!(held(4_000).ended_at(10_000, None), 6_000);
+        assert_eq!(
+            held(4_000).ended_at(10_000, Some(20_000)),
+            10_000,
+            "never after arrival"
+        );
+    }
 }

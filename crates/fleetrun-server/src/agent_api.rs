@@ -252,6 +252,7 @@ async fn result(
                 outcome: outcome(report.outcome),
                 response_code,
                 elapsed_ms: report.elapsed_ms.max(0),
+                held_ms: report.held_ms.max(0),
                 steps,
             },
             now_millis(),

@@ -122,6 +122,15 @@ pub struct ResultReport {
     /// Wall time from the first step's start to the last step's end.
     pub elapsed_ms: i64,
     pub steps: Vec<StepReport>,
+    /// When the command finished, by the node's clock (Unix ms). Kept with the report in the
+    /// node's outbox so `held_ms` can be computed at each send; the server never reads it as a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    /// How long the report has waited on the node since `finished_at_ms`, at the moment of this
+    /// send (0 when sent at once). The server dates the end as its own clock minus this, so a
+    /// result sent late from the outbox keeps its real times and node clock skew does not matter.
+    #[serde(default)]
+    pub held_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -359,16 +359,17 @@ pub(crate) fn finish(
     now: Millis,
 ) -> Result<Finished> {
     let (applied, wake) = with_transitions(conn, |tx, tr| {
-        let found: Option<(i64, String, bool)> = tx
+        // `started_at` holds the delivery time until the report replaces it.
+        let found: Option<(i64, String, bool, Option<Millis>)> = tx
             .prepare_cached(
-                "SELECT command_seq, state, released FROM invocations
+                "SELECT command_seq, state, released, started_at FROM invocations
                  WHERE command_id = ?1 AND instance_id = ?2",
             )?
             .query_row(params![report.command_id.as_str(), node.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let Some((command_seq, state, released)) = found else {
+        let Some((command_seq, state, released, delivered_at)) = found else {
             return Err(CoreError::NoSuchInvocation(
                 report.command_id.to_string(),
                 node.to_string(),
@@ -388,7 +389,8 @@ pub(crate) fn finish(
         {
             return Ok(false);
         }
-        let started_at = now.saturating_sub(report.elapsed_ms.max(0));
+        let ended_at = report.ended_at(now, delivered_at);
+        let started_at = ended_at.saturating_sub(report.elapsed_ms.max(0));
         let steps: Vec<StepResult> = report
             .steps
             .iter()
@@ -414,7 +416,7 @@ pub(crate) fn finish(
             inv.instance_id,
             report.response_code,
             started_at,
-            now,
+            ended_at,
             serde_json::to_string(&steps)?,
         ])?;
         Ok(true)

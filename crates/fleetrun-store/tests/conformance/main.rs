@@ -45,6 +45,7 @@ mod sqlite {
         check_list_invocations,
         check_claim,
         check_finish,
+        check_held_report,
         check_cancel,
         check_expiry,
         check_aggregate_counts,

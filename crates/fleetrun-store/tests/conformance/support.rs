@@ -61,6 +61,7 @@ pub(crate) fn report(id: &CommandId, outcome: ExecutionOutcome, code: i64) -> Re
         outcome,
         response_code: code,
         elapsed_ms: 1_500,
+        held_ms: 0,
         steps: vec![ReportedStep {
             name: "aws:runShellScript".into(),
             status: format!("{outcome:?}"),
