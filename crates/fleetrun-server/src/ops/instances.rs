@@ -5,13 +5,32 @@ use fleetrun_core::node::Node;
 use fleetrun_core::query::PageKey;
 use fleetrun_wire::ssm::{
     epoch, DescribeInstanceInformationRequest, DescribeInstanceInformationResult,
-    InstanceInformation,
+    InstanceInformation, InstanceInformationFilter, InstanceInformationStringFilter,
 };
 use fleetrun_wire::validate::Violations;
 
 use super::validate::{finish, max_results, page_start};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+
+/// What a NextToken is bound to: every filter as the request sent it, tag filters included, so a
+/// token cannot resume a listing under different filters.
+fn token_scope(
+    legacy: &[InstanceInformationFilter],
+    modern: &[InstanceInformationStringFilter],
+) -> String {
+    format!(
+        "DescribeInstanceInformation|{:?}|{:?}",
+        legacy
+            .iter()
+            .map(|f| (&f.key, &f.value_set))
+            .collect::<Vec<_>>(),
+        modern
+            .iter()
+            .map(|f| (&f.key, &f.values))
+            .collect::<Vec<_>>()
+    )
+}
 
 const KEYS: [&str; 8] = [
     "InstanceIds",
@@ -96,6 +115,7 @@ pub async fn describe_instance_information(
             "InstanceInformationFilterList and Filters cannot be used together.".into(),
         ));
     }
+    let scope = token_scope(&legacy, &modern);
     let tagged = super::targets::take_tag_filters(&st, &mut modern, !legacy.is_empty()).await?;
     let mut filters = Vec::new();
     for (key, values) in legacy
@@ -116,13 +136,6 @@ pub async fn describe_instance_information(
         check_values(&key, &values)?;
         filters.push(Filter { key, values });
     }
-    let scope = format!(
-        "DescribeInstanceInformation|{:?}",
-        filters
-            .iter()
-            .map(|f| (&f.key, &f.values))
-            .collect::<Vec<_>>()
-    );
     let after = page_start(&st, &scope, req.next_token.as_deref())?;
     let now = now_millis();
     let ping_timeout = st.ping_timeout_ms();
@@ -183,4 +196,25 @@ pub async fn describe_instance_information(
             .collect(),
         next_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(key: &str, values: &[&str]) -> InstanceInformationStringFilter {
+        InstanceInformationStringFilter {
+            key: Some(key.into()),
+            values: Some(values.iter().map(|v| (*v).to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn next_tokens_are_bound_to_tag_filters_too() {
+        let web = token_scope(&[], &[filter("tag:role", &["web"])]);
+        assert_ne!(web, token_scope(&[], &[filter("tag:role", &["db"])]));
+        assert_ne!(web, token_scope(&[], &[filter("tag-key", &["role"])]));
+        assert_ne!(web, token_scope(&[], &[]));
+        assert_eq!(web, token_scope(&[], &[filter("tag:role", &["web"])]));
+    }
 }
