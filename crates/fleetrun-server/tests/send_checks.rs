@@ -111,6 +111,8 @@ async fn document_hash_must_match_the_resolved_version() {
         .document_version("$LATEST")
         .document_hash(&v2);
     sent.push(outcome(b).await.expect("v2 hash for $LATEST"));
+    let b = send(&s, &node, "Hashed").document_hash("");
+    sent.push(outcome(b).await.expect("an empty hash is no hash"));
 
     // Another version's hash, or the right digits called Sha1: InvalidDocument, AWS's wording.
     let b = send(&s, &node, "Hashed").document_hash(&v2);
