@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::document::{check_value, DocumentSpec, ParamDef, ParamType, Precondition, StepTemplate};
-use crate::documents::{DocumentFormat, MAX_DOCUMENT_BYTES};
+use crate::documents::{check_document_size, DocumentFormat};
 use crate::error::{CoreError, CoreResult};
+use crate::node::effective_platform_type;
 
 /// The plugin fleetrun agents run.
 pub const RUN_SHELL_SCRIPT: &str = "aws:runShellScript";
@@ -40,12 +41,7 @@ pub fn parse(
     content: &str,
     format: DocumentFormat,
 ) -> CoreResult<DocumentSpec> {
-    if content.len() > MAX_DOCUMENT_BYTES {
-        return Err(CoreError::MaxDocumentSizeExceeded(format!(
-            "Document content is {} bytes; the size limit of a document is 64 KB.",
-            content.len()
-        )));
-    }
+    check_document_size("Document content", content.len())?;
     let root: Value = match format {
         DocumentFormat::Json => serde_json::from_str(content)
             .map_err(|e| bad(format!("The content is not valid JSON: {e}")))?,
@@ -112,6 +108,28 @@ pub fn platform_types(spec: &DocumentSpec) -> Vec<String> {
         })
         .map(String::from)
         .collect()
+}
+
+/// SendCommand's platform rule for a node named in `InstanceIds`: a document whose PlatformTypes
+/// ([`platform_types`]) lack the node's platform is refused with `UnsupportedPlatformType` ("The
+/// document doesn't support the platform type of the given managed node IDs", botocore model; seen
+/// on AWS as `Cannot perform operation for instance id i-… of platform type Windows`,
+/// aws/aws-sdk-java#1209, gruntwork-io/terratest#978). Nodes reached through `Targets` are not
+/// refused here: AWS documents a per-invocation `InvalidPlatform` status for them instead.
+/// A node that never reported its platform counts as Linux, as for preconditions.
+pub fn check_platform(
+    platform_types: &[String],
+    instance_id: &str,
+    reported_platform: &str,
+) -> CoreResult<()> {
+    let platform = effective_platform_type(reported_platform);
+    if platform_types.iter().any(|p| p == platform) {
+        return Ok(());
+    }
+    Err(CoreError::UnsupportedPlatformType {
+        instance_id: instance_id.to_string(),
+        platform_type: platform.to_string(),
+    })
 }
 
 /// `{{ name }}` names used in string values (not `{{ssm:...}}` references).
@@ -445,4 +463,30 @@ pub fn default_text(p: &ParamDef) -> Option<String> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_nodes_must_run_on_a_document_platform() {
+        let shell = vec!["Linux".to_string(), "MacOS".to_string()];
+        assert!(check_platform(&shell, "mi-00000000000000001", "Linux").is_ok());
+        assert!(check_platform(&shell, "mi-00000000000000001", "MacOS").is_ok());
+        // A node that never reported its platform counts as Linux.
+        assert!(check_platform(&shell, "mi-00000000000000001", "").is_ok());
+        match check_platform(&shell, "mi-00000000000000001", "Windows") {
+            Err(CoreError::UnsupportedPlatformType {
+                instance_id,
+                platform_type,
+            }) => assert_eq!(
+                (instance_id.as_str(), platform_type.as_str()),
+                ("mi-00000000000000001", "Windows")
+            ),
+            other => panic!("expected UnsupportedPlatformType, got {other:?}"),
+        }
+        let windows = vec!["Windows".to_string()];
+        assert!(check_platform(&windows, "mi-00000000000000001", "").is_err());
+    }
 }

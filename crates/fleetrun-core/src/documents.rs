@@ -5,6 +5,8 @@
 //! Content parsing lives in `document_content`; the runnable form is `document::DocumentSpec`.
 //! This module knows nothing of the wire: the server maps these records to AWS shapes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -12,7 +14,9 @@ use crate::clock::Millis;
 use crate::error::{CoreError, CoreResult};
 use crate::node::Tag;
 
-/// Largest document content accepted (CreateDocument / UpdateDocument), in bytes.
+/// Largest document accepted, in bytes: the content on CreateDocument / UpdateDocument, the content
+/// plus the runtime parameter values on SendCommand (fact sheet §12, from the model's
+/// `MaxDocumentSizeExceeded`: "The size limit of a document is 64 KB").
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Custom documents one server keeps (the model's "500 active SSM documents").
 pub const MAX_DOCUMENTS: usize = 500;
@@ -60,6 +64,48 @@ impl DocumentFormat {
 /// SHA-256 of the content as sent, lowercase hex (`DocumentDescription.Hash`, `HashType` Sha256).
 pub fn content_hash(content: &str) -> String {
     hex::encode(Sha256::digest(content.as_bytes()))
+}
+
+/// `MaxDocumentSizeExceeded` when `bytes` (of `what`, for the message) exceed [`MAX_DOCUMENT_BYTES`].
+pub fn check_document_size(what: &str, bytes: usize) -> CoreResult<()> {
+    if bytes <= MAX_DOCUMENT_BYTES {
+        return Ok(());
+    }
+    Err(CoreError::MaxDocumentSizeExceeded(format!(
+        "{what} is {bytes} bytes; the size limit of a document is 64 KB."
+    )))
+}
+
+/// SendCommand's size rule: the document's content plus every runtime parameter value given
+/// (fact sheet §3.1: "64 KB incl. runtime params"), within [`MAX_DOCUMENT_BYTES`].
+pub fn check_command_size(
+    content: &str,
+    parameters: &BTreeMap<String, Vec<String>>,
+) -> CoreResult<()> {
+    let values: usize = parameters.values().flatten().map(String::len).sum();
+    check_document_size(
+        "Document content plus parameter values",
+        content.len().saturating_add(values),
+    )
+}
+
+/// SendCommand's `DocumentHash` / `DocumentHashType` check against the resolved version's Sha256
+/// `hash` (the one DescribeDocument reports). An absent type means `Sha256`; the hex digits compare
+/// case-insensitively. fleetrun keeps Sha256 hashes only (AWS deprecated Sha1 and reports `HashType`
+/// Sha256), so a `Sha1` hash never matches.
+///
+/// A mismatch is `InvalidDocument`, worded as AWS words it when a Run Command task's stored hash no
+/// longer matches the document: `document hash <hash> does not match Sha256.` (observed,
+/// aws-samples/aws-security-reference-architecture-examples#301; the API reference lists
+/// InvalidDocument as SendCommand's document error and documents no other code for this).
+pub fn verify_document_hash(hash: &str, given: &str, hash_type: Option<&str>) -> CoreResult<()> {
+    let hash_type = hash_type.unwrap_or("Sha256");
+    if hash_type == "Sha256" && given.eq_ignore_ascii_case(hash) {
+        return Ok(());
+    }
+    Err(CoreError::InvalidDocument(format!(
+        "document hash {given} does not match {hash_type}."
+    )))
 }
 
 /// A version about to be stored. Its number is assigned by the store.
@@ -307,5 +353,51 @@ mod tests {
         assert!(f("tag:team", &["ops", "dev"]).matches(&mine));
         assert!(f("tag:team", &[]).matches(&mine) && !f("tag:env", &[]).matches(&mine));
         assert!(DocumentFilter::new("Bogus", vec![]).is_none());
+    }
+
+    #[test]
+    fn command_size_counts_content_and_parameter_values() {
+        let content = "x".repeat(1000);
+        let at_limit = BTreeMap::from([(
+            "commands".to_string(),
+            vec!["a".repeat(MAX_DOCUMENT_BYTES - 1000 - 10), "b".repeat(10)],
+        )]);
+        assert!(check_command_size(&content, &at_limit).is_ok());
+        let over = BTreeMap::from([
+            (
+                "commands".to_string(),
+                vec!["a".repeat(MAX_DOCUMENT_BYTES - 1000)],
+            ),
+            ("workingDirectory".to_string(), vec!["/".to_string()]),
+        ]);
+        match check_command_size(&content, &over) {
+            Err(CoreError::MaxDocumentSizeExceeded(m)) => {
+                assert!(m.contains(&(MAX_DOCUMENT_BYTES + 1).to_string()), "{m}")
+            }
+            other => panic!("expected MaxDocumentSizeExceeded, got {other:?}"),
+        }
+        // Parameter names do not count, only values.
+        let long_name = BTreeMap::from([("n".repeat(100), vec![String::new()])]);
+        assert!(check_command_size(&"x".repeat(MAX_DOCUMENT_BYTES), &long_name).is_ok());
+    }
+
+    #[test]
+    fn document_hash_must_match_the_sha256() {
+        let hash = content_hash("{}");
+        assert!(verify_document_hash(&hash, &hash, None).is_ok());
+        assert!(verify_document_hash(&hash, &hash, Some("Sha256")).is_ok());
+        assert!(verify_document_hash(&hash, &hash.to_uppercase(), Some("Sha256")).is_ok());
+        let wrong = content_hash("{ }");
+        match verify_document_hash(&hash, &wrong, None) {
+            Err(CoreError::InvalidDocument(m)) => {
+                assert_eq!(m, format!("document hash {wrong} does not match Sha256."))
+            }
+            other => panic!("expected InvalidDocument, got {other:?}"),
+        }
+        // Sha1 hashes are deprecated and never kept: even the Sha256 value does not pass as Sha1.
+        assert!(matches!(
+            verify_document_hash(&hash, &hash, Some("Sha1")),
+            Err(CoreError::InvalidDocument(m)) if m.ends_with("does not match Sha1.")
+        ));
     }
 }

@@ -55,6 +55,12 @@ pub enum CoreError {
     /// A Target key that names no target kind, or a Target without values.
     #[error("{0}")]
     UnsupportedTargetKey(String),
+    /// SendCommand named a node whose platform the document does not support.
+    #[error("document does not support platform {platform_type} of instance {instance_id}")]
+    UnsupportedPlatformType {
+        instance_id: String,
+        platform_type: String,
+    },
     /// A backend failure: never the client's fault.
     #[error("storage failure: {0}")]
     Store(String),

@@ -53,6 +53,16 @@ pub struct NodeInfo {
     pub agent_version: String,
 }
 
+/// The platform a node counts as: the one it reported, or `Linux` for a node that never reported
+/// one (fleetrun's choice; agents on Linux and macOS always report theirs).
+pub fn effective_platform_type(reported: &str) -> &str {
+    if reported.is_empty() {
+        "Linux"
+    } else {
+        reported
+    }
+}
+
 /// A registration attempt, with the secret the node will authenticate with (hashed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRegistration {

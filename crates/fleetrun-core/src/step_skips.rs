@@ -11,6 +11,7 @@
 use crate::command::ReportedStep;
 use crate::document::{Plan, PlanStep};
 use crate::document_content::action_platforms;
+use crate::node::effective_platform_type;
 
 /// The plugin status string stored for a skipped step.
 pub const SKIPPED: &str = "Skipped";
@@ -22,11 +23,7 @@ pub const EXIT_FAILED_AND_STOP: i64 = 169;
 /// Why `step` does not run on a node of `platform_type`, as the agent words it; `None` if it runs.
 /// A node that never reported its platform counts as Linux.
 pub fn skip_reason(step: &PlanStep, platform_type: &str) -> Option<String> {
-    let platform_type = if platform_type.is_empty() {
-        "Linux"
-    } else {
-        platform_type
-    };
+    let platform_type = effective_platform_type(platform_type);
     if let Some(p) = step
         .precondition
         .as_ref()

@@ -34,6 +34,8 @@ pub enum ApiError {
     InvalidResourceId(String),
     TooManyTagsError(String),
     InvalidTarget(String),
+    /// SendCommand: the document does not run on a named node's platform.
+    UnsupportedPlatformType(String),
     /// Agent endpoints: credentials missing or wrong.
     UnrecognizedClient(String),
     /// The server is shutting down.
@@ -80,6 +82,7 @@ impl ApiError {
             Self::InvalidResourceId(_) => "InvalidResourceId",
             Self::TooManyTagsError(_) => "TooManyTagsError",
             Self::InvalidTarget(_) => "InvalidTarget",
+            Self::UnsupportedPlatformType(_) => "UnsupportedPlatformType",
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Internal(_) => "InternalServerError",
@@ -127,6 +130,7 @@ impl ApiError {
             | Self::InvalidResourceId(m)
             | Self::TooManyTagsError(m)
             | Self::InvalidTarget(m)
+            | Self::UnsupportedPlatformType(m)
             | Self::UnrecognizedClient(m)
             | Self::InvalidDocumentContent(m)
             | Self::InvalidDocumentSchemaVersion(m)
@@ -183,6 +187,13 @@ impl From<CoreError> for ApiError {
             )),
             CoreError::InvalidTarget(m) => Self::InvalidTarget(m),
             CoreError::UnsupportedTargetKey(m) => Self::Validation(m),
+            // AWS's wording (aws/aws-sdk-java#1209, gruntwork-io/terratest#978).
+            CoreError::UnsupportedPlatformType {
+                instance_id,
+                platform_type,
+            } => Self::UnsupportedPlatformType(format!(
+                "Cannot perform operation for instance id {instance_id} of platform type {platform_type}"
+            )),
             CoreError::Store(cause) => Self::Internal(cause),
             CoreError::InvalidDocumentContent(m) => Self::InvalidDocumentContent(m),
             CoreError::InvalidDocumentSchemaVersion(m) => Self::InvalidDocumentSchemaVersion(m),

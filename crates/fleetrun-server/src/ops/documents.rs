@@ -248,12 +248,14 @@ pub async fn load(
 }
 
 /// SendCommand's lookup: built-ins first, then the store; `version` is `""`, `$DEFAULT`,
-/// `$LATEST` or a number.
-pub async fn resolve(st: &AppState, name: &str, version: &str) -> ApiResult<DocumentSpec> {
+/// `$LATEST` or a number. The version comes with its content and hash, which SendCommand checks
+/// (`DocumentHash`, the 64 KB limit).
+pub async fn resolve(st: &AppState, name: &str, version: &str) -> ApiResult<Loaded> {
     if plain_name(name) == RUN_SHELL_SCRIPT {
-        return Ok(document::builtin(name, version)?);
+        document::builtin(name, version)?;
+        return Ok(builtin());
     }
-    Ok(load(st, name, Some(version), None).await?.spec)
+    load(st, name, Some(version), None).await
 }
 
 fn opt(s: &str) -> Option<String> {

@@ -1,9 +1,11 @@
-//! SendCommand: validate every member, resolve targets and the document, store the command with one
-//! Pending invocation per node in one transaction, then wake the nodes' long polls.
+//! SendCommand: validate every member, resolve the document (checking `DocumentHash` and the 64 KB
+//! limit on content plus parameter values) and the targets (checking named nodes' platforms), store
+//! the command with one Pending invocation per node in one transaction, then wake the nodes' long polls.
 
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification};
 use fleetrun_core::document;
+use fleetrun_core::documents::{check_command_size, verify_document_hash};
 use fleetrun_core::ids::CommandId;
 use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
 use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
@@ -149,11 +151,18 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
 
     let name = req.document_name.clone().unwrap_or_default();
     let version = req.document_version.clone().unwrap_or_default();
-    let doc = super::documents::resolve(&st, &name, &version).await?;
+    let loaded = super::documents::resolve(&st, &name, &version).await?;
+    // An empty hash is no hash (the model allows length 0; AWS echoes unset strings as "").
+    if let Some(hash) = req.document_hash.as_deref().filter(|h| !h.is_empty()) {
+        verify_document_hash(&loaded.ver.hash, hash, req.document_hash_type.as_deref())?;
+    }
     let parameters = req.parameters.clone().unwrap_or_default();
-    let plan = document::plan(&doc, &parameters)?;
+    check_command_size(&loaded.ver.content, &parameters)?;
+    let plan = document::plan(&loaded.spec, &parameters)?;
 
-    let targets = super::targets::resolve(&st, targeting).await?;
+    // The PlatformTypes DescribeDocument reports for this version.
+    let targets = super::targets::resolve(&st, targeting, &loaded.ver.platform_types).await?;
+    let doc = loaded.spec;
 
     let timeout_seconds = req.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS) as u32;
     let max_concurrency = req

@@ -4,12 +4,15 @@
 //! Three steps, so errors come in AWS's order: [`check`] collects constraint violations (with the
 //! other members' violations, one `ValidationException`), [`interpret`] reads the target keys
 //! (`InvalidTarget` for resource groups, `ValidationException` for keys that name no target kind),
-//! [`resolve`] asks the store when the command is sent. Several targets are ANDed, values ORed.
+//! [`resolve`] asks the store when the command is sent and checks the platforms of named nodes.
+//! Several targets are ANDed, values ORed.
 
 use std::collections::HashSet;
 
 use fleetrun_core::command::Target;
+use fleetrun_core::document_content::check_platform;
 use fleetrun_core::ids::InstanceId;
+use fleetrun_core::node::Node;
 use fleetrun_core::targets::{
     parse_target_key, tag_filter, target_key_ok, TargetKey, TargetSpec, MAX_TARGETS,
     MAX_TARGET_VALUES, TARGET_KEY_PATTERN,
@@ -105,16 +108,18 @@ pub fn interpret(req: &SendCommandRequest) -> ApiResult<(Targeting, Vec<String>,
     Ok((Targeting::Specs(specs), vec![], echo))
 }
 
-/// Named node ids must all be registered (`InvalidInstanceId` lists the others).
-async fn require_registered(st: &AppState, ids: &[InstanceId]) -> ApiResult<()> {
+/// Named node ids must all be registered (`InvalidInstanceId` lists the others); returns the nodes.
+async fn registered(st: &AppState, ids: &[InstanceId]) -> ApiResult<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(ids.len());
     let mut missing = Vec::new();
     for id in ids {
-        if st.store.node(id).await?.is_none() {
-            missing.push(id.to_string());
+        match st.store.node(id).await? {
+            Some(node) => nodes.push(node),
+            None => missing.push(id.to_string()),
         }
     }
     if missing.is_empty() {
-        return Ok(());
+        return Ok(nodes);
     }
     Err(ApiError::InvalidInstanceId(format!(
         "Instances [[{}]] not in a valid state for account.",
@@ -123,16 +128,30 @@ async fn require_registered(st: &AppState, ids: &[InstanceId]) -> ApiResult<()> 
 }
 
 /// The nodes the command goes to, resolved now (tags added later do not join the command).
-pub async fn resolve(st: &AppState, targeting: Targeting) -> ApiResult<Vec<InstanceId>> {
+///
+/// Nodes named in `InstanceIds` must run on one of the document's `platform_types`, else the
+/// request fails with `UnsupportedPlatformType` (core `document_content::check_platform`, which
+/// cites the AWS sources). Nodes reached through `Targets` are not checked here.
+pub async fn resolve(
+    st: &AppState,
+    targeting: Targeting,
+    platform_types: &[String],
+) -> ApiResult<Vec<InstanceId>> {
     match targeting {
         Targeting::Ids(ids) => {
-            require_registered(st, &ids).await?;
+            for node in registered(st, &ids).await? {
+                check_platform(
+                    platform_types,
+                    node.instance_id.as_str(),
+                    &node.info.platform_type,
+                )?;
+            }
             Ok(ids)
         }
         Targeting::Specs(specs) => {
             for spec in &specs {
                 if let TargetSpec::InstanceIds(ids) = spec {
-                    require_registered(st, ids).await?;
+                    registered(st, ids).await?;
                 }
             }
             Ok(st.store.resolve_targets(&specs).await?)

@@ -130,6 +130,34 @@ impl TestServer {
         node
     }
 
+    /// Registers a node that reports `platform_type` through the agent endpoint (as an agent on that
+    /// platform would) without running an agent: work sent to it stays Pending. Returns its id.
+    pub async fn register_node(&self, platform_type: &str) -> String {
+        let act = self
+            .client
+            .create_activation()
+            .iam_role("test-role")
+            .registration_limit(1)
+            .send()
+            .await
+            .expect("create activation");
+        let body = serde_json::json!({
+            "activationId": act.activation_id().expect("id"),
+            "activationCode": act.activation_code().expect("code"),
+            "machine": {"computerName": "node", "ipAddress": "127.0.0.1",
+                "platformType": platform_type, "platformName": platform_type,
+                "platformVersion": "1", "agentVersion": "0.1.0"}});
+        let resp = reqwest::Client::new()
+            .post(format!("{}/agent/v1/register", self.endpoint))
+            .json(&body)
+            .send()
+            .await
+            .expect("register over HTTP");
+        assert_eq!(resp.status().as_u16(), 200, "register");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        body["instanceId"].as_str().expect("instanceId").to_string()
+    }
+
     /// Starts an agent over an existing (or new) state dir.
     pub async fn start_agent(
         &self,
