@@ -23,42 +23,46 @@ pub fn cloudwatch(c: &Command) -> ssm::CloudWatchOutputConfig {
     }
 }
 
-pub fn command(c: &Command) -> ssm::Command {
+/// Moves the command's fields into the response shape: a ListCommands page carries up to 50
+/// commands of up to 50 InstanceIds each, and cloning them showed in its profile.
+pub fn command(c: Command) -> ssm::Command {
     let agg = c.aggregate();
+    let notification_config = notification(&c);
+    let cloud_watch_output_config = cloudwatch(&c);
+    let echo = c.echo;
     ssm::Command {
         command_id: c.id.to_string(),
-        document_name: c.document_name.clone(),
-        document_version: c.document_version.clone(),
-        comment: c.comment.clone(),
+        document_name: c.document_name,
+        document_version: c.document_version,
+        comment: c.comment,
         expires_after: epoch(c.expires_at),
-        parameters: c.echo.parameters.clone(),
-        instance_ids: c.echo.instance_ids.clone(),
-        targets: c
-            .echo
+        parameters: echo.parameters,
+        instance_ids: echo.instance_ids,
+        targets: echo
             .targets
-            .iter()
+            .into_iter()
             .map(|t| ssm::Target {
-                key: Some(t.key.clone()),
-                values: Some(t.values.clone()),
+                key: Some(t.key),
+                values: Some(t.values),
             })
             .collect(),
         requested_date_time: epoch(c.requested_at),
         status: agg.state.status().as_str().into(),
         status_details: agg.state.as_str().into(),
-        output_s3_region: c.echo.output_s3_region.clone(),
-        output_s3_bucket_name: c.echo.output_s3_bucket_name.clone(),
-        output_s3_key_prefix: c.echo.output_s3_key_prefix.clone(),
-        max_concurrency: c.max_concurrency.clone(),
-        max_errors: c.max_errors.clone(),
+        output_s3_region: echo.output_s3_region,
+        output_s3_bucket_name: echo.output_s3_bucket_name,
+        output_s3_key_prefix: echo.output_s3_key_prefix,
+        max_concurrency: c.max_concurrency,
+        max_errors: c.max_errors,
         target_count: agg.target_count,
         completed_count: agg.completed_count,
         error_count: agg.error_count,
         delivery_timed_out_count: agg.delivery_timed_out_count,
-        service_role: c.echo.service_role.clone(),
-        notification_config: notification(c),
-        cloud_watch_output_config: cloudwatch(c),
+        service_role: echo.service_role,
+        notification_config,
+        cloud_watch_output_config,
         timeout_seconds: c.timeout_seconds,
-        alarm_configuration: c.echo.alarm_configuration.clone(),
+        alarm_configuration: echo.alarm_configuration,
         interactive: false,
     }
 }

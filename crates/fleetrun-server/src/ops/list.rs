@@ -105,7 +105,7 @@ pub async fn list_commands(
         None
     };
     Ok(ListCommandsResult {
-        commands: rows.iter().map(convert::command).collect(),
+        commands: rows.into_iter().map(convert::command).collect(),
         next_token,
     })
 }

@@ -221,7 +221,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
     let command = sent.command;
     tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, "command sent");
     Ok(SendCommandResult {
-        command: convert::command(&command),
+        command: convert::command(command),
     })
 }
 

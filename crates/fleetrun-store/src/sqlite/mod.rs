@@ -136,6 +136,14 @@ fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// How much of the file a reader maps: SQLite's compile-time ceiling on Linux (`SQLITE_MAX_MMAP_SIZE`,
+/// 0x7fff0000; larger requests are clamped to it). Pages inside the map are read in place from the
+/// OS page cache, shared by every reader; pages past it are copied by `pread` into each reader's
+/// own `cache_size` cache. A million commands make a ~2.8 GB file, so 256 MB left most of a
+/// pagination walk on the copying path. The map costs address space, not memory: touched pages
+/// show in RSS as file-backed pages the kernel can reclaim.
+const READER_MMAP_SIZE: i64 = 0x7fff_0000;
+
 fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -145,9 +153,9 @@ fn open_reader(path: &Path) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA query_only = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384;
-         PRAGMA mmap_size = 268435456;",
+         PRAGMA cache_size = -16384;",
     )?;
+    conn.pragma_update(None, "mmap_size", READER_MMAP_SIZE)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
