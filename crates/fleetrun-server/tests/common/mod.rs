@@ -103,6 +103,13 @@ impl TestServer {
 
     /// Creates an activation through the SSM API and starts a fresh agent registered with it.
     pub async fn add_agent(&self) -> TestAgent {
+        let activation = self.new_activation().await;
+        let state_dir = self.dir.path().join(format!("agent-{}", uuid_like()));
+        self.start_agent(state_dir, Some(activation)).await
+    }
+
+    /// A one-node activation created through the SSM API.
+    pub async fn new_activation(&self) -> Activation {
         let act = self
             .client
             .create_activation()
@@ -111,15 +118,10 @@ impl TestServer {
             .send()
             .await
             .expect("create activation");
-        let state_dir = self.dir.path().join(format!("agent-{}", uuid_like()));
-        self.start_agent(
-            state_dir,
-            Some(Activation {
-                id: act.activation_id().expect("id").to_string(),
-                code: act.activation_code().expect("code").to_string(),
-            }),
-        )
-        .await
+        Activation {
+            id: act.activation_id().expect("id").to_string(),
+            code: act.activation_code().expect("code").to_string(),
+        }
     }
 
     /// A registered node whose agent has stopped: work sent to it waits undelivered.
@@ -133,17 +135,10 @@ impl TestServer {
     /// Registers a node that reports `platform_type` through the agent endpoint (as an agent on that
     /// platform would) without running an agent: work sent to it stays Pending. Returns its id.
     pub async fn register_node(&self, platform_type: &str) -> String {
-        let act = self
-            .client
-            .create_activation()
-            .iam_role("test-role")
-            .registration_limit(1)
-            .send()
-            .await
-            .expect("create activation");
+        let act = self.new_activation().await;
         let body = serde_json::json!({
-            "activationId": act.activation_id().expect("id"),
-            "activationCode": act.activation_code().expect("code"),
+            "activationId": act.id,
+            "activationCode": act.code,
             "machine": {"computerName": "node", "ipAddress": "127.0.0.1",
                 "platformType": platform_type, "platformName": platform_type,
                 "platformVersion": "1", "agentVersion": "0.1.0"}});

@@ -14,6 +14,7 @@ mod commands;
 mod documents;
 mod lifecycle;
 mod readers;
+mod reply;
 mod rollout;
 mod schema;
 mod tags;

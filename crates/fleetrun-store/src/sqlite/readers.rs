@@ -15,7 +15,7 @@ use fleetrun_core::error::CoreResult;
 use fleetrun_core::CoreError;
 use rusqlite::Connection;
 
-use super::writer::panic_message;
+use super::reply::{self, panic_message, Reply};
 use super::Result;
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
@@ -46,7 +46,7 @@ impl Readers {
         })
     }
 
-    fn submit<T, F>(&self, query: F, reply: Box<dyn FnOnce(CoreResult<T>) + Send>)
+    fn submit<T, F>(&self, query: F, reply: Reply<T>)
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -74,15 +74,7 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            query,
-            Box::new(move |answer| {
-                let _ = tx.send(answer);
-            }),
-        );
-        rx.await
-            .map_err(|_| CoreError::Store("storage readers dropped the query".into()))?
+        reply::wait(|r| self.submit(query, r)).await
     }
 
     /// Runs `query` on a free connection, blocking the calling thread.
@@ -91,15 +83,7 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(
-            query,
-            Box::new(move |answer| {
-                let _ = tx.send(answer);
-            }),
-        );
-        rx.recv()
-            .map_err(|_| CoreError::Store("storage readers dropped the query".into()))?
+        reply::wait_blocking(|r| self.submit(query, r))
     }
 }
 

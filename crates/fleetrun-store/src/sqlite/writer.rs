@@ -13,7 +13,6 @@
 //! - a caller hears back only after the batch commits: no answer is ever given for a write that is
 //!   then lost. When the commit fails, every job of the batch is answered with that error.
 
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -22,6 +21,7 @@ use fleetrun_core::error::CoreResult;
 use fleetrun_core::CoreError;
 use rusqlite::Connection;
 
+use super::reply::{self, panic_message, Reply};
 use super::Result;
 
 /// Most jobs applied in one transaction: bounds how long the first caller of a batch waits.
@@ -38,15 +38,7 @@ trait Job: Send {
 struct TypedJob<T, F> {
     work: Option<F>,
     outcome: Option<CoreResult<T>>,
-    reply: Box<dyn FnOnce(CoreResult<T>) + Send>,
-}
-
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
+    reply: Reply<T>,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -103,7 +95,7 @@ impl Writer {
     }
 
     /// Queues `work`; `reply` is called on the writer thread with its result after the commit.
-    fn submit<T, F>(&self, work: F, reply: Box<dyn FnOnce(CoreResult<T>) + Send>)
+    fn submit<T, F>(&self, work: F, reply: Reply<T>)
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -130,16 +122,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(
-            work,
-            Box::new(move |answer| {
-                // The caller may have gone away (request cancelled); the write stands regardless.
-                let _ = tx.send(answer);
-            }),
-        );
-        rx.await
-            .map_err(|_| CoreError::Store("storage writer dropped the request".into()))?
+        reply::wait(|r| self.submit(work, r)).await
     }
 
     /// Runs `work` on the writer and blocks the calling thread until it is committed.
@@ -148,15 +131,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.submit(
-            work,
-            Box::new(move |answer| {
-                let _ = tx.send(answer);
-            }),
-        );
-        rx.recv()
-            .map_err(|_| CoreError::Store("storage writer dropped the request".into()))?
+        reply::wait_blocking(|r| self.submit(work, r))
     }
 }
 
