@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::document::{check_value, DocumentSpec, ParamDef, ParamType, Precondition, StepTemplate};
+use crate::document::{
+    check_value, DocumentSpec, ParamDef, ParamType, Plan, Precondition, StepTemplate,
+};
 use crate::documents::{check_document_size, DocumentFormat};
 use crate::error::{CoreError, CoreResult};
 use crate::node::effective_platform_type;
@@ -108,6 +110,18 @@ pub fn platform_types(spec: &DocumentSpec) -> Vec<String> {
         })
         .map(String::from)
         .collect()
+}
+
+/// Whether a node reporting `reported_platform` can run `plan`: its platform is among the plan's
+/// actions' platforms (the document's PlatformTypes). A node reached through `Targets` that cannot
+/// ends `InvalidPlatform` at delivery, as AWS documents for such invocations.
+pub fn plan_supports_platform(plan: &Plan, reported_platform: &str) -> bool {
+    let platform = effective_platform_type(reported_platform);
+    plan.steps.is_empty()
+        || plan
+            .steps
+            .iter()
+            .any(|s| action_platforms(&s.action).contains(&platform))
 }
 
 /// SendCommand's platform rule for a node named in `InstanceIds`: a document whose PlatformTypes
@@ -488,5 +502,41 @@ mod tests {
         }
         let windows = vec!["Windows".to_string()];
         assert!(check_platform(&windows, "mi-00000000000000001", "").is_err());
+    }
+
+    fn plan_of(actions: &[&str]) -> Plan {
+        Plan {
+            steps: actions
+                .iter()
+                .enumerate()
+                .map(|(i, action)| crate::document::PlanStep {
+                    name: format!("step{i}"),
+                    action: (*action).to_string(),
+                    commands: vec!["true".into()],
+                    working_directory: String::new(),
+                    timeout_seconds: 60,
+                    precondition: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_plan_runs_on_the_platforms_of_its_actions() {
+        let shell = plan_of(&[RUN_SHELL_SCRIPT]);
+        assert!(plan_supports_platform(&shell, "Linux"));
+        assert!(plan_supports_platform(&shell, "MacOS"));
+        assert!(
+            plan_supports_platform(&shell, ""),
+            "unreported counts as Linux"
+        );
+        assert!(!plan_supports_platform(&shell, "Windows"));
+        let windows = plan_of(&[RUN_POWERSHELL_SCRIPT]);
+        assert!(plan_supports_platform(&windows, "Windows"));
+        assert!(!plan_supports_platform(&windows, "Linux"));
+        let mixed = plan_of(&[RUN_POWERSHELL_SCRIPT, RUN_SHELL_SCRIPT]);
+        assert!(
+            plan_supports_platform(&mixed, "Windows") && plan_supports_platform(&mixed, "Linux")
+        );
     }
 }

@@ -141,13 +141,16 @@ impl InvocationStatus {
     }
 }
 
-/// What the agent says happened to a command it ran.
+/// What happened to a command delivered to a node: what its agent reports, or `InvalidPlatform`
+/// when the server finds at delivery that the node's platform is not among the document's
+/// (nothing ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutionOutcome {
     Success,
     Failed,
     TimedOut,
     Cancelled,
+    InvalidPlatform,
 }
 
 /// Everything that can happen to an invocation.
@@ -184,6 +187,7 @@ pub fn transition(from: InvocationState, event: InvocationEvent) -> Option<Invoc
             ExecutionOutcome::Failed => S::Failed,
             ExecutionOutcome::TimedOut => S::ExecutionTimedOut,
             ExecutionOutcome::Cancelled => S::Cancelled,
+            ExecutionOutcome::InvalidPlatform => S::InvalidPlatform,
         }),
         // Never reached the node: cancelling stops it outright.
         (S::Pending | S::Delayed, E::CancelRequested) => Some(S::Cancelled),
@@ -407,6 +411,12 @@ mod tests {
             ),
             (S::InProgress, E::Finished(O::Cancelled), Some(S::Cancelled)),
             (S::Cancelling, E::Finished(O::Cancelled), Some(S::Cancelled)),
+            (
+                S::InProgress,
+                E::Finished(O::InvalidPlatform),
+                Some(S::InvalidPlatform),
+            ),
+            (S::Pending, E::Finished(O::InvalidPlatform), None),
             (S::Cancelling, E::Finished(O::Success), Some(S::Success)),
             (S::Pending, E::Finished(O::Success), None),
             (S::Success, E::Finished(O::Failed), None),

@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{Delivery, Report, ReportedStep};
+use fleetrun_core::document_content::plan_supports_platform;
 use fleetrun_core::ids::{random_secret, ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{constant_time_eq, hash_secret, Node, NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
@@ -167,18 +168,22 @@ async fn poll(
         for other in &claim.wake {
             st.notifier.wake(other.as_str());
         }
-        if !claim.runs.is_empty() || !claim.cancels.is_empty() {
-            let mut messages: Vec<AgentMessage> = claim
-                .cancels
-                .into_iter()
-                .map(|c| AgentMessage::Cancel {
-                    command_id: c.to_string(),
-                })
-                .collect();
-            for d in claim.runs {
-                tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
-                messages.push(run_message(&st, &node, d, &platform));
+        let mut messages: Vec<AgentMessage> = claim
+            .cancels
+            .into_iter()
+            .map(|c| AgentMessage::Cancel {
+                command_id: c.to_string(),
+            })
+            .collect();
+        for d in claim.runs {
+            if !plan_supports_platform(&d.plan, &platform) {
+                reject_platform(&st, &node, &d.command_id, &platform).await?;
+                continue;
             }
+            tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
+            messages.push(run_message(&st, &node, d, &platform));
+        }
+        if !messages.is_empty() {
             return Ok(Json(PollResponse { messages }));
         }
         if *shutting_down.borrow() {
@@ -194,6 +199,37 @@ async fn poll(
             }
         }
     }
+}
+
+/// A node reached through Targets whose platform the document lacks: the invocation ends
+/// `InvalidPlatform` without reaching the agent (nodes named in InstanceIds were refused by
+/// SendCommand with `UnsupportedPlatformType` instead).
+async fn reject_platform(
+    st: &AppState,
+    node: &InstanceId,
+    command_id: &CommandId,
+    platform: &str,
+) -> ApiResult<()> {
+    let finished = st
+        .store
+        .finish(
+            node,
+            Report {
+                command_id: command_id.clone(),
+                outcome: ExecutionOutcome::InvalidPlatform,
+                response_code: -1,
+                elapsed_ms: 0,
+                held_ms: 0,
+                steps: Vec::new(),
+            },
+            now_millis(),
+        )
+        .await?;
+    for other in &finished.wake {
+        st.notifier.wake(other.as_str());
+    }
+    tracing::info!(instance_id = %node, %command_id, platform, "document does not support the node's platform: InvalidPlatform");
+    Ok(())
 }
 
 fn outcome(o: Outcome) -> ExecutionOutcome {

@@ -312,3 +312,66 @@ async fn named_nodes_of_an_unsupported_platform_are_unsupported_platform_type() 
     );
     agent.stop().await;
 }
+
+/// A node reached through Targets whose platform the document lacks is not refused at SendCommand;
+/// its invocation ends `InvalidPlatform` at delivery without reaching the agent, and a command whose
+/// every invocation ended so is `Failed` (the fact sheet's "all invocations in that state").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_targeted_nodes_of_another_platform_end_invalid_platform() {
+    let s = TestServer::start().await;
+    let agent = s.add_agent().await;
+    let linux = agent.instance_id.clone();
+    create(&s, "WindowsOnly", WINDOWS_ONLY).await;
+    s.client
+        .add_tags_to_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::ManagedInstance)
+        .resource_id(&linux)
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("role")
+                .value("ps")
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("tag");
+    let out = s
+        .client
+        .send_command()
+        .targets(Target::builder().key("tag:role").values("ps").build())
+        .document_name("WindowsOnly")
+        .send()
+        .await
+        .expect("tag target is not refused");
+    let id = out
+        .command()
+        .and_then(|c| c.command_id())
+        .expect("id")
+        .to_string();
+
+    let inv = s.wait(&id, &linux).await;
+    assert_eq!(inv.status().map(|s| s.as_str()), Some("Failed"));
+    assert_eq!(inv.status_details(), Some("InvalidPlatform"));
+    assert_eq!(inv.response_code(), -1);
+    assert_eq!(inv.standard_output_content(), Some(""), "nothing ran");
+
+    let listed = s
+        .client
+        .list_commands()
+        .command_id(&id)
+        .send()
+        .await
+        .expect("list");
+    let command = listed.commands().first().expect("the command");
+    assert_eq!(command.status().map(|s| s.as_str()), Some("Failed"));
+    assert_eq!(command.status_details(), Some("Failed"));
+    assert_eq!(command.target_count(), 1);
+
+    // The same node still runs what its platform supports.
+    let ok = s.run(&[&linux], &["echo still here"]).await;
+    let inv = s.wait(&ok, &linux).await;
+    assert_eq!(inv.status_details(), Some("Success"));
+    assert_eq!(inv.standard_output_content(), Some("still here\n"));
+    agent.stop().await;
+}
