@@ -18,6 +18,7 @@ mod dispatch;
 mod fanout;
 mod list;
 mod moto;
+mod replay;
 mod report;
 mod seed;
 mod util;
@@ -197,10 +198,13 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
             "the walk returned {} commands, expected {n}",
             walk.commands
         );
+        eprintln!("pagination walk ceiling (recorded answers replayed from memory) ...");
+        let ceiling = replay::ceiling(&endpoint, server_runtime()?).await?;
         Ok(ListRun {
             seeded,
             cases: results,
             walk,
+            ceiling,
         })
     }
     .await;

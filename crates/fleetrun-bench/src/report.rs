@@ -16,6 +16,8 @@ pub struct ListRun {
     pub seeded: Seeded,
     pub cases: Vec<CaseResult>,
     pub walk: Walk,
+    /// The same walk against a server replaying recorded answers: the most any server could reach.
+    pub ceiling: Walk,
 }
 
 /// Everything measured in one run.
@@ -164,6 +166,16 @@ impl Results {
                 w.per_second(),
                 w.elapsed.as_secs_f64(),
                 verdict(self.smoke, w.per_second() >= 50_000.0)
+            );
+        }
+        for run in &self.lists {
+            let c = &run.ceiling;
+            let _ = writeln!(
+                s,
+                "| walk ceiling at {}: the same client against a server that replays fleetrun's recorded answers from memory ({} pages; no SQL, no encoding) | {:.0} commands/s | — | |",
+                n_label(run.seeded.commands),
+                c.pages,
+                c.per_second(),
             );
         }
         if let Some(m) = &self.moto {
