@@ -68,6 +68,23 @@ async fn outcome(b: SendCommandFluentBuilder) -> Result<String, (String, String)
     }
 }
 
+async fn tag(s: &TestServer, node: &str, key: &str, value: &str) {
+    s.client
+        .add_tags_to_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::ManagedInstance)
+        .resource_id(node)
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .expect("tag"),
+        )
+        .send()
+        .await
+        .expect("tag");
+}
+
 async fn command_ids(s: &TestServer) -> Vec<String> {
     let mut ids: Vec<String> = s
         .client
@@ -278,20 +295,7 @@ async fn named_nodes_of_an_unsupported_platform_are_unsupported_platform_type() 
     sent.push(outcome(b).await.expect("multi-platform document"));
 
     // Nodes reached through Targets are not refused at SendCommand (AWS reports them per invocation).
-    s.client
-        .add_tags_to_resource()
-        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::ManagedInstance)
-        .resource_id(&linux)
-        .tags(
-            aws_sdk_ssm::types::Tag::builder()
-                .key("role")
-                .value("web")
-                .build()
-                .expect("tag"),
-        )
-        .send()
-        .await
-        .expect("tag");
+    tag(&s, &linux, "role", "web").await;
     let out = s
         .client
         .send_command()
@@ -322,20 +326,7 @@ async fn tag_targeted_nodes_of_another_platform_end_invalid_platform() {
     let agent = s.add_agent().await;
     let linux = agent.instance_id.clone();
     create(&s, "WindowsOnly", WINDOWS_ONLY).await;
-    s.client
-        .add_tags_to_resource()
-        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::ManagedInstance)
-        .resource_id(&linux)
-        .tags(
-            aws_sdk_ssm::types::Tag::builder()
-                .key("role")
-                .value("ps")
-                .build()
-                .expect("tag"),
-        )
-        .send()
-        .await
-        .expect("tag");
+    tag(&s, &linux, "role", "ps").await;
     let out = s
         .client
         .send_command()
