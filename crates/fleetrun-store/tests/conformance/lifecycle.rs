@@ -241,56 +241,44 @@ pub async fn check_finish(store: &dyn Store) {
     );
 }
 
-/// Cancelling pending work stops it outright; running work goes Cancelling and the agent is told once.
 /// A report that waited in the node's outbox is dated back by the time it was held, but never
 /// before the delivery: the server's clock decides, the node only supplies a duration.
 pub async fn check_held_report(store: &dyn Store) {
     let a = insert(store, T0, "AWS-RunShellScript", &[node(1), node(2)]).await;
-    store
-        .claim(&node(1), "s1", &[], T0 + 10)
-        .await
-        .expect("claim");
-    store
-        .claim(&node(2), "s2", &[], T0 + 10)
-        .await
-        .expect("claim");
-    let arrived = T0 + 600_000;
-    let mut held = report(&a.id, ExecutionOutcome::Success, 0);
-    held.held_ms = 300_000;
-    assert!(
+    for (n, session) in [(1, "s1"), (2, "s2")] {
         store
-            .finish(&node(1), held, arrived)
+            .claim(&node(n), session, &[], T0 + 10)
             .await
-            .expect("finish")
-            .applied
-    );
-    let inv = store
-        .invocation(&a.id, &node(1))
-        .await
-        .expect("get")
-        .expect("exists");
+            .expect("claim");
+    }
+    let arrived = T0 + 600_000;
+    // Finishes node `n`'s invocation with a report held `held_ms`; returns it as stored.
+    let finish_held = |n: u32, held_ms: i64| {
+        let id = a.id.clone();
+        async move {
+            let mut held = report(&id, ExecutionOutcome::Success, 0);
+            held.held_ms = held_ms;
+            let done = store.finish(&node(n), held, arrived).await.expect("finish");
+            assert!(done.applied);
+            store
+                .invocation(&id, &node(n))
+                .await
+                .expect("get")
+                .expect("exists")
+        }
+    };
+
+    let inv = finish_held(1, 300_000).await;
     assert_eq!(inv.ended_at, Some(arrived - 300_000));
     assert_eq!(inv.started_at, Some(arrived - 300_000 - 1_500));
     assert_eq!(inv.steps[0].started_at, arrived - 300_000 - 1_500 + 100);
 
     // A node claiming it held the report longer than the command was out is clamped to delivery.
-    let mut bogus = report(&a.id, ExecutionOutcome::Success, 0);
-    bogus.held_ms = 10 * 600_000;
-    assert!(
-        store
-            .finish(&node(2), bogus, arrived)
-            .await
-            .expect("finish")
-            .applied
-    );
-    let inv = store
-        .invocation(&a.id, &node(2))
-        .await
-        .expect("get")
-        .expect("exists");
+    let inv = finish_held(2, 10 * 600_000).await;
     assert_eq!(inv.ended_at, Some(T0 + 10));
 }
 
+/// Cancelling pending work stops it outright; running work goes Cancelling and the agent is told once.
 pub async fn check_cancel(store: &dyn Store) {
     let now = T0 + 100;
     assert!(matches!(
