@@ -141,7 +141,7 @@ fn command(i: u64, n: u64, first_at: Millis, now: Millis) -> (NewCommand, Option
     ];
     let mut parameters = BTreeMap::new();
     parameters.insert("commands".to_string(), lines.clone());
-    let cmd = NewCommand {
+    let mut cmd = NewCommand {
         id: CommandId::generate(),
         requested_at: at,
         expires_at,
@@ -172,7 +172,10 @@ fn command(i: u64, n: u64, first_at: Millis, now: Millis) -> (NewCommand, Option
             }],
         },
         targets,
+        rendered: None,
     };
+    // As SendCommand does, so pages list these commands the way they list sent ones.
+    cmd.rendered = fleetrun_server::render_command(&cmd).ok();
     (cmd, state)
 }
 

@@ -65,6 +65,32 @@ pub struct NewCommand {
     pub echo: CommandEcho,
     pub plan: Plan,
     pub targets: Vec<InstanceId>,
+    /// The API layer's encoding of what never changes about the command once sent, made once so
+    /// that a listing need not decode and re-encode it. Opaque here and in the store.
+    pub rendered: Option<String>,
+}
+
+impl NewCommand {
+    /// The stored command this becomes, once the store has given it `seq` and its counters.
+    pub fn into_command(self, seq: i64, counts: StateCounts, cancel_requested: bool) -> Command {
+        Command {
+            seq,
+            id: self.id,
+            requested_at: self.requested_at,
+            expires_at: self.expires_at,
+            document_name: self.document_name,
+            document_version: self.document_version,
+            comment: self.comment,
+            timeout_seconds: self.timeout_seconds,
+            max_concurrency: self.max_concurrency,
+            max_errors: self.max_errors,
+            error_budget: self.error_budget,
+            echo: self.echo,
+            plan: self.plan,
+            counts,
+            cancel_requested,
+        }
+    }
 }
 
 /// A stored command with its live counters.
@@ -89,6 +115,34 @@ pub struct Command {
 }
 
 impl Command {
+    pub fn aggregate(&self) -> CommandAggregate {
+        aggregate(&self.counts, self.error_budget, self.cancel_requested)
+    }
+}
+
+/// One command of a ListCommands page: its paging key, its live counters, and the rest either
+/// as the API layer rendered it at insert or, for a command stored without a rendering, whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedCommand {
+    pub seq: i64,
+    pub id: CommandId,
+    pub requested_at: Millis,
+    pub error_budget: u32,
+    pub counts: StateCounts,
+    pub cancel_requested: bool,
+    pub body: ListedBody,
+}
+
+/// See [`ListedCommand`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListedBody {
+    /// [`NewCommand::rendered`], as stored.
+    Rendered(String),
+    /// The whole command (it was stored without a rendering).
+    Whole(Box<Command>),
+}
+
+impl ListedCommand {
     pub fn aggregate(&self) -> CommandAggregate {
         aggregate(&self.counts, self.error_budget, self.cancel_requested)
     }

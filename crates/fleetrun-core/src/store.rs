@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 
 use crate::clock::Millis;
-use crate::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
+use crate::command::{
+    Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
+};
 use crate::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use crate::error::CoreResult;
 use crate::ids::{ActivationId, CommandId, InstanceId};
@@ -46,13 +48,14 @@ pub trait Store: Send + Sync + 'static {
     /// the first invocations of its rollout (see [`crate::rate::Rollout`]).
     async fn insert_command(&self, command: NewCommand) -> CoreResult<Sent>;
     async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>>;
-    /// One page of commands matching `query`, newest first, strictly after `after`.
+    /// One page of commands matching `query`, newest first, strictly after `after`. Each carries
+    /// the rendering it was inserted with, or the whole command when it has none.
     async fn list_commands(
         &self,
         query: &CommandQuery,
         after: Option<&PageKey>,
         limit: usize,
-    ) -> CoreResult<Vec<Command>>;
+    ) -> CoreResult<Vec<ListedCommand>>;
     /// One page of invocations matching `query`, newest first, strictly after `after`.
     async fn list_invocations(
         &self,

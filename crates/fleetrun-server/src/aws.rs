@@ -28,9 +28,24 @@ fn decode<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
 
 fn encode<T: Serialize>(value: &T) -> ApiResult<Response> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([("content-type", "application/x-amz-json-1.1")], body).into_response())
+    Ok(json_response(body))
 }
 
+fn json_response(body: Vec<u8>) -> Response {
+    ([("content-type", "application/x-amz-json-1.1")], body).into_response()
+}
+
+/// Decodes the request and runs the handler.
+async fn run<I, O, F, Fut>(state: &AppState, body: &Bytes, f: F) -> ApiResult<O>
+where
+    I: DeserializeOwned + Default,
+    F: FnOnce(AppState, I) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<O>>,
+{
+    f(state.clone(), decode::<I>(body)?).await
+}
+
+/// [`run`], then encodes the handler's result shape.
 async fn call<I, O, F, Fut>(state: &AppState, body: &Bytes, f: F) -> ApiResult<Response>
 where
     I: DeserializeOwned + Default,
@@ -38,15 +53,16 @@ where
     F: FnOnce(AppState, I) -> Fut,
     Fut: std::future::Future<Output = ApiResult<O>>,
 {
-    let input = decode::<I>(body)?;
-    let output = f(state.clone(), input).await?;
-    encode(&output)
+    encode(&run(state, body, f).await?)
 }
 
 async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Response> {
     match op {
         "SendCommand" => call(state, body, ops::send_command::send_command).await,
-        "ListCommands" => call(state, body, ops::list::list_commands).await,
+        // Its handler encodes the body itself, splicing pre-encoded parts (`wire::listing`).
+        "ListCommands" => run(state, body, ops::list::list_commands)
+            .await
+            .map(json_response),
         "ListCommandInvocations" => call(state, body, ops::list::list_command_invocations).await,
         "GetCommandInvocation" => {
             call(state, body, ops::get_invocation::get_command_invocation).await

@@ -1,9 +1,10 @@
 //! Domain records → AWS response shapes.
 
-use fleetrun_core::command::{Command, Invocation, StepResult};
+use fleetrun_core::command::{Command, Invocation, NewCommand, StepResult};
 use fleetrun_core::output::{plugin_output, stderr_excerpt, stdout_excerpt};
-use fleetrun_core::status::{InvocationState, InvocationStatus};
+use fleetrun_core::status::{CommandAggregate, InvocationState, InvocationStatus, StateCounts};
 use fleetrun_core::step_skips;
+use fleetrun_wire::listing::{encode_fixed_members, CommandProgress};
 use fleetrun_wire::ssm::{self, epoch};
 
 pub fn notification(c: &Command) -> ssm::NotificationConfig {
@@ -65,6 +66,24 @@ pub fn command(c: Command) -> ssm::Command {
         alarm_configuration: echo.alarm_configuration,
         interactive: false,
     }
+}
+
+/// The members of a listed command that move while it runs.
+pub fn progress(agg: &CommandAggregate) -> CommandProgress<'static> {
+    CommandProgress {
+        status: agg.state.status().as_str(),
+        status_details: agg.state.as_str(),
+        target_count: agg.target_count,
+        completed_count: agg.completed_count,
+        error_count: agg.error_count,
+        delivery_timed_out_count: agg.delivery_timed_out_count,
+    }
+}
+
+/// [`NewCommand::rendered`]: the members of its `Command` shape that never change once it is sent.
+pub fn rendering(new: &NewCommand) -> Result<String, serde_json::Error> {
+    let sent = new.clone().into_command(0, StateCounts::default(), false);
+    encode_fixed_members(&command(sent))
 }
 
 /// A plugin's coarse status string: the plugin enum has no Delayed or Cancelling.

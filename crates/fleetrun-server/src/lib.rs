@@ -25,6 +25,9 @@ use fleetrun_core::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// What SendCommand stores as a command's `rendered` listing part; tools that seed a store
+/// directly (the benchmark) use it so their commands list as sent ones do.
+pub use convert::rendering as render_command;
 pub use notifier::Notifier;
 use token::TokenKey;
 

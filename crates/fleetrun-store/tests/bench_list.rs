@@ -82,7 +82,7 @@ fn command(i: u64) -> (NewCommand, Option<InvocationState>) {
     let targets: Vec<_> = (0..target_count(h >> 32))
         .map(|k| node((start + k) % NODE_POOL))
         .collect();
-    let cmd = NewCommand {
+    let mut cmd = NewCommand {
         id: CommandId::generate(),
         requested_at: at,
         expires_at: at + 7_200_000,
@@ -109,7 +109,10 @@ fn command(i: u64) -> (NewCommand, Option<InvocationState>) {
             }],
         },
         targets,
+        rendered: None,
     };
+    // A stand-in for the server's rendering, of about its size (the store keeps it opaque).
+    cmd.rendered = serde_json::to_string(&cmd.echo).ok();
     (cmd, state)
 }
 
@@ -118,7 +121,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(idx).copied().unwrap_or_default()
 }
 
-fn key_of(c: &fleetrun_core::command::Command) -> PageKey {
+fn key_of(c: &fleetrun_core::command::ListedCommand) -> PageKey {
     PageKey {
         requested_at: c.requested_at,
         seq: c.seq,
@@ -272,7 +275,7 @@ async fn list_commands_latency() {
             ids = page
                 .iter()
                 .take(PAGE)
-                .map(|c| c.echo.instance_ids.len())
+                .map(|c| c.aggregate().target_count as usize)
                 .sum::<usize>();
         }
         times.sort();

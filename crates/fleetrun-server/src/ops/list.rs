@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use fleetrun_core::command::Command;
+use fleetrun_core::command::{Command, ListedBody, ListedCommand};
 use fleetrun_core::ids::CommandId;
 use fleetrun_core::query::{CommandQuery, FilterError, ListKind, PageKey};
-use fleetrun_wire::ssm::{ListCommandInvocationsResult, ListCommandsRequest, ListCommandsResult};
+use fleetrun_wire::listing;
+use fleetrun_wire::ssm::{ListCommandInvocationsResult, ListCommandsRequest};
 use fleetrun_wire::validate::Violations;
 
 use super::validate::{finish, instance_id, max_results, page_start};
@@ -71,10 +72,8 @@ fn scope(op: &str, q: &CommandQuery) -> String {
     format!("{op}|{}", q.fingerprint())
 }
 
-pub async fn list_commands(
-    st: AppState,
-    req: ListCommandsRequest,
-) -> ApiResult<ListCommandsResult> {
+/// ListCommands; answers the encoded body (see `wire::listing`).
+pub async fn list_commands(st: AppState, req: ListCommandsRequest) -> ApiResult<Vec<u8>> {
     let (q, limit) = build_query(ListKind::Commands, &req)?;
     if let Some(id) = &q.command_id {
         if st.store.command(id).await?.is_none() {
@@ -104,10 +103,32 @@ pub async fn list_commands(
     } else {
         None
     };
-    Ok(ListCommandsResult {
-        commands: rows.into_iter().map(convert::command).collect(),
-        next_token,
-    })
+    encode_page(rows, next_token.as_deref())
+}
+
+/// The page's body: each command's progress now, spliced with its fixed members as rendered at
+/// SendCommand (or, for a command stored without a rendering, as encoded now).
+fn encode_page(rows: Vec<ListedCommand>, next_token: Option<&str>) -> ApiResult<Vec<u8>> {
+    let internal = |e: serde_json::Error| ApiError::Internal(e.to_string());
+    let mut parts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let aggregate = row.aggregate();
+        let fixed = match row.body {
+            ListedBody::Rendered(text) => text,
+            ListedBody::Whole(command) => {
+                listing::encode_fixed_members(&convert::command(*command)).map_err(internal)?
+            }
+        };
+        parts.push((aggregate, fixed));
+    }
+    let commands: Vec<listing::ListedCommand<'_>> = parts
+        .iter()
+        .map(|(aggregate, fixed)| listing::ListedCommand {
+            progress: convert::progress(aggregate),
+            fixed_members: fixed,
+        })
+        .collect();
+    listing::encode_list_commands(&commands, next_token).map_err(internal)
 }
 
 pub async fn list_command_invocations(

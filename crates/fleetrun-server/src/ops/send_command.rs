@@ -13,7 +13,7 @@ use fleetrun_wire::validate::Violations;
 
 use super::validate::finish;
 use crate::convert;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 const DEFAULT_TIMEOUT_SECONDS: i64 = 3600;
@@ -181,7 +181,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
         + (i64::from(timeout_seconds) + plan.execution_timeout_seconds() as i64) * 1000;
     let notification = req.notification_config.clone().unwrap_or_default();
     let cloudwatch = req.cloud_watch_output_config.clone().unwrap_or_default();
-    let new = NewCommand {
+    let mut new = NewCommand {
         id: CommandId::generate(),
         requested_at,
         expires_at,
@@ -213,7 +213,9 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
         },
         plan,
         targets: targets.clone(),
+        rendered: None,
     };
+    new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
     let sent = st.store.insert_command(new).await?;
     for id in &sent.wake {
         st.notifier.wake(id.as_str());

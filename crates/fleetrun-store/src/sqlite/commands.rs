@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Command, CommandEcho, Invocation, NewCommand, StepResult};
+use fleetrun_core::command::{
+    Command, CommandEcho, Invocation, ListedBody, ListedCommand, NewCommand, StepResult,
+};
 use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::query::{CommandQuery, ExecutionStage, PageKey, StatusMatch};
@@ -25,6 +27,11 @@ const COMMAND_COLUMNS: &str =
     "c.seq, c.command_id, c.requested_at, c.expires_at, c.document_name, \
      c.document_version, c.comment, c.timeout_seconds, c.max_concurrency, c.max_errors, \
      c.error_budget, c.echo_json, c.plan_json, c.counts_json, c.cancel_requested";
+
+/// The columns [`listed_from_row`] decodes, in order: what a ListCommands page needs besides the
+/// rendering (the table is aliased `c`). The echo and plan are not read for a rendered command.
+const LISTED_COLUMNS: &str = "c.seq, c.command_id, c.requested_at, c.error_budget, c.counts_json, \
+     c.cancel_requested, c.rendered";
 
 /// The columns [`invocation_from_row`] decodes, in order (the table is aliased `i`).
 const INVOCATION_COLUMNS: &str = "i.command_id, i.command_seq, i.instance_id, i.requested_at, \
@@ -61,6 +68,30 @@ pub(crate) fn command_from_row(row: &Row<'_>) -> Result<Command> {
         plan,
         counts,
         cancel_requested: row.get(14)?,
+    })
+}
+
+/// One row of [`LISTED_COLUMNS`]; a command stored without a rendering is read whole, on the same
+/// connection while the page's statement is open, so from the same snapshot.
+fn listed_from_row(conn: &Connection, row: &Row<'_>) -> Result<ListedCommand> {
+    let seq: i64 = row.get(0)?;
+    let body = match row.get_ref(6)?.as_str_or_null() {
+        Ok(Some(rendered)) => ListedBody::Rendered(rendered.to_owned()),
+        _ => {
+            let whole = get_by_seq(conn, seq)?.ok_or_else(|| {
+                CoreError::Store(format!("command row {seq} vanished while being listed"))
+            })?;
+            ListedBody::Whole(Box::new(whole))
+        }
+    };
+    Ok(ListedCommand {
+        seq,
+        id: command_id(text(row, 1)?)?,
+        requested_at: row.get(2)?,
+        error_budget: row.get(3)?,
+        counts: serde_json::from_str(text(row, 4)?)?,
+        cancel_requested: row.get(5)?,
+        body,
     })
 }
 
@@ -127,9 +158,10 @@ fn insert_rows(
     tx.prepare_cached(
         "INSERT INTO commands (command_id, requested_at, expires_at, document_name, document_version,
              comment, timeout_seconds, max_concurrency, max_errors, error_budget, echo_json, plan_json,
-             counts_json, cancel_requested, status, status_details, terminal, released, acked, settled)
+             counts_json, cancel_requested, status, status_details, terminal, released, acked, settled,
+             rendered)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20)",
+             ?19, ?20, ?21)",
     )?
     .execute(params![
         cmd.id.as_str(),
@@ -152,6 +184,7 @@ fn insert_rows(
         rel,
         acked,
         settled,
+        cmd.rendered,
     ])?;
     let seq = tx.last_insert_rowid();
 
@@ -198,24 +231,7 @@ pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command,
         tr.touch(tx, inserted.0)?;
         Ok(inserted)
     })?;
-    let command = Command {
-        seq,
-        id: cmd.id,
-        requested_at: cmd.requested_at,
-        expires_at: cmd.expires_at,
-        document_name: cmd.document_name,
-        document_version: cmd.document_version,
-        comment: cmd.comment,
-        timeout_seconds: cmd.timeout_seconds,
-        max_concurrency: cmd.max_concurrency,
-        max_errors: cmd.max_errors,
-        error_budget: cmd.error_budget,
-        echo: cmd.echo,
-        plan: cmd.plan,
-        counts,
-        cancel_requested,
-    };
-    Ok((command, wake))
+    Ok((cmd.into_command(seq, counts, cancel_requested), wake))
 }
 
 /// Many commands in one transaction, each with all its invocations in the given state.
@@ -234,8 +250,17 @@ pub(crate) fn insert_bulk(
 
 pub(crate) fn get(conn: &Connection, id: &CommandId) -> Result<Option<Command>> {
     let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands c WHERE c.command_id = ?1");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query([id.as_str()])?;
+    one_command(conn, &sql, Value::Text(id.as_str().to_owned()))
+}
+
+fn get_by_seq(conn: &Connection, seq: i64) -> Result<Option<Command>> {
+    let sql = format!("SELECT {COMMAND_COLUMNS} FROM commands c WHERE c.seq = ?1");
+    one_command(conn, &sql, Value::Integer(seq))
+}
+
+fn one_command(conn: &Connection, sql: &str, key: Value) -> Result<Option<Command>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([key])?;
     match rows.next()? {
         Some(row) => Ok(Some(command_from_row(row)?)),
         None => Ok(None),
@@ -337,7 +362,7 @@ pub(crate) fn list_commands_sql(
             t.push("i.instance_id = ?", [text_value(node.as_str())]);
             (
                 format!(
-                    "SELECT {COMMAND_COLUMNS} FROM invocations i \
+                    "SELECT {LISTED_COLUMNS} FROM invocations i \
                      CROSS JOIN commands c ON c.seq = i.command_seq"
                 ),
                 "i.requested_at",
@@ -345,7 +370,7 @@ pub(crate) fn list_commands_sql(
             )
         }
         None => (
-            format!("SELECT {COMMAND_COLUMNS} FROM commands c"),
+            format!("SELECT {LISTED_COLUMNS} FROM commands c"),
             "c.requested_at",
             "c.seq",
         ),
@@ -441,14 +466,14 @@ pub(crate) fn list_invocations_sql(
     t.finish(&select_from, order_by, limit)
 }
 
-pub(crate) fn list_commands(conn: &Connection, q: &BuiltQuery) -> Result<Vec<Command>> {
+pub(crate) fn list_commands(conn: &Connection, q: &BuiltQuery) -> Result<Vec<ListedCommand>> {
     let mut stmt = conn.prepare_cached(&q.sql)?;
     let mut rows = stmt.query(params_from_iter(q.params.iter()))?;
     // Sized for a full page up front: growing a Vec of these large rows while decoding them made
     // glibc consolidate the decoder's freed fragments on every regrowth (~11 % of a page walk).
     let mut out = Vec::with_capacity(q.limit.min(PRESIZE_ROWS));
     while let Some(row) = rows.next()? {
-        out.push(command_from_row(row)?);
+        out.push(listed_from_row(conn, row)?);
     }
     Ok(out)
 }

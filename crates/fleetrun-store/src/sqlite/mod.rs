@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Claim, Command, Finished, Invocation, NewCommand, Report, Sent};
+use fleetrun_core::command::{
+    Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
+};
 use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
@@ -319,7 +321,7 @@ impl Store for SqliteStore {
         query: &CommandQuery,
         after: Option<&PageKey>,
         limit: usize,
-    ) -> CoreResult<Vec<Command>> {
+    ) -> CoreResult<Vec<ListedCommand>> {
         if limit == 0 {
             return Ok(Vec::new());
         }

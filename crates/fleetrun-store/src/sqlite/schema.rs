@@ -152,7 +152,13 @@ CREATE UNIQUE INDEX document_version_names ON document_versions (name, version_n
     WHERE version_name IS NOT NULL;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3_DOCUMENTS];
+/// Version 4: each command's rendering for listings (`NewCommand::rendered`). Commands from
+/// earlier versions have none and are listed whole.
+const V4_RENDERED: &str = r#"
+ALTER TABLE commands ADD COLUMN rendered TEXT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3_DOCUMENTS, V4_RENDERED];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {

@@ -4,6 +4,7 @@
 use super::support::*;
 use std::collections::HashSet;
 
+use fleetrun_core::command::{Command, ListedBody, ListedCommand};
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::query::{CommandQuery, ExecutionStage, ListKind, PageKey, StatusMatch};
 use fleetrun_core::status::{CommandState, ExecutionOutcome, InvocationState};
@@ -52,7 +53,10 @@ pub async fn check_insert_get_list(store: &dyn Store) {
         .list_commands(&CommandQuery::default(), None, 10)
         .await
         .expect("list");
-    assert_eq!(listed, vec![c.clone(), b.clone(), a.clone()]);
+    assert_eq!(
+        listed,
+        vec![listed_as_sent(&c), listed_as_sent(&b), listed_as_sent(&a)]
+    );
 
     // No targets: the aggregate says NoInstancesInTag (Status Success), already terminal.
     let empty = insert(store, T0 + 2_000, "AWS-RunShellScript", &[]).await;
@@ -74,6 +78,59 @@ pub async fn check_insert_get_list(store: &dyn Store) {
         Err(CoreError::DuplicateInstance(_))
     ));
     assert!(store.command(&dup_id).await.expect("get").is_none());
+}
+
+/// How a page lists a command inserted by [`new_command`]: its counters and its rendering verbatim.
+fn listed_as_sent(c: &Command) -> ListedCommand {
+    ListedCommand {
+        seq: c.seq,
+        id: c.id.clone(),
+        requested_at: c.requested_at,
+        error_budget: c.error_budget,
+        counts: c.counts,
+        cancel_requested: c.cancel_requested,
+        body: ListedBody::Rendered(rendering_of(&c.id)),
+    }
+}
+
+/// A command stored without a rendering (as by a build before renderings) is listed whole, with
+/// the same live counters, beside rendered ones.
+pub async fn check_unrendered_listing(store: &dyn Store) {
+    let rendered = insert(store, T0, "AWS-RunShellScript", &[node(1)]).await;
+    let mut bare = new_command(T0 + 1, "AWS-RunShellScript", &[node(1), node(2)]);
+    bare.rendered = None;
+    let bare = store.insert_command(bare).await.expect("insert").command;
+    store
+        .claim(&node(2), "s", &[], T0 + 2)
+        .await
+        .expect("claim");
+    let bare = command(store, &bare.id).await;
+
+    let listed = store
+        .list_commands(&CommandQuery::default(), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].body, ListedBody::Whole(Box::new(bare.clone())));
+    assert_eq!(
+        (listed[0].id.clone(), listed[0].seq, listed[0].counts),
+        (bare.id.clone(), bare.seq, bare.counts)
+    );
+    assert_eq!(listed[0].aggregate(), bare.aggregate());
+    assert_eq!(listed[1], listed_as_sent(&rendered));
+    // The node filter lists through the invocations; the bodies are the same.
+    let on_node = store
+        .list_commands(
+            &CommandQuery {
+                instance_id: Some(node(2)),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(on_node, vec![listed[0].clone()]);
 }
 
 /// Keyset pages: no duplicate and no gap while newer commands arrive between pages.

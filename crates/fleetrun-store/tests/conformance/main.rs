@@ -39,6 +39,7 @@ mod sqlite {
 
     conformance!(
         check_insert_get_list,
+        check_unrendered_listing,
         check_keyset_paging,
         check_filters,
         check_instance_filter,

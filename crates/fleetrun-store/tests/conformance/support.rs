@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Command, CommandEcho, NewCommand, Report, ReportedStep};
+use fleetrun_core::command::{
+    Command, CommandEcho, ListedCommand, NewCommand, Report, ReportedStep,
+};
 use fleetrun_core::document::{Plan, PlanStep};
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{hash_secret, NewActivation, NodeInfo, NodeRegistration, Tag};
@@ -31,11 +33,18 @@ pub(crate) fn plan() -> Plan {
     }
 }
 
+/// The opaque rendering [`new_command`] stores with each command (any text will do).
+pub(crate) fn rendering_of(id: &CommandId) -> String {
+    format!("\"CommandId\":\"{id}\",\"Note\":\"ünïcode \\\" kept verbatim\"")
+}
+
 pub(crate) fn new_command(at: Millis, doc: &str, targets: &[InstanceId]) -> NewCommand {
     let mut parameters = BTreeMap::new();
     parameters.insert("commands".to_string(), vec!["echo hello".to_string()]);
+    let id = CommandId::generate();
     NewCommand {
-        id: CommandId::generate(),
+        rendered: Some(rendering_of(&id)),
+        id,
         requested_at: at,
         expires_at: at + 2 * HOUR,
         document_name: doc.into(),
@@ -135,7 +144,7 @@ pub(crate) fn query(filters: &[(&str, &str)]) -> CommandQuery {
     q
 }
 
-pub(crate) fn key_of(c: &Command) -> PageKey {
+pub(crate) fn key_of(c: &ListedCommand) -> PageKey {
     PageKey {
         requested_at: c.requested_at,
         seq: c.seq,
