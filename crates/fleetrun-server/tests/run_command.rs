@@ -348,3 +348,57 @@ async fn agent_restart_reuses_its_identity() {
     );
     b.stop().await;
 }
+
+/// A command stored before listings were pre-rendered (schema v3 and earlier: no `rendered`) lists
+/// exactly as it did when it was sent, beside one that has its rendering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_stored_without_a_rendering_list_the_same() {
+    let s = TestServer::start().await;
+    let a = s.add_agent().await;
+    let node = a.instance_id.clone();
+    let done = s.run(&[&node], &["echo listed"]).await;
+    s.wait(&done, &node).await;
+    a.stop().await;
+    s.client
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .instance_ids(&node)
+        .comment("waits \"undelivered\" ✓")
+        .timeout_seconds(120)
+        .max_concurrency("3")
+        .max_errors("10%")
+        .output_s3_bucket_name("bucket")
+        .parameters("commands", vec!["echo a".into(), "echo b".into()])
+        .send()
+        .await
+        .expect("send");
+    let list = |s: &TestServer| {
+        let client = s.client.clone();
+        async move {
+            client
+                .list_commands()
+                .send()
+                .await
+                .expect("list")
+                .commands()
+                .to_vec()
+        }
+    };
+    let before = list(&s).await;
+    assert_eq!(before.len(), 2);
+    let dir = s.stop().await;
+
+    let db = rusqlite::Connection::open(dir.path().join("data").join("fleetrun.db")).expect("open");
+    let cleared = db
+        .execute(
+            "UPDATE commands SET rendered = NULL WHERE command_id = ?1",
+            [&done],
+        )
+        .expect("clear the rendering");
+    assert_eq!(cleared, 1);
+    drop(db);
+
+    let s = TestServer::start_in(dir, None).await;
+    assert_eq!(list(&s).await, before);
+    s.stop().await;
+}
