@@ -4,7 +4,8 @@
 //! the four counts) move while the command runs; every other member is fixed when it is sent.
 //! The fixed members are encoded once, at SendCommand, and kept as text beside the command; a
 //! page then encodes only the progress members of each command and copies the fixed text after
-//! them. Decoding, converting and re-encoding the fixed members was about a fifth of a page's CPU.
+//! them. Decoding, converting and re-encoding the fixed members was half of the server's CPU for a
+//! page (BENCHMARKS.md, "Pre-rendered listings").
 
 use serde::Serialize;
 

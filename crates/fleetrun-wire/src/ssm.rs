@@ -139,6 +139,8 @@ pub struct ListCommandsRequest {
     pub details: Option<bool>,
 }
 
+/// ListCommands' answer. The server writes it spliced from pre-encoded parts ([`crate::listing`]);
+/// this shape is what the splice is tested against.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListCommandsResult {
