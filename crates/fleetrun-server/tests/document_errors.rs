@@ -14,17 +14,6 @@ fn doc(word: &str) -> String {
     )
 }
 
-async fn create(s: &TestServer, name: &str, content: &str) -> Result<(), String> {
-    s.client
-        .create_document()
-        .name(name)
-        .content(content)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| code(&e))
-}
-
 fn kv(key: &str, values: &[&str]) -> DocumentKeyValuesFilter {
     DocumentKeyValuesFilter::builder()
         .key(key)
@@ -49,7 +38,7 @@ async fn names(s: &TestServer, filters: Vec<DocumentKeyValuesFilter>) -> Vec<Str
 async fn list_documents_filters_and_pages() {
     let s = TestServer::start().await;
     for name in ["Web-Deploy", "Web-Restart", "Db-Backup"] {
-        create(&s, name, &doc(name)).await.expect("create");
+        s.create_document(name, &doc(name)).await.expect("create");
     }
     s.client
         .create_document()
@@ -216,31 +205,23 @@ async fn list_documents_filters_and_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_document_error_code() {
     let s = TestServer::start().await;
-    create(&s, "Mine", &doc("a")).await.expect("create");
+    s.create_document("Mine", &doc("a")).await.expect("create");
     assert_eq!(
-        create(&s, "Mine", &doc("b")).await,
+        s.create_document("Mine", &doc("b")).await,
         Err("DocumentAlreadyExists".into())
     );
     assert_eq!(
-        create(&s, "Bad-Json", "{not json").await,
+        s.create_document("Bad-Json", "{not json").await,
         Err("InvalidDocumentContent".into())
     );
     assert_eq!(
-        create(
-            &s,
-            "Bad-Steps",
-            r#"{"schemaVersion": "2.2", "mainSteps": []}"#
-        )
-        .await,
+        s.create_document("Bad-Steps", r#"{"schemaVersion": "2.2", "mainSteps": []}"#)
+            .await,
         Err("InvalidDocumentContent".into())
     );
     assert_eq!(
-        create(
-            &s,
-            "Old-Schema",
-            r#"{"schemaVersion": "2.0", "mainSteps": []}"#
-        )
-        .await,
+        s.create_document("Old-Schema", r#"{"schemaVersion": "2.0", "mainSteps": []}"#)
+            .await,
         Err("InvalidDocumentSchemaVersion".into())
     );
     let big = format!(
@@ -248,7 +229,7 @@ async fn every_document_error_code() {
         "x".repeat(70_000)
     );
     assert_eq!(
-        create(&s, "Too-Big", &big).await,
+        s.create_document("Too-Big", &big).await,
         Err("MaxDocumentSizeExceeded".into())
     );
     for reserved in [
@@ -259,13 +240,13 @@ async fn every_document_error_code() {
         "AWSSupport-Fix",
     ] {
         assert_eq!(
-            create(&s, reserved, &doc("a")).await,
+            s.create_document(reserved, &doc("a")).await,
             Err("ValidationException".into()),
             "{reserved}"
         );
     }
     assert_eq!(
-        create(&s, "no spaces allowed", &doc("a")).await,
+        s.create_document("no spaces allowed", &doc("a")).await,
         Err("ValidationException".into())
     );
     let automation = s
@@ -451,12 +432,12 @@ async fn every_document_error_code() {
 async fn document_limit() {
     let s = TestServer::start().await;
     for i in 0..500 {
-        create(&s, &format!("Doc-{i:03}"), &doc("x"))
+        s.create_document(&format!("Doc-{i:03}"), &doc("x"))
             .await
             .expect("create");
     }
     assert_eq!(
-        create(&s, "One-Too-Many", &doc("x")).await,
+        s.create_document("One-Too-Many", &doc("x")).await,
         Err("DocumentLimitExceeded".into())
     );
     s.client
@@ -465,5 +446,7 @@ async fn document_limit() {
         .send()
         .await
         .expect("delete");
-    create(&s, "One-More", &doc("x")).await.expect("room again");
+    s.create_document("One-More", &doc("x"))
+        .await
+        .expect("room again");
 }

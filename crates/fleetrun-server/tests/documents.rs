@@ -3,7 +3,7 @@
 mod common;
 
 use aws_sdk_ssm::types::{DocumentFormat, DocumentType};
-use common::{code, TestServer};
+use common::{code, SentId, TestServer};
 
 const TWO_STEPS: &str = r#"{
   "schemaVersion": "2.2",
@@ -76,11 +76,7 @@ async fn send(
         req = req.parameters(*k, vec![v.to_string()]);
     }
     match req.send().await {
-        Ok(out) => Ok(out
-            .command()
-            .and_then(|c| c.command_id())
-            .expect("id")
-            .to_string()),
+        Ok(out) => Ok(out.sent_id()),
         Err(e) => Err(code(&e)),
     }
 }

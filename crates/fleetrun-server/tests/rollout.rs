@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_ssm::types::{CommandFilter, CommandFilterKey};
-use common::{code, TestAgent, TestServer};
+use common::{code, SentId, TestAgent, TestServer};
 
 async fn agents(s: &TestServer, n: usize) -> Vec<TestAgent> {
     let mut out = Vec::with_capacity(n);
@@ -37,10 +37,7 @@ async fn send(
         .send()
         .await
         .expect("send")
-        .command()
-        .and_then(|c| c.command_id())
-        .expect("id")
-        .to_string()
+        .sent_id()
 }
 
 async fn wait_command(s: &TestServer, id: &str) -> aws_sdk_ssm::types::Command {
@@ -295,10 +292,7 @@ async fn stopped_agent_is_delayed_then_delivery_times_out() {
         .send()
         .await
         .expect("send")
-        .command()
-        .and_then(|c| c.command_id())
-        .expect("id")
-        .to_string();
+        .sent_id();
     // Delayed once the timekeeper sees the node is unreachable.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

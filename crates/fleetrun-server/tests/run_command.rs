@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{code, TestServer};
+use common::{code, SentId, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_reports_stdout_times_and_environment() {
@@ -97,10 +97,7 @@ async fn execution_timeout_kills_the_script() {
         .send()
         .await
         .expect("send")
-        .command()
-        .and_then(|c| c.command_id())
-        .expect("id")
-        .to_string();
+        .sent_id();
     let out = s.wait(&id, &a.instance_id).await;
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(out.status().map(|s| s.as_str()), Some("TimedOut"));
@@ -228,10 +225,7 @@ async fn working_directory_is_honoured() {
         .send()
         .await
         .expect("send")
-        .command()
-        .and_then(|c| c.command_id())
-        .expect("id")
-        .to_string();
+        .sent_id();
     let out = s.wait(&id, &a.instance_id).await;
     assert_eq!(
         out.standard_output_content(),

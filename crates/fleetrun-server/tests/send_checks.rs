@@ -8,7 +8,7 @@ mod common;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::send_command::builders::SendCommandFluentBuilder;
 use aws_sdk_ssm::types::{DocumentHashType, Target};
-use common::{code, TestServer};
+use common::{code, SentId, TestServer};
 
 const LINUX_ONLY: &str = r#"{"schemaVersion": "2.2", "parameters": {"word": {"type": "String", "default": "hi"}},
   "mainSteps": [{"action": "aws:runShellScript", "name": "say", "inputs": {"runCommand": ["echo {{ word }}"]}}]}"#;
@@ -23,16 +23,6 @@ fn message<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
         .and_then(|e| e.message())
         .unwrap_or_default()
         .to_string()
-}
-
-async fn create(s: &TestServer, name: &str, content: &str) {
-    s.client
-        .create_document()
-        .name(name)
-        .content(content)
-        .send()
-        .await
-        .expect("create document");
 }
 
 async fn hash(s: &TestServer, name: &str, version: &str) -> String {
@@ -59,11 +49,7 @@ fn send(s: &TestServer, node: &str, document: &str) -> SendCommandFluentBuilder 
 /// Outcome of a SendCommand: the new command's id, or the error code and message.
 async fn outcome(b: SendCommandFluentBuilder) -> Result<String, (String, String)> {
     match b.send().await {
-        Ok(out) => Ok(out
-            .command()
-            .and_then(|c| c.command_id())
-            .expect("command id")
-            .to_string()),
+        Ok(out) => Ok(out.sent_id()),
         Err(e) => Err((code(&e), message(&e))),
     }
 }
@@ -85,8 +71,9 @@ async fn tag(s: &TestServer, node: &str, key: &str, value: &str) {
         .expect("tag");
 }
 
-async fn command_ids(s: &TestServer) -> Vec<String> {
-    let mut ids: Vec<String> = s
+/// The server holds exactly the commands in `sent`: every refused request stored nothing.
+async fn assert_only_stored(s: &TestServer, mut sent: Vec<String>) {
+    let mut stored: Vec<String> = s
         .client
         .list_commands()
         .send()
@@ -96,15 +83,23 @@ async fn command_ids(s: &TestServer) -> Vec<String> {
         .iter()
         .filter_map(|c| c.command_id().map(str::to_string))
         .collect();
-    ids.sort();
-    ids
+    stored.sort();
+    sent.sort();
+    assert_eq!(stored, sent, "refused requests stored nothing");
+}
+
+/// The error code of a SendCommand that must be refused.
+async fn refusal(b: SendCommandFluentBuilder) -> String {
+    outcome(b).await.expect_err("refused").0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_hash_must_match_the_resolved_version() {
     let s = TestServer::start().await;
     let node = s.register_node("Linux").await;
-    create(&s, "Hashed", LINUX_ONLY).await;
+    s.create_document("Hashed", LINUX_ONLY)
+        .await
+        .expect("create document");
     s.client
         .update_document()
         .name("Hashed")
@@ -144,10 +139,7 @@ async fn document_hash_must_match_the_resolved_version() {
         .document_version("2")
         .document_hash(&v1)
         .document_hash_type(DocumentHashType::Sha256);
-    assert_eq!(
-        outcome(b).await.map_err(|e| e.0),
-        Err("InvalidDocument".into())
-    );
+    assert_eq!(refusal(b).await, "InvalidDocument");
     let b = send(&s, &node, "Hashed")
         .document_hash(&v1)
         .document_hash_type(DocumentHashType::Sha1);
@@ -168,17 +160,9 @@ async fn document_hash_must_match_the_resolved_version() {
     let b = send(&s, &node, "AWS-RunShellScript")
         .parameters("commands", vec!["true".into()])
         .document_hash(&v1);
-    assert_eq!(
-        outcome(b).await.map_err(|e| e.0),
-        Err("InvalidDocument".into())
-    );
+    assert_eq!(refusal(b).await, "InvalidDocument");
 
-    sent.sort();
-    assert_eq!(
-        command_ids(&s).await,
-        sent,
-        "refused requests stored nothing"
-    );
+    assert_only_stored(&s, sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,21 +210,15 @@ async fn content_plus_parameter_values_over_64_kb_is_max_document_size_exceeded(
         ),
         1,
     );
-    create(&s, "Big", &big).await;
+    s.create_document("Big", &big)
+        .await
+        .expect("create document");
     let b = send(&s, &node, "Big").parameters("word", vec!["w".repeat(1000)]);
     sent.push(outcome(b).await.expect("under the limit"));
     let b = send(&s, &node, "Big").parameters("word", vec!["w".repeat(64 * 1024 - big.len() + 1)]);
-    assert_eq!(
-        outcome(b).await.map_err(|e| e.0),
-        Err("MaxDocumentSizeExceeded".into())
-    );
+    assert_eq!(refusal(b).await, "MaxDocumentSizeExceeded");
 
-    sent.sort();
-    assert_eq!(
-        command_ids(&s).await,
-        sent,
-        "refused requests stored nothing"
-    );
+    assert_only_stored(&s, sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,8 +227,12 @@ async fn named_nodes_of_an_unsupported_platform_are_unsupported_platform_type() 
     let agent = s.add_agent().await;
     let linux = agent.instance_id.clone();
     let windows = s.register_node("Windows").await;
-    create(&s, "WindowsOnly", WINDOWS_ONLY).await;
-    create(&s, "Both", BOTH).await;
+    s.create_document("WindowsOnly", WINDOWS_ONLY)
+        .await
+        .expect("create document");
+    s.create_document("Both", BOTH)
+        .await
+        .expect("create document");
     let mut sent = Vec::new();
 
     // AWS-RunShellScript (Linux, MacOS) naming a Windows node, even alongside a Linux one.
@@ -308,12 +290,7 @@ async fn named_nodes_of_an_unsupported_platform_are_unsupported_platform_type() 
     assert_eq!(command.target_count(), 1);
     sent.push(command.command_id().expect("id").to_string());
 
-    sent.sort();
-    assert_eq!(
-        command_ids(&s).await,
-        sent,
-        "refused requests stored nothing"
-    );
+    assert_only_stored(&s, sent).await;
     agent.stop().await;
 }
 
@@ -325,7 +302,9 @@ async fn tag_targeted_nodes_of_another_platform_end_invalid_platform() {
     let s = TestServer::start().await;
     let agent = s.add_agent().await;
     let linux = agent.instance_id.clone();
-    create(&s, "WindowsOnly", WINDOWS_ONLY).await;
+    s.create_document("WindowsOnly", WINDOWS_ONLY)
+        .await
+        .expect("create document");
     tag(&s, &linux, "role", "ps").await;
     let out = s
         .client
@@ -335,11 +314,7 @@ async fn tag_targeted_nodes_of_another_platform_end_invalid_platform() {
         .send()
         .await
         .expect("tag target is not refused");
-    let id = out
-        .command()
-        .and_then(|c| c.command_id())
-        .expect("id")
-        .to_string();
+    let id = out.sent_id();
 
     let inv = s.wait(&id, &linux).await;
     assert_eq!(inv.status().map(|s| s.as_str()), Some("Failed"));

@@ -180,6 +180,18 @@ impl TestServer {
         }
     }
 
+    /// CreateDocument (JSON content); the error code when it is refused.
+    pub async fn create_document(&self, name: &str, content: &str) -> Result<(), String> {
+        self.client
+            .create_document()
+            .name(name)
+            .content(content)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| code(&e))
+    }
+
     /// Sends a shell script to the given nodes and returns the command id.
     pub async fn run(&self, nodes: &[&str], commands: &[&str]) -> String {
         self.client
@@ -190,10 +202,7 @@ impl TestServer {
             .send()
             .await
             .expect("send command")
-            .command()
-            .and_then(|c| c.command_id())
-            .expect("command id")
-            .to_string()
+            .sent_id()
     }
 
     /// Polls GetCommandInvocation until the invocation is terminal.
@@ -248,6 +257,20 @@ fn uuid_like() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The id of the command a SendCommand answer describes.
+pub trait SentId {
+    fn sent_id(&self) -> String;
+}
+
+impl SentId for aws_sdk_ssm::operation::send_command::SendCommandOutput {
+    fn sent_id(&self) -> String {
+        self.command()
+            .and_then(|c| c.command_id())
+            .expect("SendCommand answers with a command id")
+            .to_string()
+    }
 }
 
 /// The AWS error code of an SDK error.
