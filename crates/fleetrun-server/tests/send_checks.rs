@@ -7,6 +7,7 @@ mod common;
 
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::operation::send_command::builders::SendCommandFluentBuilder;
+use aws_sdk_ssm::operation::send_command::SendCommandOutput;
 use aws_sdk_ssm::types::{DocumentHashType, Target};
 use common::{code, SentId, TestServer};
 
@@ -69,6 +70,17 @@ async fn tag(s: &TestServer, node: &str, key: &str, value: &str) {
         .send()
         .await
         .expect("tag");
+}
+
+/// SendCommand to the nodes tagged `role=<role>`, which must be accepted.
+async fn send_to_role(s: &TestServer, role: &str, document: &str) -> SendCommandOutput {
+    s.client
+        .send_command()
+        .targets(Target::builder().key("tag:role").values(role).build())
+        .document_name(document)
+        .send()
+        .await
+        .expect("a tag target is not refused")
 }
 
 /// The server holds exactly the commands in `sent`: every refused request stored nothing.
@@ -278,14 +290,7 @@ async fn named_nodes_of_an_unsupported_platform_are_unsupported_platform_type() 
 
     // Nodes reached through Targets are not refused at SendCommand (AWS reports them per invocation).
     tag(&s, &linux, "role", "web").await;
-    let out = s
-        .client
-        .send_command()
-        .targets(Target::builder().key("tag:role").values("web").build())
-        .document_name("WindowsOnly")
-        .send()
-        .await
-        .expect("tag target is not refused");
+    let out = send_to_role(&s, "web", "WindowsOnly").await;
     let command = out.command().expect("command");
     assert_eq!(command.target_count(), 1);
     sent.push(command.command_id().expect("id").to_string());
@@ -306,14 +311,7 @@ async fn tag_targeted_nodes_of_another_platform_end_invalid_platform() {
         .await
         .expect("create document");
     tag(&s, &linux, "role", "ps").await;
-    let out = s
-        .client
-        .send_command()
-        .targets(Target::builder().key("tag:role").values("ps").build())
-        .document_name("WindowsOnly")
-        .send()
-        .await
-        .expect("tag target is not refused");
+    let out = send_to_role(&s, "ps", "WindowsOnly").await;
     let id = out.sent_id();
 
     let inv = s.wait(&id, &linux).await;
