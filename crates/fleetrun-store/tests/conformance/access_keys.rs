@@ -1,0 +1,56 @@
+//! Checks for API access keys.
+
+use fleetrun_core::access::{AccessKey, AccessKeyStatus};
+use fleetrun_core::{CoreError, Store};
+
+fn key(id: &str, at: i64) -> AccessKey {
+    AccessKey {
+        access_key_id: id.into(),
+        secret_access_key: format!("secret-of-{id}"),
+        user_name: format!("user-{id}"),
+        policy_json: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+        status: AccessKeyStatus::Active,
+        created_at: at,
+    }
+}
+
+/// Create, look up, list oldest first, refuse a duplicate id, disable, delete.
+pub async fn check_access_keys(store: &dyn Store) {
+    assert!(store.access_keys().await.expect("list").is_empty());
+    let a = key("AKIAAAAAAAAAAAAAAAAA", 2);
+    let b = key("AKIABBBBBBBBBBBBBBBB", 1);
+    store.create_access_key(a.clone()).await.expect("create a");
+    store.create_access_key(b.clone()).await.expect("create b");
+    assert!(matches!(
+        store.create_access_key(key(&a.access_key_id, 9)).await,
+        Err(CoreError::AccessKeyExists(id)) if id == a.access_key_id
+    ));
+    assert_eq!(
+        store.access_key(&a.access_key_id).await.expect("get"),
+        Some(a.clone())
+    );
+    assert_eq!(store.access_key("AKIANOPE").await.expect("get"), None);
+    let ids: Vec<String> = store
+        .access_keys()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.access_key_id)
+        .collect();
+    assert_eq!(ids, vec![b.access_key_id.clone(), a.access_key_id.clone()]);
+
+    assert!(store
+        .set_access_key_status(&a.access_key_id, AccessKeyStatus::Inactive)
+        .await
+        .expect("disable"));
+    let stored = store.access_key(&a.access_key_id).await.expect("get");
+    assert_eq!(stored.map(|k| k.status), Some(AccessKeyStatus::Inactive));
+    assert!(!store
+        .set_access_key_status("AKIANOPE", AccessKeyStatus::Inactive)
+        .await
+        .expect("unknown"));
+
+    assert!(store.delete_access_key(&b.access_key_id).await.expect("delete"));
+    assert!(!store.delete_access_key(&b.access_key_id).await.expect("again"));
+    assert_eq!(store.access_key(&b.access_key_id).await.expect("get"), None);
+}
