@@ -63,13 +63,14 @@ pub fn effective_platform_type(reported: &str) -> &str {
     }
 }
 
-/// A registration attempt, with the secret the node will authenticate with (hashed).
+/// A registration attempt, with the public key the node will prove its identity with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRegistration {
     pub activation_id: ActivationId,
     pub activation_code: String,
     pub instance_id: InstanceId,
-    pub secret_hash: String,
+    /// See [`Node::public_key`].
+    pub public_key: String,
     pub info: NodeInfo,
 }
 
@@ -81,7 +82,11 @@ pub struct Node {
     pub iam_role: String,
     pub registered_at: Millis,
     pub last_ping_at: Millis,
-    pub secret_hash: String,
+    /// Standard base64 of the node's 32-byte Ed25519 public key: all the server keeps of the
+    /// node's credentials (the private key never leaves the node). Empty for a node registered
+    /// with agent protocol v1: it is listed, tagged and targeted as before but cannot
+    /// authenticate until it registers again.
+    pub public_key: String,
     pub info: NodeInfo,
 }
 
@@ -96,18 +101,23 @@ impl Node {
     }
 }
 
-/// Hex SHA-256 of a secret: activation codes and node secrets are stored only hashed.
+/// Hex SHA-256 of a secret: activation codes are stored only hashed.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Compares two equal-length strings without an early exit.
+/// Compares two strings without an early exit on the first differing byte (only the lengths are
+/// compared first; callers compare fixed-length digests, so the length says nothing).
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a
+        .bytes()
+        .zip(b.bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keeps the optimiser from turning the fold back into an early-exit comparison.
+    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
@@ -123,7 +133,7 @@ mod tests {
             iam_role: String::new(),
             registered_at: 0,
             last_ping_at: 1_000,
-            secret_hash: String::new(),
+            public_key: String::new(),
             info: NodeInfo::default(),
         };
         assert_eq!(n.ping_status(1_000 + 60_000, 60_000), "Online");

@@ -448,55 +448,37 @@ async fn activation_limits_are_enforced() {
         act.activation_code().expect("code"),
     );
     assert_eq!(code_.len(), 20);
-    let http = reqwest::Client::new();
+    use common::node::{poll_body, register_raw, registration, FakeNode};
+    use fleetrun_agent::signing::{unix_now, NodeKey};
+    let key = NodeKey::generate();
     let register = |code: &str| {
-        http.post(format!("{}/agent/v1/register", s.endpoint))
-            .json(
-                &serde_json::json!({"activationId": id, "activationCode": code, "machine": {
-                "computerName": "n", "ipAddress": "127.0.0.1", "platformType": "Linux",
-                "platformName": "t", "platformVersion": "1", "agentVersion": "0.1.0"}}),
-            )
-            .send()
+        let body = registration(id, code, &key, "Linux");
+        let endpoint = s.endpoint.clone();
+        async move { register_raw(&endpoint, &body).await }
     };
-    let wrong = register("wrong-code-wrong-code").await.expect("http");
-    assert_eq!(wrong.status().as_u16(), 400);
-    let ok = register(code_).await.expect("http");
-    assert_eq!(ok.status().as_u16(), 200);
-    let body: serde_json::Value = ok.json().await.expect("json");
-    let node = body["instanceId"].as_str().expect("id").to_string();
+    let (status, _) = register("wrong-code-wrong-code").await;
+    assert_eq!(status, 400);
+    let n = FakeNode::register(&s.endpoint, (id, code_), "Linux").await;
+    let node = n.instance_id.clone();
     assert!(node.starts_with("mi-") && node.len() == 20, "{node}");
-    let secret = body["nodeSecret"].as_str().expect("secret").to_string();
-    // Node calls need the node's own credential; a bad body with good credentials is a client error.
-    let poll = |auth: Option<String>, body: &'static str| {
-        let mut r = http
-            .post(format!("{}/agent/v1/poll", s.endpoint))
-            .body(body);
-        if let Some(a) = auth {
-            r = r.header("authorization", a);
-        }
-        r.send()
-    };
-    let good = r#"{"sessionId":"s","knownCommands":[],"waitMs":0}"#;
-    for auth in [
-        None,
-        Some(format!("FleetrunNode {node}:wrong")),
-        Some("Bearer x".to_string()),
-    ] {
-        let resp = poll(auth, good).await.expect("http");
-        assert_eq!(resp.status().as_u16(), 403);
-        let v: serde_json::Value = resp.json().await.expect("json");
-        assert_eq!(v["__type"], "UnrecognizedClientException");
-    }
-    let me = Some(format!("FleetrunNode {node}:{secret}"));
-    let resp = poll(me.clone(), "{broken").await.expect("http");
-    assert_eq!(resp.status().as_u16(), 400);
-    let v: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(v["__type"], "SerializationException");
-    let resp = poll(me, good).await.expect("http");
-    assert_eq!(resp.status().as_u16(), 200);
-    let used_up = register(code_).await.expect("http");
-    assert_eq!(used_up.status().as_u16(), 400);
-    let v: serde_json::Value = used_up.json().await.expect("json");
+    // Node calls need the node's own signature (tests/node_auth.rs has the refusals); a bad body
+    // with good credentials is a client error.
+    let creds = n.credentials().await;
+    let (status, v) = n
+        .send(&n.unsigned(fleetrun_wire::agent::POLL_PATH, poll_body("s")))
+        .await;
+    assert_eq!((status, &v["__type"]), (400, &serde_json::json!("MissingAuthenticationTokenException")));
+    let broken = n.session_request(
+        fleetrun_wire::agent::POLL_PATH,
+        b"{broken".to_vec(),
+        &creds,
+        unix_now(),
+    );
+    let (status, v) = n.send(&broken).await;
+    assert_eq!((status, &v["__type"]), (400, &serde_json::json!("SerializationException")));
+    assert_eq!(n.poll(&creds).await.0, 200);
+    let (status, v) = register(code_).await;
+    assert_eq!(status, 400);
     assert_eq!(v["__type"], "InvalidActivation");
 
     let list = s

@@ -1,8 +1,10 @@
 //! Hybrid activations and the managed nodes they register: creating, listing and deleting
 //! activations, the registration check (code, expiry, deletion, limit) and node heartbeats.
 //!
-//! Activation codes and node secrets arrive here already hashed (`fleetrun_core::node::hash_secret`);
-//! the plain activation code of a registration attempt is hashed and compared in constant time.
+//! Activation codes arrive here already hashed (`fleetrun_core::node::hash_secret`); the plain
+//! activation code of a registration attempt is hashed and compared in constant time. Of a node's
+//! credentials only its public key is stored (`nodes.public_key`, empty for nodes registered with
+//! agent protocol v1).
 
 use fleetrun_core::clock::Millis;
 use fleetrun_core::ids::{ActivationId, InstanceId};
@@ -19,7 +21,7 @@ const ACTIVATION_COLUMNS: &str = "activation_id, description, default_instance_n
 
 const NODE_COLUMNS: &str =
     "instance_id, activation_id, name, iam_role, registered_at, last_ping_at, \
-     secret_hash, computer_name, ip_address, platform_type, platform_name, platform_version, \
+     public_key, computer_name, ip_address, platform_type, platform_name, platform_version, \
      agent_version";
 
 fn activation_from_row(row: &Row<'_>) -> Result<Activation> {
@@ -48,7 +50,7 @@ fn node_from_row(row: &Row<'_>) -> Result<Node> {
         iam_role: row.get(3)?,
         registered_at: row.get(4)?,
         last_ping_at: row.get(5)?,
-        secret_hash: row.get(6)?,
+        public_key: row.get(6)?,
         info: NodeInfo {
             computer_name: row.get(7)?,
             ip_address: row.get(8)?,
@@ -168,12 +170,12 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
         iam_role,
         registered_at: now,
         last_ping_at: now,
-        secret_hash: reg.secret_hash,
+        public_key: reg.public_key,
         info: reg.info,
     };
     tx.prepare_cached(
         "INSERT INTO nodes (instance_id, activation_id, name, iam_role, registered_at, last_ping_at,
-             secret_hash, computer_name, ip_address, platform_type, platform_name, platform_version,
+             public_key, computer_name, ip_address, platform_type, platform_name, platform_version,
              agent_version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
@@ -184,7 +186,7 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
         node.iam_role,
         node.registered_at,
         node.last_ping_at,
-        node.secret_hash,
+        node.public_key,
         node.info.computer_name,
         node.info.ip_address,
         node.info.platform_type,
