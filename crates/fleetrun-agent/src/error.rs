@@ -41,9 +41,38 @@ pub enum AgentError {
     #[error("identity file {path} is unusable: {detail}")]
     BadIdentity { path: PathBuf, detail: String },
     /// There is no saved identity and no activation to register with.
-    #[error("no identity in {0} and no activation to register with")]
+    #[error("no identity in {0} and no activation to register with; run `fleetrun-agent register` (or `fleetrun agent register`) first")]
     NotRegistered(PathBuf),
+    /// The saved identity was written by an agent speaking protocol v1 (a shared secret).
+    #[error("identity file {0} was written by an agent speaking agent protocol v1; register this node again with a new activation (`fleetrun-agent register …`)")]
+    LegacyIdentity(PathBuf),
+    /// `register` found a saved identity and was not told to replace it.
+    #[error("this node is already registered as {instance_id} ({path}); pass --force to register it again")]
+    AlreadyRegistered { instance_id: String, path: PathBuf },
+    /// The server speaks another agent protocol version (an older server answers 404 for the
+    /// v2 paths; a newer one answers `UnsupportedAgentProtocolException`).
+    #[error("the server at {url} does not speak agent protocol v2: {detail}")]
+    ProtocolMismatch { url: String, detail: String },
 }
+
+/// Codes of the authentication layer: retrying with fresh credentials (or a corrected clock, or
+/// after the server's throttle lifts) can cure them, so a result refused with one is kept.
+pub(crate) const RETRYABLE_CODES: &[&str] = &[
+    "MissingAuthenticationTokenException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "ExpiredTokenException",
+    "TooManyUpdates",
+    "ThrottlingException",
+];
+
+/// Codes after which the session credentials should be fetched anew before one more try.
+pub(crate) const CREDENTIAL_CODES: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+];
 
 impl AgentError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -59,13 +88,24 @@ impl AgentError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Transport { .. } => true,
-            Self::Server { status, .. } => matches!(status, 401 | 403 | 408 | 429 | 500..=599),
-            Self::Protocol { .. } => true,
+            Self::Server { status, code, .. } => {
+                matches!(status, 401 | 403 | 408 | 429 | 500..=599)
+                    || RETRYABLE_CODES.contains(&code.as_str())
+            }
+            // A result is kept until a server speaking this protocol takes it.
+            Self::Protocol { .. } | Self::ProtocolMismatch { .. } => true,
             Self::Config(_)
             | Self::Io { .. }
             | Self::BadIdentity { .. }
-            | Self::NotRegistered(_) => false,
+            | Self::NotRegistered(_)
+            | Self::LegacyIdentity(_)
+            | Self::AlreadyRegistered { .. } => false,
         }
+    }
+
+    /// True for an answer that fresh session credentials may cure.
+    pub(crate) fn is_credential_error(&self) -> bool {
+        matches!(self, Self::Server { code, .. } if CREDENTIAL_CODES.contains(&code.as_str()))
     }
 
     /// Builds [`AgentError::Server`] from an error status and its body. A body that is not the
@@ -140,6 +180,14 @@ mod tests {
         assert!(!AgentError::from_response(400, b"{}").is_retryable());
         assert!(AgentError::from_response(503, b"<html>busy</html>").is_retryable());
         assert!(AgentError::from_response(401, b"").is_retryable());
+        // Authentication failures are cured by fresh credentials: a result is not set aside.
+        let expired = AgentError::from_response(
+            400,
+            br#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#,
+        );
+        assert!(expired.is_retryable() && expired.is_credential_error());
+        let throttled = AgentError::from_response(400, br#"{"__type":"TooManyUpdates"}"#);
+        assert!(throttled.is_retryable() && !throttled.is_credential_error());
     }
 
     #[test]
