@@ -467,7 +467,13 @@ async fn activation_limits_are_enforced() {
     let (status, v) = n
         .send(&n.unsigned(fleetrun_wire::agent::POLL_PATH, poll_body("s")))
         .await;
-    assert_eq!((status, &v["__type"]), (400, &serde_json::json!("MissingAuthenticationTokenException")));
+    assert_eq!(
+        (status, &v["__type"]),
+        (
+            400,
+            &serde_json::json!("MissingAuthenticationTokenException")
+        )
+    );
     let broken = n.session_request(
         fleetrun_wire::agent::POLL_PATH,
         b"{broken".to_vec(),
@@ -475,7 +481,10 @@ async fn activation_limits_are_enforced() {
         unix_now(),
     );
     let (status, v) = n.send(&broken).await;
-    assert_eq!((status, &v["__type"]), (400, &serde_json::json!("SerializationException")));
+    assert_eq!(
+        (status, &v["__type"]),
+        (400, &serde_json::json!("SerializationException"))
+    );
     assert_eq!(n.poll(&creds).await.0, 200);
     let (status, v) = register(code_).await;
     assert_eq!(status, 400);
