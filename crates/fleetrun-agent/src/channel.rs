@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::error::describe;
 use crate::identity::Identity;
-use crate::{commands, Agent, AgentError};
+use crate::{commands, Agent, AgentConfig, AgentError};
 
 /// Extra time the HTTP timeout of a poll allows beyond the wait the server may hold it.
 const POLL_SLACK: Duration = Duration::from_secs(10);
@@ -43,16 +43,22 @@ pub(crate) struct ServerClient {
 }
 
 impl ServerClient {
-    /// A client for `server_url` (`http://host:port`, optionally with a path prefix).
-    pub(crate) fn new(server_url: &str, identity: Option<&Identity>) -> Result<Self, AgentError> {
+    /// A client for `cfg.server_url` (`http[s]://host:port`, optionally with a path prefix),
+    /// trusting an https server as `cfg.ca_cert` / `cfg.server_fingerprint` say (see `tls`).
+    pub(crate) fn new(cfg: &AgentConfig, identity: Option<&Identity>) -> Result<Self, AgentError> {
+        let server_url = cfg.server_url.as_str();
         let url = reqwest::Url::parse(server_url)
             .map_err(|e| AgentError::Config(format!("server URL {server_url:?}: {e}")))?;
-        // Only plain HTTP is compiled in so far (reqwest without a TLS backend).
-        if url.scheme() != "http" || url.host_str().is_none() {
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(AgentError::Config(format!(
-                "server URL {server_url:?}: expected http://host[:port]"
+                "server URL {server_url:?}: expected http[s]://host[:port]"
             )));
         }
+        let tls = crate::tls::client_config(
+            url.scheme(),
+            cfg.ca_cert.as_deref(),
+            cfg.server_fingerprint.as_deref(),
+        )?;
         let auth = match identity {
             None => None,
             Some(id) => {
@@ -67,6 +73,7 @@ impl ServerClient {
             }
         };
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("fleetrun-agent/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -377,11 +384,18 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
-        assert!(ServerClient::new("http://127.0.0.1:8080", None).is_ok());
-        for bad in ["127.0.0.1:8080", "ftp://x", "https://x", "http://"] {
+    fn only_http_and_https_urls_are_accepted() {
+        let at = |url: &str| crate::AgentConfig::new(url, "/nonexistent", None, "us-east-1");
+        assert!(ServerClient::new(&at("http://127.0.0.1:8080"), None).is_ok());
+        let mut pinned = at("https://127.0.0.1:8443");
+        pinned.server_fingerprint = Some("ab".repeat(32));
+        assert!(ServerClient::new(&pinned, None).is_ok());
+        for bad in ["127.0.0.1:8080", "ftp://x", "http://"] {
             assert!(
-                matches!(ServerClient::new(bad, None), Err(AgentError::Config(_))),
+                matches!(
+                    ServerClient::new(&at(bad), None),
+                    Err(AgentError::Config(_))
+                ),
                 "{bad}"
             );
         }

@@ -6,7 +6,7 @@
 //! This file owns the configuration and [`run`], the agent's lifetime: start (clean stale work
 //! dirs, resend the outbox), the channel, and graceful shutdown. Modules: `identity`
 //! (registration, state dir), `channel` (HTTP, long poll, delivery), `commands` (queue and
-//! concurrency), [`executor`] (processes), `outbox` (persisted results), `machine` (host facts).
+//! concurrency), [`executor`] (processes), `outbox` (persisted results), `machine` (host facts), `tls` (trust in an https server).
 //!
 //! ```text
 //! state_dir/identity.json          instance id + node secret (0600)
@@ -30,6 +30,7 @@ pub mod executor;
 mod identity;
 mod machine;
 mod outbox;
+mod tls;
 
 pub use error::AgentError;
 pub use fleetrun_wire::agent::MachineInfo;
@@ -67,8 +68,13 @@ impl fmt::Debug for Activation {
 /// Everything the agent needs to know; see [`AgentConfig::new`] for the defaults.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// `http://host:port` of the fleetrun server.
+    /// `http://host:port` or `https://host:port` of the fleetrun server.
     pub server_url: String,
+    /// PEM file of the CA (or the self-signed certificate) an `https://` server's certificate must
+    /// chain to; `None`: the system's CA store, unless `server_fingerprint` is set.
+    pub ca_cert: Option<PathBuf>,
+    /// SHA-256 of the server's leaf certificate (hex, colons optional): pins that certificate.
+    pub server_fingerprint: Option<String>,
     /// Holds the identity, the outbox and the work directories.
     pub state_dir: PathBuf,
     /// Used to register when `state_dir` has no identity yet.
@@ -94,6 +100,8 @@ impl AgentConfig {
     ) -> Self {
         Self {
             server_url: server_url.into(),
+            ca_cert: None,
+            server_fingerprint: None,
             state_dir: state_dir.into(),
             activation,
             region: region.into(),
@@ -167,7 +175,7 @@ pub async fn run(
     }
     identity::ensure_private_dir(&work_root)?;
     let agent = Arc::new(Agent {
-        client: channel::ServerClient::new(&cfg.server_url, Some(&identity))?,
+        client: channel::ServerClient::new(&cfg, Some(&identity))?,
         outbox: outbox::Outbox::open(&cfg.state_dir)?,
         exec: executor::ExecConfig {
             work_root,

@@ -9,6 +9,7 @@ mod notifier;
 mod ops;
 pub mod sigv4;
 mod timekeeper;
+pub mod tls;
 pub mod token;
 
 use std::net::SocketAddr;
