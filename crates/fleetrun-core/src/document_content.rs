@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use crate::content_guard;
 use crate::document::{
     check_value, DocumentSpec, ParamDef, ParamType, Plan, Precondition, StepTemplate,
 };
@@ -47,8 +48,11 @@ pub fn parse(
     let root: Value = match format {
         DocumentFormat::Json => serde_json::from_str(content)
             .map_err(|e| bad(format!("The content is not valid JSON: {e}")))?,
-        DocumentFormat::Yaml => serde_yaml_ng::from_str(content)
-            .map_err(|e| bad(format!("The content is not valid YAML: {e}")))?,
+        DocumentFormat::Yaml => {
+            content_guard::check_yaml(content)?;
+            serde_yaml_ng::from_str(content)
+                .map_err(|e| bad(format!("The content is not valid YAML: {e}")))?
+        }
     };
     let obj = root
         .as_object()
@@ -460,7 +464,10 @@ pub fn convert(content: &str, from: DocumentFormat, to: DocumentFormat) -> CoreR
     }
     let value: Value = match from {
         DocumentFormat::Json => serde_json::from_str(content).map_err(|e| bad(e.to_string()))?,
-        DocumentFormat::Yaml => serde_yaml_ng::from_str(content).map_err(|e| bad(e.to_string()))?,
+        DocumentFormat::Yaml => {
+            content_guard::check_yaml(content)?;
+            serde_yaml_ng::from_str(content).map_err(|e| bad(e.to_string()))?
+        }
     };
     match to {
         DocumentFormat::Json => {

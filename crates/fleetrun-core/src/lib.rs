@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod command;
+pub mod content_guard;
 pub mod document;
 pub mod document_content;
 pub mod documents;

@@ -13,6 +13,16 @@ pub enum ApiError {
     Serialization(String),
     /// X-Amz-Target missing or naming an operation we do not serve.
     UnknownOperation(String),
+    /// No route at that path (404; the code smithy servers answer an unknown route with).
+    UnknownPath(String),
+    /// A served path called with the wrong method (405).
+    MethodNotAllowed(String),
+    /// A request body over its limit (413).
+    PayloadTooLarge(String),
+    /// A request line or headers over the limits (431).
+    HeadersTooLarge(String),
+    /// A request head or body that did not arrive in time (408).
+    RequestTimeout(String),
     /// A modeled constraint (length, range, pattern, enum) is violated.
     Validation(String),
     InvalidCommandId(String),
@@ -60,6 +70,9 @@ impl ApiError {
         match self {
             Self::Serialization(_) => "SerializationException",
             Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::UnknownPath(_) | Self::MethodNotAllowed(_) => "UnknownOperationException",
+            Self::PayloadTooLarge(_) | Self::HeadersTooLarge(_) => "ValidationException",
+            Self::RequestTimeout(_) => "RequestTimeoutException",
             Self::Validation(_) => "ValidationException",
             Self::InvalidCommandId(_) => "InvalidCommandId",
             Self::InvalidInstanceId(_) => "InvalidInstanceId",
@@ -103,6 +116,11 @@ impl ApiError {
         match self {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnknownPath(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnrecognizedClient(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -112,6 +130,11 @@ impl ApiError {
         match self {
             Self::Serialization(m)
             | Self::UnknownOperation(m)
+            | Self::UnknownPath(m)
+            | Self::MethodNotAllowed(m)
+            | Self::PayloadTooLarge(m)
+            | Self::HeadersTooLarge(m)
+            | Self::RequestTimeout(m)
             | Self::Validation(m)
             | Self::InvalidCommandId(m)
             | Self::InvalidInstanceId(m)

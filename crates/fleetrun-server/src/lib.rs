@@ -4,15 +4,18 @@
 pub mod agent_api;
 mod aws;
 mod convert;
+mod edge;
 pub mod error;
+pub mod limits;
 mod notifier;
 mod ops;
+pub mod parse_pool;
 pub mod sigv4;
 mod timekeeper;
 pub mod tls;
 pub mod token;
+pub mod transport;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +48,8 @@ pub struct ServerConfig {
     pub retention: Option<Duration>,
     /// How often the timekeeper looks for expired commands.
     pub tick: Duration,
+    /// Timeouts, the connection cap, body and header limits, parser slots.
+    pub limits: limits::Limits,
 }
 
 impl ServerConfig {
@@ -56,6 +61,7 @@ impl ServerConfig {
             max_poll_wait: Duration::from_secs(25),
             retention: None,
             tick: Duration::from_secs(1),
+            limits: limits::Limits::default(),
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct AppState {
     pub notifier: Notifier,
     pub tokens: TokenKey,
     pub config: Arc<ServerConfig>,
+    /// Document content parsing, off the async threads (`parse_pool`).
+    pub parsers: parse_pool::ContentParsers,
     /// Flips to true when shutdown begins, so long polls return at once.
     pub shutting_down: watch::Receiver<bool>,
 }
@@ -106,6 +114,7 @@ impl Server {
                 store,
                 notifier: Notifier::default(),
                 tokens,
+                parsers: parse_pool::ContentParsers::new(config.limits.content_parsers),
                 config: Arc::new(config),
                 shutting_down,
             },
@@ -139,13 +148,26 @@ impl Server {
         Ok((id.to_string(), code))
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, ends long polls and drains requests.
+    /// Serves plain HTTP until `shutdown` resolves, then stops accepting, ends long polls and
+    /// drains requests (`transport`).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve_tls(listener, None, shutdown).await
+    }
+
+    /// [`Server::serve`], over TLS when `tls` is given (the handshake runs on the connection's own
+    /// task, under `Limits::tls_handshake_timeout`).
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = router(self.state.clone());
+        let limits = self.state.config.limits.clone();
         let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
         let tx = self.shutdown_tx;
         let signal = async move {
@@ -153,12 +175,7 @@ impl Server {
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = tx.send(true);
         };
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await;
+        let result = transport::serve(listener, tls, app, limits, signal).await;
         ticker.abort();
         result
     }
@@ -170,5 +187,14 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(aws::handle))
         .route("/healthz", get(|| async { "ok" }))
         .merge(agent_api::routes())
+        .fallback(edge::not_found)
+        .method_not_allowed_fallback(edge::method_not_allowed)
+        // Bodies are read, within their limit, by `edge::limit_body`.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::limit_body,
+        ))
+        .layer(axum::middleware::from_fn(edge::typed_errors))
         .with_state(state)
 }

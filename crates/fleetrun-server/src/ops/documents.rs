@@ -7,7 +7,7 @@
 
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::document::{self, DocumentSpec, RUN_SHELL_SCRIPT};
-use fleetrun_core::document_content::{self, default_text, platform_types};
+use fleetrun_core::document_content::{default_text, platform_types};
 use fleetrun_core::documents::{
     content_hash, plain_name, reserved_prefix, Document, DocumentFormat, DocumentVersion,
     NewDocument, NewDocumentVersion, VersionSelector, ACCOUNT_ID, AMAZON_OWNER, MAX_DOCUMENTS,
@@ -238,7 +238,10 @@ pub async fn load(
             })?
         }
     };
-    let spec = document_content::parse(name, &ver.version.to_string(), &ver.content, ver.format)?;
+    let spec = st
+        .parsers
+        .parse(name, &ver.version.to_string(), &ver.content, ver.format)
+        .await?;
     Ok(Loaded {
         doc,
         ver,
@@ -311,7 +314,8 @@ pub fn description(l: &Loaded, status: &str) -> DocumentDescription {
 }
 
 /// Parses and hashes new content into a version record.
-fn new_version(
+async fn new_version(
+    st: &AppState,
     name: &str,
     content: String,
     format: DocumentFormat,
@@ -319,7 +323,7 @@ fn new_version(
     display_name: String,
     target_type: String,
 ) -> ApiResult<NewDocumentVersion> {
-    let spec = document_content::parse(name, "", &content, format)?;
+    let spec = st.parsers.parse(name, "", &content, format).await?;
     Ok(NewDocumentVersion {
         hash: content_hash(&content),
         schema_version: spec.schema_version.clone(),
@@ -377,13 +381,15 @@ pub async fn create_document(
     }
     let format = content_format(req.document_format.as_deref())?;
     let first = new_version(
+        &st,
         &name,
         req.content.unwrap_or_default(),
         format,
         req.version_name,
         req.display_name.unwrap_or_default(),
         req.target_type.unwrap_or_default(),
-    )?;
+    )
+    .await?;
     let doc = st
         .store
         .create_document(
@@ -450,13 +456,15 @@ pub async fn update_document(
         .ok_or_else(|| not_found(&name))?;
     let format = content_format(req.document_format.as_deref())?;
     let next = new_version(
+        &st,
         &name,
         req.content.unwrap_or_default(),
         format,
         req.version_name,
         req.display_name.unwrap_or(latest.display_name),
         req.target_type.unwrap_or(latest.target_type),
-    )?;
+    )
+    .await?;
     let doc = st
         .store
         .add_document_version(&name, expected, next, MAX_DOCUMENT_VERSIONS)
@@ -561,7 +569,10 @@ pub async fn get_document(st: AppState, req: DocumentRequest) -> ApiResult<GetDo
         None => l.ver.format,
         Some(f) => content_format(Some(f))?,
     };
-    let content = document_content::convert(&l.ver.content, l.ver.format, format)?;
+    let content = st
+        .parsers
+        .convert(&l.ver.content, l.ver.format, format)
+        .await?;
     Ok(GetDocumentResult {
         name: l.doc.name.clone(),
         created_date: created(l.ver.created_at),
