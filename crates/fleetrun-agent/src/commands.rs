@@ -1,7 +1,8 @@
 //! The command table: which commands this agent knows (queued, running, or finished but not yet
 //! acknowledged), the limit of `max_concurrent` running at once with the rest queued in arrival
-//! order (tokio's semaphore is fair), duplicate `Run` suppression, and `Cancel`. One task per
-//! command goes queued → running (executor) → delivering (channel).
+//! order (tokio's semaphore is fair), duplicate `Run` suppression, `Cancel`, and the commands
+//! dropped without a report (told to the server on the next poll). One task per command goes
+//! queued → running (executor) → delivering (channel).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use crate::{channel, Agent};
 
 /// How many acknowledged command ids are remembered to ignore late redeliveries of their `Run`.
 const RECENT_LIMIT: usize = 1024;
+/// How many dropped commands are remembered until a poll tells the server (beyond it, the oldest
+/// are forgotten; the server fails them when the agent restarts).
+const DROPPED_LIMIT: usize = 1024;
 
 enum Live {
     Queued(StopHandle),
@@ -29,6 +33,8 @@ pub(crate) struct Table {
     live: HashMap<String, Live>,
     recent: VecDeque<String>,
     recent_set: HashSet<String>,
+    /// Commands this agent will never report, oldest first (`PollRequest::dropped_commands`).
+    dropped: VecDeque<String>,
 }
 
 impl Table {
@@ -56,6 +62,32 @@ impl Table {
         }
     }
 
+    /// Forgets a command whose report the server refused, and remembers to tell the server that
+    /// this agent holds nothing for it.
+    pub(crate) fn drop_unreported(&mut self, id: &str) {
+        self.forget(id);
+        self.note_dropped(id);
+    }
+
+    fn note_dropped(&mut self, id: &str) {
+        if !self.dropped.iter().any(|d| d == id) {
+            self.dropped.push_back(id.to_owned());
+            if self.dropped.len() > DROPPED_LIMIT {
+                self.dropped.pop_front();
+            }
+        }
+    }
+
+    /// The dropped commands the next poll carries (at most `limit`, oldest first).
+    pub(crate) fn dropped(&self, limit: usize) -> Vec<String> {
+        self.dropped.iter().take(limit).cloned().collect()
+    }
+
+    /// Forgets dropped commands once a poll carrying them was answered.
+    pub(crate) fn told_dropped(&mut self, told: &[String]) {
+        self.dropped.retain(|d| !told.contains(d));
+    }
+
     /// True while any command is queued or running (not merely awaiting acknowledgement).
     pub(crate) fn busy(&self) -> bool {
         self.live
@@ -75,8 +107,12 @@ impl Table {
     }
 }
 
-/// Accepts a `Run` message: ignored when the id is already known (a redelivery) or unusable;
-/// otherwise queued behind at most `max_concurrent` running commands.
+/// Accepts a `Run` message: queued behind at most `max_concurrent` running commands. A `Run` for a
+/// command this agent already finished (its report acknowledged or refused) means the server still
+/// waits for it: the next poll says it is dropped, so the server ends it instead of sending it
+/// again. Returns false when nothing was started (that, a duplicate of a live command, an unusable
+/// id), so the channel does not poll again at once: a server that keeps re-sending (one older
+/// than `dropped_commands`) gets a poll every half second or so, never a busy loop.
 pub(crate) fn accept_run(
     agent: &Arc<Agent>,
     tasks: &mut JoinSet<()>,
@@ -84,17 +120,22 @@ pub(crate) fn accept_run(
     document_name: String,
     steps: Vec<StepSpec>,
     env: Vec<(String, String)>,
-) {
+) -> bool {
     if !valid_command_id(&command_id) {
         tracing::warn!(command_id = %command_id.escape_debug(), "ignoring a Run with an unusable command id");
-        return;
+        return false;
     }
     let (handle, signal) = executor::stop_pair();
     {
         let mut table = agent.table();
-        if table.live.contains_key(&command_id) || table.recent_set.contains(&command_id) {
+        if table.live.contains_key(&command_id) {
             tracing::debug!(%command_id, "ignoring a Run for a command already known");
-            return;
+            return false;
+        }
+        if table.recent_set.contains(&command_id) {
+            tracing::info!(%command_id, "the server sent a finished command again; telling it this agent holds nothing for it");
+            table.note_dropped(&command_id);
+            return false;
         }
         table.live.insert(command_id.clone(), Live::Queued(handle));
     }
@@ -103,6 +144,7 @@ pub(crate) fn accept_run(
     tasks.spawn(async move {
         run_one(&agent, command_id, document_name, steps, env, signal).await;
     });
+    true
 }
 
 /// Handles a `Cancel`: a queued command is dropped (reported Cancelled, nothing run), a running
@@ -155,8 +197,17 @@ async fn run_one(
     let report = executor::run_command(&agent.exec, &command_id, &steps, &full_env, signal).await;
     drop(permit);
     tracing::info!(%command_id, outcome = ?report.outcome, response_code = report.response_code,
-        elapsed_ms = report.elapsed_ms, "command finished");
+        elapsed_ms = report.elapsed_ms, output = %agent.exec.work_root.join(&command_id).display(),
+        "command finished");
+    clean_work_dirs(agent).await;
     channel::deliver(agent, report).await;
+}
+
+/// Removes work directories past their retention, at most hourly (`workdir::Janitor`).
+pub(crate) async fn clean_work_dirs(agent: &Arc<Agent>) {
+    let keep: HashSet<String> = agent.table().live.keys().cloned().collect();
+    let agent = Arc::clone(agent);
+    let _ = tokio::task::spawn_blocking(move || agent.janitor.run_if_due(&keep)).await;
 }
 
 async fn stopped_while_queued(agent: &Arc<Agent>, command_id: String, reason: StopReason) {

@@ -1,7 +1,11 @@
 //! The executor: runs one command's `aws:runShellScript` steps and turns them into a
 //! [`ResultReport`]. Each step is written to `<work_root>/<command_id>/<step>/_script.sh` and run as
-//! `sh _script.sh` in its own process group, with stdout and stderr captured concurrently up to a
-//! cap. A timeout, a cancel or agent shutdown SIGKILLs the whole group (exit code 137, as
+//! `sh _script.sh` in its own process group, in a clean environment (`environment`), with stdout and
+//! stderr going straight to the files `stdout` and `stderr` beside it (`capture`): any output size
+//! works, and the agent holds none of it in memory. The report carries the first
+//! `REPORT_STDOUT_CHARS` / `REPORT_STDERR_CHARS` characters of each, flagged when cut, and is kept
+//! within `MAX_REPORT_BYTES` (`report::fit`). The work directory stays for the retention period
+//! (`workdir`). A timeout, a cancel or agent shutdown SIGKILLs the whole group (exit code 137, as
 //! amazon-ssm-agent reports on Linux/macOS). It knows nothing of HTTP, queues or the outbox.
 //!
 //! Step results follow amazon-ssm-agent: exit 0 → Success, other codes → Failed; 168 → Success and
@@ -13,18 +17,21 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use fleetrun_wire::agent::{Outcome, ResultReport, StepReport, StepSpec};
+use fleetrun_wire::agent::{
+    Outcome, ResultReport, StepReport, StepSpec, REPORT_STDERR_CHARS, REPORT_STDOUT_CHARS,
+};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::capture::{create_output_file, read_prefix, Prefix};
+use crate::environment::{valid_name, valid_value};
 use crate::identity::{ensure_private_dir, write_private_file};
 use crate::outbox::valid_command_id;
+
+pub use crate::environment::{base_env, SCRIPT_PATH, SCRIPT_SHELL};
 
 /// Exit code of a process the agent killed (128 + SIGKILL).
 pub const KILLED_EXIT_CODE: i64 = 137;
@@ -36,17 +43,37 @@ pub const EXIT_FAILED_AND_STOP: i64 = 169;
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
 /// Longest execution timeout honoured (AWS-RunShellScript's maximum, 48 h).
 pub const MAX_TIMEOUT_SECONDS: u64 = 172_800;
-/// After a script exits, how long to wait for its output pipes to close. A process it left in the
-/// background may hold them open forever; its later output is drained and dropped.
-const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
-/// Where and how much the executor works.
+/// Where and how the executor works.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
     /// Parent of the per-command work directories (`state_dir/work`).
     pub work_root: PathBuf,
-    /// Bytes kept of each of stdout and stderr per step; the rest is read and discarded.
-    pub output_cap_bytes: usize,
+    /// Characters of each step's stdout put into its report (default `REPORT_STDOUT_CHARS`);
+    /// the whole stream stays in the step's `stdout` file.
+    pub report_stdout_chars: usize,
+    /// The same for stderr (default `REPORT_STDERR_CHARS`).
+    pub report_stderr_chars: usize,
+    /// The environment every script starts from, before the command's own variables
+    /// (default [`base_env`]); nothing else of the agent's environment reaches a script.
+    pub base_env: Vec<(String, String)>,
+}
+
+impl ExecConfig {
+    /// The defaults for `work_root`. Looks the agent's user up (for `HOME`).
+    pub fn new(work_root: impl Into<PathBuf>) -> Self {
+        Self {
+            work_root: work_root.into(),
+            report_stdout_chars: REPORT_STDOUT_CHARS,
+            report_stderr_chars: REPORT_STDERR_CHARS,
+            base_env: base_env(),
+        }
+    }
+
+    /// Where step `index` of `command_id` runs and leaves its output.
+    pub fn step_dir(&self, command_id: &str, index: usize) -> PathBuf {
+        self.work_root.join(command_id).join(index.to_string())
+    }
 }
 
 /// Why a command is being stopped from outside.
@@ -105,9 +132,10 @@ impl StopSignal {
     }
 }
 
-/// Runs `steps` in order for `command_id` with `env` added to the agent's environment, honouring
-/// `stop`, and removes the command's work directory afterwards. Offsets and durations are
-/// measured from the first step's start with a monotonic clock.
+/// Runs `steps` in order for `command_id` with `env` added to [`ExecConfig::base_env`], honouring
+/// `stop`. Each step's output stays in [`ExecConfig::step_dir`]; the report carries its beginning
+/// and stays within `MAX_REPORT_BYTES`. Offsets and durations are measured from the first step's
+/// start with a monotonic clock.
 pub async fn run_command(
     cfg: &ExecConfig,
     command_id: &str,
@@ -130,14 +158,13 @@ pub async fn run_command(
             held_ms: 0,
         };
     }
-    let command_dir = cfg.work_root.join(command_id);
     for (index, step) in steps.iter().enumerate() {
         if let Some(reason) = stop.get() {
             stopped_between = Some(reason);
             break;
         }
         let offset = started.elapsed();
-        let step_dir = command_dir.join(index.to_string());
+        let step_dir = cfg.step_dir(command_id, index);
         let run = run_step(cfg, &step_dir, step, env, &mut stop).await;
         let ends_command = match run.outcome {
             Outcome::TimedOut | Outcome::Cancelled => true,
@@ -151,16 +178,13 @@ pub async fn run_command(
             exit_code: run.exit_code,
             start_offset_ms: millis(offset),
             duration_ms: millis(started.elapsed().saturating_sub(offset)),
-            stdout: run.stdout,
-            stderr: run.stderr,
+            stdout: run.stdout.text,
+            stderr: run.stderr.text,
+            stdout_truncated: run.stdout.truncated,
+            stderr_truncated: run.stderr.truncated,
         });
         if ends_command {
             break;
-        }
-    }
-    if let Err(e) = std::fs::remove_dir_all(&command_dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(command_id, error = %e, "cannot remove work directory");
         }
     }
     let mut outcomes: Vec<Outcome> = reports.iter().map(|s| s.outcome).collect();
@@ -169,7 +193,7 @@ pub async fn run_command(
         Some(StopReason::Shutdown) => outcomes.push(Outcome::Failed),
         None => {}
     }
-    ResultReport {
+    let mut report = ResultReport {
         command_id: command_id.to_owned(),
         outcome: aggregate(&outcomes),
         response_code: reports.last().map_or(-1, |s| s.exit_code),
@@ -179,7 +203,9 @@ pub async fn run_command(
         steps: reports,
         finished_at_ms: None,
         held_ms: 0,
-    }
+    };
+    crate::report::fit(&mut report, crate::report::FIT_BYTES);
+    report
 }
 
 /// The command outcome from its steps' outcomes: Failed > TimedOut > Cancelled > Success
@@ -210,8 +236,8 @@ struct StepRun {
     exit_code: i64,
     /// The agent killed the process group (timeout, cancel, shutdown).
     killed: bool,
-    stdout: String,
-    stderr: String,
+    stdout: Prefix,
+    stderr: Prefix,
 }
 
 impl StepRun {
@@ -221,8 +247,11 @@ impl StepRun {
             outcome: Outcome::Failed,
             exit_code: 1,
             killed: false,
-            stdout: String::new(),
-            stderr: reason,
+            stdout: Prefix::default(),
+            stderr: Prefix {
+                text: reason,
+                ..Prefix::default()
+            },
         }
     }
 }
@@ -230,6 +259,44 @@ impl StepRun {
 enum Ending {
     Exited(std::io::Result<std::process::ExitStatus>),
     Killed(Outcome),
+}
+
+/// The beginning of an output file for the report; a file that cannot be read says so instead.
+async fn read_output(path: PathBuf, max_chars: usize) -> Prefix {
+    let read = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || read_prefix(&path, max_chars)).await
+    };
+    match read {
+        Ok(Ok(prefix)) => prefix,
+        Ok(Err(e)) => Prefix {
+            text: format!("fleetrun-agent: cannot read {}: {e}\n", path.display()),
+            ..Prefix::default()
+        },
+        Err(e) => Prefix {
+            text: format!("fleetrun-agent: cannot read {}: {e}\n", path.display()),
+            ..Prefix::default()
+        },
+    }
+}
+
+/// The script's environment: the base, then the command's variables (later ones win). Names or
+/// values `execve` cannot carry are left out.
+fn script_env<'a>(
+    cfg: &'a ExecConfig,
+    env: &'a [(String, String)],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    cfg.base_env
+        .iter()
+        .chain(env)
+        .filter(|(k, v)| {
+            let ok = valid_name(k) && valid_value(v);
+            if !ok {
+                tracing::warn!(name = %k.escape_debug(), "leaving out an unusable environment variable");
+            }
+            ok
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 async fn run_step(
@@ -240,14 +307,24 @@ async fn run_step(
     stop: &mut StopSignal,
 ) -> StepRun {
     let script_path = step_dir.join("_script.sh");
+    let (stdout_path, stderr_path) = (step_dir.join("stdout"), step_dir.join("stderr"));
     let mut script = step.commands.join("\n");
     script.push('\n');
-    if let Err(e) = ensure_private_dir(step_dir)
+    let prepared = ensure_private_dir(step_dir)
         .and_then(|()| write_private_file(&script_path, script.as_bytes()))
-    {
-        let e = crate::error::describe(&e);
-        return StepRun::not_started(format!("fleetrun-agent: cannot write the script: {e}\n"));
-    }
+        .and_then(|()| {
+            Ok((
+                create_output_file(&stdout_path)?,
+                create_output_file(&stderr_path)?,
+            ))
+        });
+    let (stdout_file, stderr_file) = match prepared {
+        Ok(files) => files,
+        Err(e) => {
+            let e = crate::error::describe(&e);
+            return StepRun::not_started(format!("fleetrun-agent: cannot prepare the step: {e}\n"));
+        }
+    };
     let cwd = if step.working_directory.is_empty() {
         step_dir.to_owned()
     } else {
@@ -265,18 +342,19 @@ async fn run_step(
     command
         .arg(&script_path)
         .current_dir(&cwd)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_clear()
+        .envs(script_env(cfg, env))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(stdout_file))
+        .stderr(Stdio::from(stderr_file))
         .process_group(0);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return StepRun::not_started(format!("fleetrun-agent: cannot start sh: {e}\n")),
     };
+    // The child holds the files now; the Command's copies are closed when it is dropped.
+    drop(command);
     let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
-    let stdout = Capture::spawn(child.stdout.take(), cfg.output_cap_bytes);
-    let stderr = Capture::spawn(child.stderr.take(), cfg.output_cap_bytes);
 
     let ending = tokio::select! {
         status = child.wait() => Ending::Exited(status),
@@ -312,7 +390,11 @@ async fn run_step(
     };
     // The leader is reaped: its pid (= the group id) may be reused, so never signal it again.
     group.0 = None;
-    let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
+    // A process the script left behind may still write; the report takes what is there now.
+    let (stdout, stderr) = tokio::join!(
+        read_output(stdout_path, cfg.report_stdout_chars),
+        read_output(stderr_path, cfg.report_stderr_chars),
+    );
     StepRun {
         outcome,
         exit_code,
@@ -338,69 +420,6 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-#[derive(Default)]
-struct CaptureBuf {
-    data: Vec<u8>,
-    truncated: bool,
-    /// Set once the step is reported; later output is only drained.
-    closed: bool,
-}
-
-/// One output stream being read to its end: the first `cap` bytes are kept, the rest discarded.
-struct Capture {
-    buf: Arc<Mutex<CaptureBuf>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Capture {
-    fn spawn<R: AsyncRead + Unpin + Send + 'static>(reader: Option<R>, cap: usize) -> Self {
-        let buf = Arc::new(Mutex::new(CaptureBuf::default()));
-        let task = reader.map(|mut reader| {
-            let buf = Arc::clone(&buf);
-            tokio::spawn(async move {
-                let mut chunk = vec![0u8; 16 * 1024];
-                loop {
-                    let n = match reader.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let mut b = buf.lock().unwrap_or_else(PoisonError::into_inner);
-                    if b.closed {
-                        continue;
-                    }
-                    let room = cap.saturating_sub(b.data.len());
-                    if n > room {
-                        b.truncated = true;
-                    }
-                    let keep = n.min(room);
-                    b.data.extend_from_slice(&chunk[..keep]);
-                }
-            })
-        });
-        Self { buf, task }
-    }
-
-    /// Waits briefly for the end of the stream, then returns what was kept, decoded lossily.
-    async fn finish(mut self) -> String {
-        if let Some(task) = self.task.as_mut() {
-            // On timeout the task is left running (detached) to drain the pipe.
-            let _ = tokio::time::timeout(DRAIN_GRACE, task).await;
-        }
-        let mut b = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
-        b.closed = true;
-        let mut data = std::mem::take(&mut b.data);
-        if b.truncated {
-            // Do not let the cut through a multi-byte character show up as U+FFFD.
-            if let Err(e) = std::str::from_utf8(&data) {
-                if e.error_len().is_none() {
-                    data.truncate(e.valid_up_to());
-                }
-            }
-        }
-        String::from_utf8_lossy(&data).into_owned()
     }
 }
 

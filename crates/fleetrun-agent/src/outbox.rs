@@ -1,8 +1,9 @@
 //! The outbox: finished commands' [`ResultReport`]s persisted under `state_dir/outbox/<id>.json`
 //! until the server acknowledges them, so a result survives a lost response, a server outage or
-//! an agent restart. Reports the server refuses outright are moved to `outbox/rejected/` for an
-//! operator to look at instead of being retried forever. It owns file handling only; sending is
-//! the channel's job.
+//! an agent restart. A report the server refuses outright is moved to `outbox/rejected/` for an
+//! operator to look at instead of being retried forever; the fallback report that replaces it
+//! (`report::fallback`) waits under the command's usual name. It owns file handling only; sending
+//! is the channel's job.
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +52,20 @@ impl Outbox {
         self.quarantine(&self.path(command_id));
     }
 
+    /// `outbox/rejected/`.
+    pub(crate) fn rejected_dir(&self) -> PathBuf {
+        self.dir.join("rejected")
+    }
+
+    /// True when a report of this command was refused before: the one pending now is its fallback.
+    pub(crate) fn has_rejected(&self, command_id: &str) -> bool {
+        self.rejected_dir()
+            .join(format!("{command_id}.json"))
+            .exists()
+    }
+
     fn quarantine(&self, path: &Path) {
-        let rejected = self.dir.join("rejected");
+        let rejected = self.rejected_dir();
         let moved = ensure_private_dir(&rejected).ok().and_then(|()| {
             let target = rejected.join(path.file_name()?);
             std::fs::rename(path, target).ok()
@@ -150,9 +163,11 @@ mod tests {
         assert_eq!(ids, ["a", "b"]);
         assert!(dir.path().join("outbox/rejected/junk.json").exists());
         outbox.remove("a");
+        assert!(!outbox.has_rejected("b"));
         outbox.reject("b");
         assert!(outbox.load_all().is_empty());
         assert!(dir.path().join("outbox/rejected/b.json").exists());
+        assert!(outbox.has_rejected("b"));
     }
 
     #[test]

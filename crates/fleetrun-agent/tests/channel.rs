@@ -47,6 +47,8 @@ struct State {
     result_status: Option<u16>,
     /// Answer empty polls at once instead of holding them (a server shutting down does this).
     instant_polls: bool,
+    /// Added to every poll's answer (a server re-sending work the agent does not list).
+    resend: Option<AgentMessage>,
 }
 
 #[derive(Clone)]
@@ -139,7 +141,8 @@ impl Fake {
             }
             "/agent/v1/poll" => {
                 let p: PollRequest = request.json();
-                let messages: Vec<AgentMessage> = self.state().outbox.drain(..).collect();
+                let mut messages: Vec<AgentMessage> = self.state().outbox.drain(..).collect();
+                messages.extend(self.state().resend.clone());
                 if messages.is_empty() && !self.state().instant_polls {
                     // A short long poll: nothing to do, answer after a while.
                     tokio::time::sleep(Duration::from_millis(p.wait_ms.min(100))).await;
@@ -435,17 +438,50 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
 }
 
 #[tokio::test]
-async fn refused_results_are_set_aside() {
+async fn refused_results_are_set_aside_a_fallback_sent_and_the_command_dropped() {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     fake.state().result_status = Some(400);
-    fake.send(run_message("cmd-r", &["true"]));
+    fake.send(run_message("cmd-r", &["echo out", "exit 3"]));
     let agent = start(config(&fake, dir.path()));
     let rejected = dir.path().join("outbox/rejected/cmd-r.json");
-    fake.wait_until("the refused result set aside", |_| rejected.exists())
-        .await;
+    fake.wait_until("a poll telling the server cmd-r is dropped", |f| {
+        f.requests("/agent/v1/poll")
+            .iter()
+            .any(|r| r.json::<PollRequest>().dropped_commands == ["cmd-r"])
+    })
+    .await;
+    // The server keeps sending the finished command (as one without `droppedCommands` would):
+    // the agent never runs it again and does not answer with a busy loop.
+    let before = fake.requests("/agent/v1/poll").len();
+    fake.state().resend = Some(run_message("cmd-r", &["echo again"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let polls = fake.requests("/agent/v1/poll").len() - before;
     agent.stop().await;
-    assert_eq!(fake.results().len(), 1, "a 400 is not retried");
+    assert!(polls <= 8, "{polls} polls in 1.5 s");
+    let results = fake.results();
+    assert_eq!(
+        results.len(),
+        2,
+        "the report, then its fallback; neither retried"
+    );
+    assert_eq!(results[0].steps[0].stdout, "out\n");
+    let fallback = &results[1];
+    assert_eq!(
+        (fallback.outcome, fallback.response_code),
+        (Outcome::Failed, 3)
+    );
+    assert!(fallback.steps[0].stdout.is_empty());
+    assert!(
+        fallback.steps[0].stderr.contains("refused")
+            && fallback.steps[0].stderr.contains("work/cmd-r"),
+        "{:?}",
+        fallback.steps[0].stderr
+    );
+    assert!(
+        rejected.exists(),
+        "the refused report is kept for an operator"
+    );
     assert!(!dir.path().join("outbox/cmd-r.json").exists());
 }
 
@@ -513,7 +549,8 @@ async fn shutdown_waits_briefly_then_kills_and_keeps_the_result() {
         (report.outcome, report.response_code),
         (Outcome::Failed, 137)
     );
-    assert!(!dir.path().join("work/cmd-s").exists());
+    // The killed script's output stays in its work directory.
+    assert!(dir.path().join("work/cmd-s/0/stdout").exists());
 }
 
 #[tokio::test]

@@ -1,16 +1,16 @@
 //! The executor against a real `sh`, in temporary directories.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fleetrun_agent::executor::{run_command, stop_pair, ExecConfig, StopReason};
-use fleetrun_wire::agent::{Outcome, ResultReport, StepSpec};
+use fleetrun_wire::agent::{
+    Outcome, ResultReport, StepSpec, MAX_REPORT_BYTES, REPORT_STDERR_CHARS, REPORT_STDOUT_CHARS,
+};
 
 fn config(dir: &Path) -> ExecConfig {
-    ExecConfig {
-        work_root: dir.join("work"),
-        output_cap_bytes: 8 * 1024 * 1024,
-    }
+    ExecConfig::new(dir.join("work"))
 }
 
 fn step(lines: &[&str]) -> StepSpec {
@@ -63,7 +63,24 @@ async fn success_with_stdout() {
     assert_eq!(r.steps[0].stdout, "hello\n");
     assert_eq!(r.steps[0].stderr, "");
     assert_eq!(r.steps[0].name, "aws:runShellScript");
-    assert!(!cfg.work_root.join("cmd-1").exists(), "work dir removed");
+    assert!(!r.steps[0].stdout_truncated && !r.steps[0].stderr_truncated);
+    // The step's output stays on disk, readable only by the agent's user.
+    let step_dir = cfg.step_dir("cmd-1", 0);
+    assert_eq!(
+        std::fs::read_to_string(step_dir.join("stdout")).expect("stdout"),
+        "hello\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(step_dir.join("stderr")).expect("stderr"),
+        ""
+    );
+    for file in ["stdout", "stderr", "_script.sh"] {
+        let mode = std::fs::metadata(step_dir.join(file))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[tokio::test]
@@ -94,7 +111,9 @@ async fn multi_line_script_and_working_directory() {
     // Without a working directory the script runs in its own work directory.
     let r = run(&config(dir.path()), &[step(&["pwd", "ls"])], &[]).await;
     assert!(
-        r.steps[0].stdout.contains("/work/cmd-1/0\n_script.sh\n"),
+        r.steps[0]
+            .stdout
+            .contains("/work/cmd-1/0\n_script.sh\nstderr\nstdout\n"),
         "{r:?}"
     );
 }
@@ -236,24 +255,36 @@ async fn exit_168_and_169_skip_later_steps() {
 }
 
 #[tokio::test]
-async fn large_output_is_captured_whole() {
+async fn long_output_is_reported_as_its_beginning_and_kept_whole_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
     let lines = [
         "head -c 100000 /dev/zero | tr '\\0' 'a'",
         "head -c 100000 /dev/zero | tr '\\0' 'b' >&2",
     ];
-    let r = run(&config(dir.path()), &[step(&lines)], &[]).await;
+    let r = run(&cfg, &[step(&lines)], &[]).await;
     assert_eq!(r.outcome, Outcome::Success);
-    assert_eq!(r.steps[0].stdout.len(), 100_000);
-    assert!(r.steps[0].stdout.bytes().all(|b| b == b'a'));
-    assert_eq!(r.steps[0].stderr.len(), 100_000);
+    let s = &r.steps[0];
+    assert_eq!(s.stdout, "a".repeat(REPORT_STDOUT_CHARS));
+    assert_eq!(s.stderr, "b".repeat(REPORT_STDERR_CHARS));
+    assert!(s.stdout_truncated && s.stderr_truncated);
+    let step_dir = cfg.step_dir("cmd-1", 0);
+    let out = std::fs::read(step_dir.join("stdout")).expect("stdout");
+    assert_eq!(out.len(), 100_000);
+    assert!(out.iter().all(|&b| b == b'a'));
+    assert_eq!(
+        std::fs::metadata(step_dir.join("stderr"))
+            .expect("stderr")
+            .len(),
+        100_000
+    );
 }
 
 #[tokio::test]
-async fn output_cap_keeps_the_beginning() {
+async fn the_report_prefix_is_cut_on_a_character() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
-    cfg.output_cap_bytes = 1000;
+    cfg.report_stdout_chars = 1000;
     let lines = [
         "head -c 50000 /dev/zero | tr '\\0' 'a'",
         "echo done >&2",
@@ -261,17 +292,41 @@ async fn output_cap_keeps_the_beginning() {
     ];
     let r = run(&cfg, &[step(&lines)], &[]).await;
     assert_eq!(r.steps[0].stdout.len(), 1000);
+    assert!(r.steps[0].stdout_truncated);
     assert_eq!(r.steps[0].stderr, "done\n");
-    assert_eq!(
-        (r.outcome, r.response_code),
-        (Outcome::Failed, 4),
-        "the script was fully drained"
-    );
+    assert!(!r.steps[0].stderr_truncated);
+    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 4));
 
-    // A cut through a multi-byte character drops the partial character.
-    cfg.output_cap_bytes = 5;
+    // Characters, not bytes: two of three two-byte characters.
+    cfg.report_stdout_chars = 2;
     let r = run(&cfg, &[step(&["printf 'ééé'"])], &[]).await;
-    assert_eq!(r.steps[0].stdout, "éé");
+    assert_eq!(
+        (r.steps[0].stdout.as_str(), r.steps[0].stdout_truncated),
+        ("éé", true)
+    );
+    cfg.report_stdout_chars = 3;
+    let r = run(&cfg, &[step(&["printf 'ééé'"])], &[]).await;
+    assert_eq!(
+        (r.steps[0].stdout.as_str(), r.steps[0].stdout_truncated),
+        ("ééé", false)
+    );
+}
+
+#[tokio::test]
+async fn many_steps_of_long_output_stay_within_the_report_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Control characters take six bytes each in JSON: the worst case for the report's size.
+    let noisy = step(&["head -c 200000 /dev/zero", "head -c 200000 /dev/zero >&2"]);
+    let steps = vec![noisy; 8];
+    let r = run(&config(dir.path()), &steps, &[]).await;
+    assert_eq!((r.outcome, r.steps.len()), (Outcome::Success, 8));
+    let size = serde_json::to_vec(&r).expect("json").len();
+    assert!(size <= MAX_REPORT_BYTES, "{size} bytes");
+    assert!(r
+        .steps
+        .iter()
+        .all(|s| s.stdout_truncated && s.stderr_truncated));
+    assert!(r.steps.iter().all(|s| !s.stdout.is_empty()));
 }
 
 #[tokio::test]

@@ -111,6 +111,7 @@ async fn poll(
             known_commands: vec![],
             wait_ms,
             machine: None,
+            dropped_commands: vec![],
         })
         .send()
         .await
@@ -144,6 +145,8 @@ async fn report(
                 duration_ms: 0,
                 stdout: "simulated\n".into(),
                 stderr: String::new(),
+                stdout_truncated: false,
+                stderr_truncated: false,
             }],
             finished_at_ms: None,
             held_ms: 0,

@@ -157,8 +157,19 @@ pub struct StepResult {
     pub exit_code: i64,
     pub started_at: Millis,
     pub ended_at: Millis,
+    /// The beginning of the step's stdout (the whole stream stays on the node when it is longer).
     pub stdout: String,
     pub stderr: String,
+    /// True when `stdout` is only the beginning of the stream: every view then ends in AWS's
+    /// truncation marker (`output::stdout_view`). Absent in rows stored before it existed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdout_truncated: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stderr_truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One command on one node.
@@ -187,6 +198,10 @@ pub struct Delivery {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claim {
     pub runs: Vec<Delivery>,
+    /// Invocations handed out on this same agent session that the agent does not list: the
+    /// answer carrying them was lost, or the agent ignores them. Sent again, but never at once
+    /// on their own, so an agent that ignores them cannot make polls spin (server `agent_api`).
+    pub resent: Vec<Delivery>,
     pub cancels: Vec<CommandId>,
     /// Other nodes that received work because this poll moved a rollout forward.
     pub wake: Vec<InstanceId>,
@@ -243,6 +258,9 @@ pub struct ReportedStep {
     pub duration_ms: i64,
     pub stdout: String,
     pub stderr: String,
+    /// The agent sent only the beginning of the stream.
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
 }
 
 #[cfg(test)]

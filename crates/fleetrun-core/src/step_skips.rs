@@ -65,6 +65,8 @@ fn skipped(name: &str, message: String) -> ReportedStep {
         duration_ms: 0,
         stdout: message,
         stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
     }
 }
 
@@ -82,6 +84,7 @@ pub fn complete_report(
             EXIT_SUCCESS_AND_STOP => {
                 s.stdout.push_str("\nStep exited with code 168. Therefore, marking step as succeeded. Further document steps will be skipped.");
                 s.stderr.clear();
+                s.stderr_truncated = false;
                 stopped = true;
             }
             EXIT_FAILED_AND_STOP => {
@@ -148,6 +151,8 @@ mod tests {
             duration_ms: 5,
             stdout: "out".into(),
             stderr: "err".into(),
+            stdout_truncated: false,
+            stderr_truncated: false,
         }
     }
 

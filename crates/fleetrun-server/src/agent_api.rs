@@ -156,8 +156,11 @@ async fn poll(
         .iter()
         .filter_map(|c| CommandId::parse(c))
         .collect();
+    end_dropped(&st, &node, &req.dropped_commands).await?;
     let wait = Duration::from_millis(req.wait_ms).min(st.config.max_poll_wait);
-    let deadline = tokio::time::Instant::now() + wait;
+    let start = tokio::time::Instant::now();
+    let deadline = start + wait;
+    let resend_deadline = start + wait.max(RESEND_MIN_HOLD);
     let wake = st.notifier.handle(node.as_str());
     let mut shutting_down = st.shutting_down.clone();
     loop {
@@ -183,21 +186,86 @@ async fn poll(
             tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered");
             messages.push(run_message(&st, &node, d, &platform));
         }
+        // Work handed out on this session that the agent does not list goes out again, but only
+        // with other messages or when the poll ends (at least RESEND_MIN_HOLD): an agent that
+        // ignores it cannot turn the long poll into a busy loop.
+        let mut resent: Vec<AgentMessage> = claim
+            .resent
+            .into_iter()
+            .map(|d| {
+                tracing::debug!(instance_id = %node, command_id = %d.command_id, "delivered again");
+                run_message(&st, &node, d, &platform)
+            })
+            .collect();
         if !messages.is_empty() {
+            messages.append(&mut resent);
             return Ok(Json(PollResponse { messages }));
         }
         if *shutting_down.borrow() {
-            return Ok(Json(PollResponse { messages: vec![] }));
+            return Ok(Json(PollResponse { messages: resent }));
         }
+        let until = if resent.is_empty() {
+            deadline
+        } else {
+            resend_deadline
+        };
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                return Ok(Json(PollResponse { messages: vec![] }));
-            }
-            _ = shutting_down.changed() => {
-                return Ok(Json(PollResponse { messages: vec![] }));
-            }
+            _ = tokio::time::sleep_until(until) => return Ok(Json(PollResponse { messages: resent })),
+            _ = shutting_down.changed() => return Ok(Json(PollResponse { messages: resent })),
         }
+    }
+}
+
+/// The shortest time a poll answering only with re-sent work is held, even when the agent asked
+/// for a shorter wait.
+const RESEND_MIN_HOLD: Duration = Duration::from_secs(1);
+
+/// Ends the invocations the agent says it will never report (`PollRequest::dropped_commands`:
+/// the server refused their report and the agent's fallback too) as Failed, ResponseCode -1,
+/// so they are not handed out again. Ids this node has no invocation for are ignored.
+async fn end_dropped(st: &AppState, node: &InstanceId, dropped: &[String]) -> ApiResult<()> {
+    let limit = fleetrun_wire::agent::MAX_DROPPED_PER_POLL;
+    for command_id in dropped
+        .iter()
+        .take(limit)
+        .filter_map(|c| CommandId::parse(c))
+    {
+        let report = Report {
+            command_id: command_id.clone(),
+            outcome: ExecutionOutcome::Failed,
+            response_code: -1,
+            elapsed_ms: 0,
+            held_ms: 0,
+            steps: Vec::new(),
+        };
+        match st.store.finish(node, report, now_millis()).await {
+            Ok(finished) => {
+                for other in &finished.wake {
+                    st.notifier.wake(other.as_str());
+                }
+                if finished.applied {
+                    tracing::warn!(instance_id = %node, %command_id,
+                        "the agent dropped a result it could not report: Failed");
+                }
+            }
+            Err(fleetrun_core::CoreError::NoSuchInvocation(..)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// What the server keeps of a reported stream: at most `max_chars` characters (the widest view
+/// of it, so every view stays exact), still marked truncated when it was cut here or by the
+/// agent. An agent that predates the report bound may send up to the body limit whole.
+fn kept(mut text: String, truncated: bool, max_chars: usize) -> (String, bool) {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => {
+            text.truncate(cut);
+            (text, true)
+        }
+        None => (text, truncated),
     }
 }
 
@@ -264,14 +332,23 @@ async fn result(
     let mut steps: Vec<ReportedStep> = report
         .steps
         .into_iter()
-        .map(|s| ReportedStep {
-            name: s.name,
-            status: plugin_status(s.outcome).into(),
-            exit_code: s.exit_code,
-            start_offset_ms: s.start_offset_ms.max(0),
-            duration_ms: s.duration_ms.max(0),
-            stdout: s.stdout,
-            stderr: s.stderr,
+        .map(|s| {
+            use fleetrun_wire::agent::{REPORT_STDERR_CHARS, REPORT_STDOUT_CHARS};
+            let (stdout, stdout_truncated) =
+                kept(s.stdout, s.stdout_truncated, REPORT_STDOUT_CHARS);
+            let (stderr, stderr_truncated) =
+                kept(s.stderr, s.stderr_truncated, REPORT_STDERR_CHARS);
+            ReportedStep {
+                name: s.name,
+                status: plugin_status(s.outcome).into(),
+                exit_code: s.exit_code,
+                start_offset_ms: s.start_offset_ms.max(0),
+                duration_ms: s.duration_ms.max(0),
+                stdout,
+                stderr,
+                stdout_truncated,
+                stderr_truncated,
+            }
         })
         .collect();
     let mut response_code = report.response_code;

@@ -1,7 +1,7 @@
 //! Domain records → AWS response shapes.
 
 use fleetrun_core::command::{Command, Invocation, NewCommand, StepResult};
-use fleetrun_core::output::{plugin_output, stderr_excerpt, stdout_excerpt};
+use fleetrun_core::output::{plugin_view, stderr_view, stdout_view, Stream};
 use fleetrun_core::status::{CommandAggregate, InvocationState, InvocationStatus, StateCounts};
 use fleetrun_core::step_skips;
 use fleetrun_wire::listing::{encode_fixed_members, CommandProgress};
@@ -148,7 +148,7 @@ fn plugin(c: &Command, view: &StepView<'_>) -> ssm::CommandPlugin {
         response_finish_date_time: view.result.map(|r| epoch(r.ended_at)),
         output: view
             .result
-            .map(|r| plugin_output(&r.stdout, &r.stderr))
+            .map(|r| plugin_view(stdout_of(r), stderr_of(r)))
             .unwrap_or_default(),
         standard_output_url: String::new(),
         standard_error_url: String::new(),
@@ -186,7 +186,22 @@ pub fn invocation(c: &Command, inv: &Invocation, details: bool) -> ssm::CommandI
 /// The excerpt fields of GetCommandInvocation for one step.
 pub fn excerpts(view: &StepView<'_>) -> (String, String) {
     match view.result {
-        Some(r) => (stdout_excerpt(&r.stdout), stderr_excerpt(&r.stderr)),
+        Some(r) => (stdout_view(stdout_of(r)), stderr_view(stderr_of(r))),
         None => (String::new(), String::new()),
+    }
+}
+
+/// A step's stored stdout: the beginning the agent reported, and whether it is all of it.
+fn stdout_of(r: &StepResult) -> Stream<'_> {
+    Stream {
+        text: &r.stdout,
+        truncated: r.stdout_truncated,
+    }
+}
+
+fn stderr_of(r: &StepResult) -> Stream<'_> {
+    Stream {
+        text: &r.stderr,
+        truncated: r.stderr_truncated,
     }
 }

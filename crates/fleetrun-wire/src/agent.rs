@@ -64,7 +64,15 @@ pub struct PollRequest {
     /// Sent on the first poll of a session (and whenever it changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<MachineInfo>,
+    /// Commands this agent was given but will never report: the server refused their result
+    /// report and the fallback report too. The server ends them `Failed` instead of handing them
+    /// out again. At most [`MAX_DROPPED_PER_POLL`] per poll; absent from older agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_commands: Vec<String>,
 }
+
+/// Most `dropped_commands` one poll carries (the server reads no more).
+pub const MAX_DROPPED_PER_POLL: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -133,6 +141,19 @@ pub struct ResultReport {
     pub held_ms: i64,
 }
 
+/// Most characters of a step's stdout a report carries: GetCommandInvocation's
+/// `StandardOutputContent` limit, the widest view the API gives of it. A longer stream is sent as
+/// exactly this many characters with `stdout_truncated`, so every view the server derives is the
+/// one AWS shows. The whole stream stays on the node (`<state_dir>/work/<command>/<step>/stdout`).
+pub const REPORT_STDOUT_CHARS: usize = 24_000;
+/// The same for stderr: `StandardErrorContent`'s limit.
+pub const REPORT_STDERR_CHARS: usize = 8_000;
+/// Largest encoded [`ResultReport`] an agent sends, whatever its scripts print and however many
+/// steps it has: 512 KiB, a quarter of the server's 2 MiB body limit. One step's two streams take
+/// at most 32,000 characters × 6 bytes (`\u00XX`) = 192,000 bytes, so a one-step report always
+/// fits whole; past the bound the agent shortens the longest streams (marking them truncated).
+pub const MAX_REPORT_BYTES: usize = 512 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReport {
@@ -141,9 +162,20 @@ pub struct StepReport {
     pub exit_code: i64,
     pub start_offset_ms: i64,
     pub duration_ms: i64,
-    /// Full stdout (the agent caps it at its capture limit).
+    /// The beginning of the step's stdout: all of it, or [`REPORT_STDOUT_CHARS`] characters (fewer
+    /// only when a many-step report had to be shortened to [`MAX_REPORT_BYTES`]).
     pub stdout: String,
+    /// The beginning of stderr, up to [`REPORT_STDERR_CHARS`] characters.
     pub stderr: String,
+    /// True when `stdout` is not the whole stream (older agents never set it: they sent it whole).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdout_truncated: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stderr_truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,5 +217,31 @@ mod tests {
                 command_id: "x".into()
             }
         );
+    }
+
+    #[test]
+    fn truncation_flags_and_dropped_commands_are_optional() {
+        // An older agent's step (no flags) reads as whole streams, and a whole stream is sent
+        // without them, so old and new agents and servers understand each other.
+        let old = r#"{"name":"s","outcome":"Success","exitCode":0,"startOffsetMs":0,
+            "durationMs":1,"stdout":"out","stderr":""}"#;
+        let step: StepReport = serde_json::from_str(old).expect("parse");
+        assert!(!step.stdout_truncated && !step.stderr_truncated);
+        let json = serde_json::to_string(&step).expect("serialize");
+        assert!(!json.contains("Truncated"), "{json}");
+        let cut = StepReport {
+            stdout_truncated: true,
+            ..step
+        };
+        let json = serde_json::to_string(&cut).expect("serialize");
+        assert!(json.contains(r#""stdoutTruncated":true"#), "{json}");
+        assert!(!json.contains("stderrTruncated"), "{json}");
+
+        let poll: PollRequest =
+            serde_json::from_str(r#"{"sessionId":"s","knownCommands":[],"waitMs":1}"#)
+                .expect("parse");
+        assert!(poll.dropped_commands.is_empty());
+        let json = serde_json::to_string(&poll).expect("serialize");
+        assert!(!json.contains("droppedCommands"), "{json}");
     }
 }

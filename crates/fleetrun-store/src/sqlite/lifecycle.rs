@@ -285,8 +285,8 @@ pub(crate) fn idle_poll(conn: &Connection, node: &InstanceId, now: Millis) -> Re
 
 /// One agent poll. See [`fleetrun_core::Store::claim`]; the steps are:
 /// 1. reconcile what the agent holds: an invocation it should hold but does not list in `known` was
-///    either handed out on this same session and the response lost (deliver it again) or died with a
-///    previous agent process (`LostByAgent`);
+///    either handed out on this same session and the response lost (deliver it again, in
+///    `Claim::resent`) or died with a previous agent process (`LostByAgent`);
 /// 2. cancellations not yet sent for invocations the agent holds;
 /// 3. new work: Pending/Delayed invocations of unexpired commands become InProgress.
 pub(crate) fn claim(
@@ -308,7 +308,7 @@ pub(crate) fn claim(
                 InvocationState::InProgress
                     if !listed && held.delivered_session.as_deref() == Some(session) =>
                 {
-                    claim.runs.push(held.delivery()?);
+                    claim.resent.push(held.delivery()?);
                 }
                 _ if !listed => {
                     tr.apply(tx, &held.inv, InvocationEvent::LostByAgent)?;
@@ -404,6 +404,8 @@ pub(crate) fn finish(
                     ended_at: step_start.saturating_add(s.duration_ms),
                     stdout: s.stdout.clone(),
                     stderr: s.stderr.clone(),
+                    stdout_truncated: s.stdout_truncated,
+                    stderr_truncated: s.stderr_truncated,
                 }
             })
             .collect();

@@ -45,14 +45,16 @@ pub async fn check_claim(store: &dyn Store) {
         .expect("claim");
     assert!(claim.runs.is_empty() && claim.cancels.is_empty());
 
-    // Same session, `b` not listed: the response carrying it was lost, so it comes again.
+    // Same session, `b` not listed: the response carrying it was lost, so it comes again, told
+    // apart from new work (the server does not answer with only re-sends at once).
     let claim = store
         .claim(&node(1), "session-1", std::slice::from_ref(&a.id), T0 + 30)
         .await
         .expect("claim");
+    assert!(claim.runs.is_empty());
     assert_eq!(
         claim
-            .runs
+            .resent
             .iter()
             .map(|d| d.command_id.clone())
             .collect::<Vec<_>>(),
@@ -154,12 +156,16 @@ pub async fn check_finish(store: &dyn Store) {
     assert_eq!(step.started_at, now - 1_500 + 100);
     assert_eq!(step.ended_at, now - 1_500 + 100 + 1_200);
     assert_eq!(step.stdout, "hello\n");
+    assert!(!step.stdout_truncated && !step.stderr_truncated);
     assert_eq!(step.exit_code, 0);
     assert_eq!(state_of(store, &a.id).await, CommandState::InProgress);
 
+    // A stream the agent sent only the beginning of stays marked as such.
+    let mut failed = report(&a.id, ExecutionOutcome::Failed, 3);
+    failed.steps[0].stderr_truncated = true;
     assert!(
         store
-            .finish(&node(2), report(&a.id, ExecutionOutcome::Failed, 3), now)
+            .finish(&node(2), failed, now)
             .await
             .expect("finish")
             .applied
@@ -172,6 +178,7 @@ pub async fn check_finish(store: &dyn Store) {
     assert_eq!(inv.state, InvocationState::Failed);
     assert_eq!(inv.response_code, 3);
     assert_eq!(inv.steps[0].stderr, "boom\n");
+    assert!(inv.steps[0].stderr_truncated && !inv.steps[0].stdout_truncated);
     let cmd = command(store, &a.id).await;
     let agg = cmd.aggregate();
     assert_eq!(agg.state, CommandState::Failed);

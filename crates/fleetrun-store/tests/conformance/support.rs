@@ -83,6 +83,8 @@ pub(crate) fn report(id: &CommandId, outcome: ExecutionOutcome, code: i64) -> Re
             } else {
                 "boom\n".into()
             },
+            stdout_truncated: false,
+            stderr_truncated: false,
         }],
     }
 }
