@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use fleetrun_wire::agent::{
     AgentMessage, MachineInfo, PollRequest, PollResponse, RegisterRequest, RegisterResponse,
-    ResultAck, ResultReport, AUTH_SCHEME, POLL_PATH, PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH,
+    ResultAck, ResultReport, AUTH_SCHEME, MAX_DROPPED_PER_POLL, POLL_PATH, PROTOCOL_VERSION,
+    REGISTER_PATH, RESULT_PATH,
     VERSION_HEADER,
 };
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -198,11 +199,17 @@ pub(crate) async fn poll_loop<F: Future<Output = ()>>(
     loop {
         // Reap finished command and delivery tasks.
         while tasks.try_join_next().is_some() {}
+        // Read together: a command dropped in between would otherwise be in neither list.
+        let (known_commands, dropped) = {
+            let table = agent.table();
+            (table.known(), table.dropped(MAX_DROPPED_PER_POLL))
+        };
         let request = PollRequest {
             session_id: session_id.clone(),
-            known_commands: agent.known_commands(),
+            known_commands,
             wait_ms: u64::try_from(agent.cfg.poll_wait.as_millis()).unwrap_or(u64::MAX),
             machine: machine_to_send.clone(),
+            dropped_commands: dropped.clone(),
         };
         let sent = Instant::now();
         let answer = tokio::select! {
@@ -213,9 +220,10 @@ pub(crate) async fn poll_loop<F: Future<Output = ()>>(
             Ok(response) => {
                 // A server that answers "nothing" at once is not holding polls (it may be shutting
                 // down); polling it again immediately would be a busy loop.
-                let pause = response.messages.is_empty()
+                let mut pause = response.messages.is_empty()
                     && agent.cfg.poll_wait >= Duration::from_secs(1)
                     && sent.elapsed() < EARLY_EMPTY_ANSWER;
+                agent.table().told_dropped(&dropped);
                 machine_to_send = None;
                 backoff = Backoff::new();
                 if outage {
@@ -228,9 +236,13 @@ pub(crate) async fn poll_loop<F: Future<Output = ()>>(
                         last_machine = machine;
                     }
                 }
+                // Nor may an answer of messages this agent ignores (duplicates) be polled again
+                // at once: a server that keeps sending them would make a busy loop.
+                let mut acted = response.messages.is_empty();
                 for message in response.messages {
-                    handle(agent, tasks, message);
+                    acted |= handle(agent, tasks, message);
                 }
+                pause |= !acted;
                 if pause {
                     let delay = Backoff::new().next_delay();
                     tokio::select! {
@@ -255,22 +267,35 @@ pub(crate) async fn poll_loop<F: Future<Output = ()>>(
     }
 }
 
-fn handle(agent: &Arc<Agent>, tasks: &mut JoinSet<()>, message: AgentMessage) {
+/// Hands one message to the command table; false when it was ignored.
+fn handle(agent: &Arc<Agent>, tasks: &mut JoinSet<()>, message: AgentMessage) -> bool {
     match message {
         AgentMessage::Run {
             command_id,
             document_name,
             steps,
             env,
-        } => {
-            commands::accept_run(agent, tasks, command_id, document_name, steps, env);
+        } => commands::accept_run(agent, tasks, command_id, document_name, steps, env),
+        AgentMessage::Cancel { command_id } => {
+            // The server sends each cancel once, so one that finds nothing cannot loop.
+            commands::cancel(agent, &command_id);
+            true
         }
-        AgentMessage::Cancel { command_id } => commands::cancel(agent, &command_id),
     }
 }
 
+/// Which report of a command is being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The executor's report.
+    Report,
+    /// The fallback sent after the server refused the report (`report::fallback`).
+    Fallback,
+}
+
 /// Sends every report left in the outbox by an earlier run, before the first poll. One attempt
-/// each while the server answers; the rest (and retryable failures) get background retries.
+/// each while the server answers; the rest (and retryable failures) get background retries. A
+/// pending report whose command already has a refused one in `outbox/rejected/` is its fallback.
 pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
     let pending = agent.outbox.load_all();
     for report in &pending {
@@ -278,16 +303,19 @@ pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
     }
     let mut reachable = true;
     for report in pending {
+        let attempt = if agent.outbox.has_rejected(&report.command_id) {
+            Attempt::Fallback
+        } else {
+            Attempt::Report
+        };
         if reachable {
             match agent.client.post_result(&report).await {
                 Ok(ack) => {
                     acknowledged(agent, &report, &ack);
                     continue;
                 }
-                Err(e) if !e.is_retryable() => {
-                    refused(agent, &report, &e);
-                    continue;
-                }
+                // Refused: the background task below sends the fallback (or drops the command).
+                Err(e) if !e.is_retryable() => {}
                 Err(e) => {
                     tracing::warn!(error = %describe(&e), "cannot send pending results; will retry");
                     reachable = false;
@@ -295,7 +323,7 @@ pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
             }
         }
         let agent = Arc::clone(agent);
-        tasks.spawn(async move { send_until_acked(&agent, report).await });
+        tasks.spawn(async move { send_until_acked(&agent, report, attempt).await });
     }
 }
 
@@ -309,25 +337,70 @@ fn unix_millis() -> i64 {
 /// Persists a finished command's report to the outbox, then sends it until the server takes it.
 pub(crate) async fn deliver(agent: &Arc<Agent>, mut report: ResultReport) {
     report.finished_at_ms.get_or_insert_with(unix_millis);
-    if let Err(e) = agent.outbox.save(&report) {
+    save(agent, &report);
+    agent.mark_reporting(&report.command_id);
+    send_until_acked(agent, report, Attempt::Report).await;
+}
+
+fn save(agent: &Agent, report: &ResultReport) {
+    if let Err(e) = agent.outbox.save(report) {
         tracing::error!(command_id = %report.command_id, error = %describe(&e),
             "cannot persist the result; it is lost if the agent stops before sending it");
     }
-    agent.mark_reporting(&report.command_id);
-    send_until_acked(agent, report).await;
 }
 
-/// Posts `report` until a 2xx (then removes it from the outbox) or a refusal that retrying cannot
-/// cure (then moves it to `outbox/rejected/`). Stops retrying once the agent shuts down; the
-/// report then stays in the outbox for the next start.
-async fn send_until_acked(agent: &Arc<Agent>, report: ResultReport) {
+/// How one report's sending ended.
+enum Sent {
+    Acked(ResultAck),
+    /// A refusal that retrying cannot cure: a 4xx other than authentication or throttling.
+    Refused(AgentError),
+    /// The agent is shutting down; the report stays in the outbox for the next start.
+    Stopped,
+}
+
+/// Posts `report` until the server takes it or refuses it outright. A refused report is moved to
+/// `outbox/rejected/` and replaced by its fallback, which is sent the same way; when that is
+/// refused too, the command is dropped: the next poll tells the server this agent holds nothing
+/// for it, so the server ends the invocation instead of handing it out again. No refusal leads to
+/// a retry loop.
+async fn send_until_acked(agent: &Arc<Agent>, mut report: ResultReport, mut attempt: Attempt) {
+    loop {
+        let e = match post_until_settled(agent, &report).await {
+            Sent::Acked(ack) => return acknowledged(agent, &report, &ack),
+            Sent::Stopped => return,
+            Sent::Refused(e) => e,
+        };
+        let id = report.command_id.clone();
+        match attempt {
+            Attempt::Report => {
+                tracing::error!(command_id = %id, error = %describe(&e),
+                    "the server refused the result; moved to outbox/rejected/, sending a fallback report");
+                agent.outbox.reject(&id);
+                let command_dir = agent.exec.work_root.join(&id);
+                report = crate::report::fallback(&report, &describe(&e), &command_dir);
+                save(agent, &report);
+                attempt = Attempt::Fallback;
+            }
+            Attempt::Fallback => {
+                tracing::error!(command_id = %id, error = %describe(&e),
+                    "the server refused the fallback report too; telling it this agent holds nothing for the command");
+                agent.outbox.remove(&id);
+                agent.table().drop_unreported(&id);
+                return;
+            }
+        }
+    }
+}
+
+/// Posts `report`, retrying what may be cured by waiting (backoff), until it is settled.
+async fn post_until_settled(agent: &Agent, report: &ResultReport) -> Sent {
     let mut backoff = Backoff::new();
     let mut shutting_down = agent.shutting_down.subscribe();
     let mut warned = false;
     loop {
-        match agent.client.post_result(&report).await {
-            Ok(ack) => return acknowledged(agent, &report, &ack),
-            Err(e) if !e.is_retryable() => return refused(agent, &report, &e),
+        match agent.client.post_result(report).await {
+            Ok(ack) => return Sent::Acked(ack),
+            Err(e) if !e.is_retryable() => return Sent::Refused(e),
             Err(e) => {
                 if !warned {
                     warned = true;
@@ -335,11 +408,11 @@ async fn send_until_acked(agent: &Arc<Agent>, report: ResultReport) {
                         "cannot send the result; retrying with backoff");
                 }
                 if *shutting_down.borrow_and_update() {
-                    return;
+                    return Sent::Stopped;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutting_down.changed() => return,
+                    _ = shutting_down.changed() => return Sent::Stopped,
                 }
             }
         }
@@ -349,13 +422,6 @@ async fn send_until_acked(agent: &Arc<Agent>, report: ResultReport) {
 fn acknowledged(agent: &Agent, report: &ResultReport, ack: &ResultAck) {
     tracing::debug!(command_id = %report.command_id, applied = ack.applied, "result acknowledged");
     agent.outbox.remove(&report.command_id);
-    agent.forget(&report.command_id);
-}
-
-fn refused(agent: &Agent, report: &ResultReport, e: &AgentError) {
-    tracing::error!(command_id = %report.command_id, error = %describe(e),
-        "the server refused the result; moved to outbox/rejected/");
-    agent.outbox.reject(&report.command_id);
     agent.forget(&report.command_id);
 }
 

@@ -6,12 +6,16 @@
 //! This file owns the configuration and [`run`], the agent's lifetime: start (clean stale work
 //! dirs, resend the outbox), the channel, and graceful shutdown. Modules: `identity`
 //! (registration, state dir), `channel` (HTTP, long poll, delivery), `commands` (queue and
-//! concurrency), [`executor`] (processes), `outbox` (persisted results), `machine` (host facts), `tls` (trust in an https server).
+//! concurrency), [`executor`] (processes; `environment`, `capture`: what a script gets and
+//! where its output goes), `report` (the report's size bound, the fallback for a refused one),
+//! `outbox` (persisted results), `workdir` (retention), `machine` (host facts), `tls` (trust in an
+//! https server).
 //!
 //! ```text
 //! state_dir/identity.json          instance id + node secret (0600)
 //! state_dir/outbox/<id>.json       results not yet acknowledged; rejected/ holds refused ones
-//! state_dir/work/<id>/<step>/      _script.sh and the default working directory, removed after
+//! state_dir/work/<id>/<step>/      _script.sh, the step's full stdout and stderr (0600), and its
+//!                                  default working directory; kept for `work_retention` (7 days)
 //! ```
 
 use std::fmt;
@@ -23,14 +27,18 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+mod capture;
 mod channel;
 mod commands;
+mod environment;
 mod error;
 pub mod executor;
 mod identity;
 mod machine;
 mod outbox;
+mod report;
 mod tls;
+mod workdir;
 
 pub use error::AgentError;
 pub use fleetrun_wire::agent::MachineInfo;
@@ -41,8 +49,8 @@ pub use machine::machine_info;
 pub const DEFAULT_POLL_WAIT: Duration = Duration::from_secs(20);
 /// Default number of commands run at once (amazon-ssm-agent's is 5).
 pub const DEFAULT_MAX_CONCURRENT: usize = 5;
-/// Default bytes kept of each of stdout and stderr per step.
-pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 8 * 1024 * 1024;
+/// Default time a command's work directory (and its output) is kept on the node.
+pub const DEFAULT_WORK_RETENTION: Duration = workdir::DEFAULT_RETENTION;
 /// After shutdown is requested, how long running commands may still finish (and results be sent)
 /// before the remaining scripts are killed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -85,13 +93,14 @@ pub struct AgentConfig {
     pub poll_wait: Duration,
     /// Commands run at once; more are queued in arrival order (default 5).
     pub max_concurrent: usize,
-    /// Bytes kept of each of stdout and stderr per step (default 8 MiB).
-    pub output_cap_bytes: usize,
+    /// How long a command's work directory, with its full output, stays on the node after its
+    /// last change (default 7 days); refused reports in `outbox/rejected/` likewise.
+    pub work_retention: Duration,
 }
 
 impl AgentConfig {
     /// A configuration with the defaults for the rest: 20 s polls, 5 concurrent commands,
-    /// 8 MiB of output per stream.
+    /// work directories kept 7 days.
     pub fn new(
         server_url: impl Into<String>,
         state_dir: impl Into<PathBuf>,
@@ -107,7 +116,7 @@ impl AgentConfig {
             region: region.into(),
             poll_wait: DEFAULT_POLL_WAIT,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
-            output_cap_bytes: DEFAULT_OUTPUT_CAP_BYTES,
+            work_retention: DEFAULT_WORK_RETENTION,
         }
     }
 }
@@ -119,6 +128,7 @@ pub(crate) struct Agent {
     client: channel::ServerClient,
     outbox: outbox::Outbox,
     exec: executor::ExecConfig,
+    janitor: workdir::Janitor,
     table: Mutex<commands::Table>,
     slots: Arc<Semaphore>,
     /// Becomes true when shutdown starts; result delivery then stops retrying.
@@ -162,25 +172,21 @@ pub async fn run(
     cfg.state_dir = std::path::absolute(&cfg.state_dir)
         .map_err(|e| AgentError::io(format!("resolving {}", cfg.state_dir.display()), e))?;
     let work_root = cfg.state_dir.join("work");
-    // Work directories of an earlier run belong to scripts that no longer run.
-    match std::fs::remove_dir_all(&work_root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(AgentError::io(
-                format!("cleaning {}", work_root.display()),
-                e,
-            ))
-        }
-    }
     identity::ensure_private_dir(&work_root)?;
+    let outbox = outbox::Outbox::open(&cfg.state_dir)?;
+    let janitor = workdir::Janitor::new(
+        vec![work_root.clone(), outbox.rejected_dir()],
+        cfg.work_retention,
+    );
+    // The base environment needs a passwd lookup, which may block (NSS).
+    let exec = tokio::task::spawn_blocking(move || executor::ExecConfig::new(work_root))
+        .await
+        .map_err(|e| AgentError::Config(format!("preparing the executor: {e}")))?;
     let agent = Arc::new(Agent {
         client: channel::ServerClient::new(&cfg, Some(&identity))?,
-        outbox: outbox::Outbox::open(&cfg.state_dir)?,
-        exec: executor::ExecConfig {
-            work_root,
-            output_cap_bytes: cfg.output_cap_bytes,
-        },
+        outbox,
+        exec,
+        janitor,
         table: Mutex::new(commands::Table::default()),
         slots: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
         shutting_down: watch::Sender::new(false),
@@ -190,6 +196,8 @@ pub async fn run(
     tracing::info!(instance_id = %agent.identity.instance_id, server = %agent.cfg.server_url,
         max_concurrent = agent.slots.available_permits(), "agent started");
 
+    // Output of earlier runs stays for the retention period; older work directories go now.
+    commands::clean_work_dirs(&agent).await;
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     let stopped_early = tokio::select! {
