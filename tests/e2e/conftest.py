@@ -31,11 +31,10 @@ import pytest
 from botocore.config import Config
 
 REGION = "us-east-1"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "fleetrun",
-    "AWS_SECRET_ACCESS_KEY": "fleetrun",
-    "AWS_DEFAULT_REGION": REGION,
-}
+# Each server creates its own administrator key on first start and prints it in its banner;
+# start_server records it here by endpoint, and make_client signs with it.
+CREDENTIALS_BY_ENDPOINT: dict[str, dict] = {}
+BANNER_EXPORT = re.compile(r"export AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)")
 DOCUMENT = "AWS-RunShellScript"
 TERMINAL = frozenset({"Success", "Failed", "TimedOut", "Cancelled"})
 STARTUP_TIMEOUT = 60.0
@@ -192,6 +191,7 @@ class Server:
     proc: Proc
     endpoint: str
     node_id: str | None  # the local node, with --local-node
+    credentials: dict  # the administrator key from the banner (AWS_ACCESS_KEY_ID, ...)
 
 
 def start_server(
@@ -221,18 +221,33 @@ def start_server(
         endpoint = proc.wait_for_line(r"serving the SSM Run Command API at (http://\S+)", 1).group(1)
         assert endpoint == f"http://127.0.0.1:{port}", endpoint
         assert (banner.group(1) is not None) == local_node, banner.group(0)
+        key = proc.wait_for_line(BANNER_EXPORT.pattern, 5)
+        credentials = {
+            "AWS_ACCESS_KEY_ID": key.group(1),
+            "AWS_SECRET_ACCESS_KEY": key.group(2),
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        CREDENTIALS_BY_ENDPOINT[endpoint] = credentials
         poll("/healthz", lambda: healthy(endpoint), STARTUP_TIMEOUT)
-        return Server(proc, endpoint, banner.group(1))
+        return Server(proc, endpoint, banner.group(1), credentials)
     raise AssertionError(f"fleetrun server did not start: {last_error}")
 
 
-def make_client(endpoint: str, parameter_validation: bool = True):
+def make_client(
+    endpoint: str,
+    parameter_validation: bool = True,
+    credentials: dict | None = None,
+    region: str = REGION,
+):
+    """boto3 SSM client for `endpoint`, signing with that server's administrator key unless
+    `credentials` ({"AWS_ACCESS_KEY_ID": …, "AWS_SECRET_ACCESS_KEY": …}) are given."""
+    creds = credentials or CREDENTIALS_BY_ENDPOINT[endpoint]
     return boto3.client(
         "ssm",
         endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
+        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
         config=Config(
             retries={"max_attempts": 1},
             parameter_validation=parameter_validation,
@@ -240,6 +255,21 @@ def make_client(endpoint: str, parameter_validation: bool = True):
             read_timeout=30,
         ),
     )
+
+
+def signed_headers(
+    endpoint: str, credentials: dict, headers: dict, body: bytes, region: str = REGION,
+    service: str = "ssm",
+) -> dict:
+    """`headers` plus X-Amz-Date and Authorization, signed by botocore's own SigV4 signer."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="POST", url=endpoint + "/", data=body, headers=dict(headers))
+    creds = Credentials(credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"])
+    SigV4Auth(creds, service, region).add_auth(request)
+    return dict(request.headers.items())
 
 
 def wait_invocation(client, command_id: str, node: str, statuses=TERMINAL, timeout: float = 30.0) -> dict:
@@ -265,6 +295,7 @@ class Fleet:
         self._agent_seq = 0
         server = start_server(binary, self.data_dir, self.logs, "server", local_node=True)
         self.server, self.endpoint, self.node_id = server.proc, server.endpoint, server.node_id
+        self.credentials = server.credentials
         try:
             self.ssm = self.client()
             # For error tests: botocore would reject some inputs (e.g. TimeoutSeconds < 30) itself.
@@ -311,8 +342,14 @@ class Fleet:
             info = self.ssm.describe_instance_information(
                 Filters=[{"Key": "ActivationIds", "Values": [act["ActivationId"]]}]
             )["InstanceInformationList"]
-            status = {i["InstanceId"]: i["PingStatus"] for i in info}
-            return all(status.get(a.instance_id) == "Online" for a in agents)
+            # Registration (the one-shot step) already counts as a ping: wait for a poll after
+            # it, so the agent process is up (and handles SIGTERM) before a test stops it.
+            status = {
+                i["InstanceId"]: i["PingStatus"] == "Online"
+                and i["LastPingDateTime"] > i["RegistrationDate"]
+                for i in info
+            }
+            return all(status.get(a.instance_id) for a in agents)
 
         poll("agents to be Online", online, timeout, interval=0.2)
         return agents
@@ -324,10 +361,19 @@ class Fleet:
     def start_agent(
         self, state_dir: Path, activation_id: str | None = None, activation_code: str | None = None
     ) -> tuple[Proc, Path]:
-        """Spawns `fleetrun agent`; without an activation it must reuse the identity in state_dir."""
+        """Spawns `fleetrun agent`; without an activation it must reuse the identity in state_dir.
+        With one, the node is first registered by the one-shot `fleetrun agent register`, the code
+        on its standard input: no activation code ever sits on a command line."""
         argv = [self.binary, "agent", "--server", self.endpoint, "--state-dir", str(state_dir)]
         if activation_id:
-            argv += ["--activation-id", activation_id, "--activation-code", activation_code]
+            registered = subprocess.run(
+                argv[:2] + ["register"] + argv[2:]
+                + ["--activation-id", activation_id, "--activation-code-file", "-"],
+                input=(activation_code or "").encode(),
+                capture_output=True,
+                timeout=60,
+            )
+            assert registered.returncode == 0, registered.stderr.decode("utf-8", "replace")
         argv += ["--region", REGION]
         name = state_dir.name
         if (self.logs / f"{name}.stderr.log").exists():
@@ -364,7 +410,7 @@ class Fleet:
             for k, v in os.environ.items()
             if not k.startswith("AWS_") or k in ("AWS_CA_BUNDLE",)
         }
-        env.update(CREDENTIALS)
+        env.update(self.credentials)
         env.update(
             AWS_CONFIG_FILE=str(self.workdir / "aws-config-none"),
             AWS_SHARED_CREDENTIALS_FILE=str(self.workdir / "aws-credentials-none"),
@@ -390,6 +436,7 @@ class Fleet:
         headers = {"Content-Type": "application/x-amz-json-1.1"}
         if target is not None:
             headers["X-Amz-Target"] = target
+        headers = signed_headers(self.endpoint, self.credentials, headers, body)
         request = urllib.request.Request(self.endpoint + "/", data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=10) as r:

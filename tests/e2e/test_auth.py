@@ -123,7 +123,7 @@ def test_no_signature_is_a_missing_authentication_token(fleet):
     status, body = post(fleet.endpoint, {"Content-Type": "application/x-amz-json-1.1",
                                          "X-Amz-Target": "AmazonSSM.ListCommands"}, b"{}")
     assert (status, body["__type"]) == (400, "MissingAuthenticationTokenException")
-    assert body["message"] == "Request is missing Authentication Token"
+    assert body["Message"] == "Request is missing Authentication Token"
 
 
 def test_a_clock_six_minutes_off_is_expired_and_four_minutes_is_fine(fleet):
@@ -134,7 +134,7 @@ def test_a_clock_six_minutes_off_is_expired_and_four_minutes_is_fine(fleet):
                           now + datetime.timedelta(seconds=offset))
         status, answer = post(fleet.endpoint, headers, body)
         assert (status, answer["__type"]) == (400, "InvalidSignatureException"), answer
-        assert answer["message"].startswith(expected) and "5 min.)" in answer["message"], answer
+        assert answer["Message"].startswith(expected) and "5 min.)" in answer["Message"], answer
     headers = sign_at(fleet.endpoint, fleet.credentials, target, body,
                       now - datetime.timedelta(seconds=240))
     assert post(fleet.endpoint, headers, body)[0] == 200
@@ -146,7 +146,7 @@ def test_a_signature_for_another_service_is_refused(fleet):
                       service="ec2")
     status, answer = post(fleet.endpoint, headers, b"{}")
     assert (status, answer["__type"]) == (400, "InvalidSignatureException")
-    assert answer["message"] == "Credential should be scoped to correct service: 'ssm'. "
+    assert answer["Message"] == "Credential should be scoped to correct service: 'ssm'. "
 
 
 def test_a_tampered_body_fails_its_signature(fleet):

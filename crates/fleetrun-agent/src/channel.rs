@@ -1,5 +1,6 @@
-//! The channel to the server: the HTTP client for the three protocol calls
-//! (`/agent/v1/register`, `/poll`, `/result`), the long-poll loop that receives `Run` and `Cancel`
+//! The channel to the server: the HTTP client for the protocol calls (`/agent/v2/register`
+//! unsigned, `/token` signed with the node's key, `/poll` and `/result` SigV4-signed with session
+//! credentials from `credentials`), the long-poll loop that receives `Run` and `Cancel`
 //! messages, and result delivery with retries from the outbox. There is no fixed-interval polling:
 //! a new poll starts as soon as the previous one answers; only failures wait (0.5 s doubling to
 //! 10 s, jittered), and so does an empty answer that came back at once (a server not holding
@@ -10,19 +11,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
     AgentMessage, MachineInfo, PollRequest, PollResponse, RegisterRequest, RegisterResponse,
-    ResultAck, ResultReport, AUTH_SCHEME, MAX_DROPPED_PER_POLL, POLL_PATH, PROTOCOL_VERSION,
-    REGISTER_PATH, RESULT_PATH,
+    ResultAck, ResultReport, TokenRequest, TokenResponse, MAX_DROPPED_PER_POLL, POLL_PATH,
+    PROTOCOL_MISMATCH_CODE, PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
     VERSION_HEADER,
 };
-use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderValue, CONTENT_TYPE, HOST};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::credentials::SessionCache;
 use crate::error::describe;
 use crate::identity::Identity;
+use crate::signing::{self, SessionCredentials};
 use crate::{commands, Agent, AgentConfig, AgentError};
 
 /// Extra time the HTTP timeout of a poll allows beyond the wait the server may hold it.
@@ -40,7 +44,28 @@ const EARLY_EMPTY_ANSWER: Duration = Duration::from_millis(250);
 pub(crate) struct ServerClient {
     http: reqwest::Client,
     base: String,
-    auth: Option<HeaderValue>,
+    /// The `Host` header, sent and signed.
+    host: String,
+    /// The server URL's path (no trailing `/`), signed in front of each protocol path.
+    prefix: String,
+    node: Option<Arc<NodeSession>>,
+}
+
+/// A registered node's identity and its current session credentials.
+struct NodeSession {
+    identity: Identity,
+    session: SessionCache,
+}
+
+/// How one request is authenticated.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    /// Registration: nothing to prove yet.
+    None,
+    /// The token request: the node's Ed25519 key.
+    Key(&'a Identity),
+    /// Polls and results: SigV4 with session credentials.
+    Session(&'a Identity, &'a SessionCredentials),
 }
 
 impl ServerClient {
@@ -60,19 +85,18 @@ impl ServerClient {
             cfg.ca_cert.as_deref(),
             cfg.server_fingerprint.as_deref(),
         )?;
-        let auth = match identity {
-            None => None,
-            Some(id) => {
-                let value = format!("{AUTH_SCHEME} {}:{}", id.instance_id, id.node_secret);
-                let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                    AgentError::Config(
-                        "instance id or node secret is not a valid header value".into(),
-                    )
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
+        let host = signing::host_header(&url).ok_or_else(|| {
+            AgentError::Config(format!(
+                "server URL {server_url:?}: expected http[s]://host[:port]"
+            ))
+        })?;
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        let node = identity.map(|id| {
+            Arc::new(NodeSession {
+                identity: id.clone(),
+                session: SessionCache::default(),
+            })
+        });
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -82,7 +106,9 @@ impl ServerClient {
         Ok(Self {
             http,
             base: server_url.trim_end_matches('/').to_owned(),
-            auth,
+            host,
+            prefix,
+            node,
         })
     }
 
@@ -90,7 +116,8 @@ impl ServerClient {
         &self,
         req: &RegisterRequest,
     ) -> Result<RegisterResponse, AgentError> {
-        self.call(REGISTER_PATH, req, CALL_TIMEOUT).await
+        self.call(REGISTER_PATH, &encode(req)?, Auth::None, CALL_TIMEOUT)
+            .await
     }
 
     pub(crate) async fn poll(
@@ -98,7 +125,7 @@ impl ServerClient {
         req: &PollRequest,
         wait: Duration,
     ) -> Result<PollResponse, AgentError> {
-        self.call(POLL_PATH, req, wait + POLL_SLACK).await
+        self.signed_call(POLL_PATH, req, wait + POLL_SLACK).await
     }
 
     /// Sends `report` with `held_ms` set to how long it has waited since it finished.
@@ -110,25 +137,103 @@ impl ServerClient {
             held_ms,
             ..report.clone()
         };
-        self.call(RESULT_PATH, &stamped, CALL_TIMEOUT).await
+        self.signed_call(RESULT_PATH, &stamped, CALL_TIMEOUT).await
     }
 
-    async fn call<Q: Serialize, A: DeserializeOwned>(
+    /// A poll or result with the session credentials (fetched or refreshed first when due). An
+    /// answer saying they are bad (expired, unknown, signature refused) drops them and the
+    /// request is tried once more with fresh ones.
+    async fn signed_call<Q: Serialize, A: DeserializeOwned>(
         &self,
         path: &str,
         body: &Q,
         timeout: Duration,
     ) -> Result<A, AgentError> {
+        let Some(node) = &self.node else {
+            return Err(AgentError::Config(
+                "this client has no node identity to sign with".into(),
+            ));
+        };
+        let body = encode(body)?;
+        let creds = self.session(node).await?;
+        let auth = Auth::Session(&node.identity, &creds);
+        match self.call(path, &body, auth, timeout).await {
+            Err(e) if e.is_credential_error() => {
+                tracing::debug!(error = %describe(&e), "session credentials refused; fetching new ones");
+                node.session.forget(&creds).await;
+                let fresh = self.session(node).await?;
+                self.call(path, &body, Auth::Session(&node.identity, &fresh), timeout)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// The node's session credentials, from `/agent/v2/token` when none are held or they are
+    /// past half their lifetime.
+    async fn session(&self, node: &NodeSession) -> Result<SessionCredentials, AgentError> {
+        node.session
+            .get(|| async {
+                let body = encode(&TokenRequest::default())?;
+                let answer: TokenResponse = self
+                    .call(TOKEN_PATH, &body, Auth::Key(&node.identity), CALL_TIMEOUT)
+                    .await?;
+                Ok(SessionCredentials::from(answer))
+            })
+            .await
+    }
+
+    async fn call<A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+        auth: Auth<'_>,
+        timeout: Duration,
+    ) -> Result<A, AgentError> {
         let url = format!("{}{path}", self.base);
+        let version = PROTOCOL_VERSION.to_string();
+        let signed_path = format!("{}{path}", self.prefix);
+        // Signed, so that two otherwise identical requests in the same second (X-Amz-Date has
+        // one-second resolution) differ: the server accepts each signature once.
+        let invocation = format!("{:016x}{:016x}", random_u64(), random_u64());
+        let headers: [(&str, &[u8]); 4] = [
+            ("amz-sdk-invocation-id", invocation.as_bytes()),
+            ("content-type", b"application/json"),
+            ("host", self.host.as_bytes()),
+            (VERSION_HEADER, version.as_bytes()),
+        ];
+        let unsigned = HttpRequest {
+            method: "POST",
+            path: &signed_path,
+            query: "",
+            headers: &headers,
+            body,
+        };
+        let now = signing::unix_now();
+        let added = match auth {
+            Auth::None => Vec::new(),
+            Auth::Key(id) => {
+                signing::sign_token_request(&id.key, &id.instance_id, &id.region, &unsigned, now)
+            }
+            Auth::Session(id, creds) => {
+                signing::sign_with_session(creds, &id.region, &unsigned, now)
+            }
+        };
         let mut request = self
             .http
             .post(&url)
             .timeout(timeout)
-            .header(VERSION_HEADER, PROTOCOL_VERSION.to_string())
-            .json(body);
-        if let Some(auth) = &self.auth {
-            request = request.header(AUTHORIZATION, auth.clone());
+            .header(CONTENT_TYPE, "application/json")
+            .header(HOST, &self.host)
+            .header("amz-sdk-invocation-id", &invocation)
+            .header(VERSION_HEADER, &version);
+        for (name, value) in added {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| AgentError::Config(format!("{name} is not a valid header value")))?;
+            value.set_sensitive(true);
+            request = request.header(name, value);
         }
+        let request = request.body(body.to_vec());
         let transport = |e: reqwest::Error| AgentError::Transport {
             url: url.clone(),
             source: e.without_url(),
@@ -137,12 +242,38 @@ impl ServerClient {
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
-            return Err(AgentError::from_response(status.as_u16(), &bytes));
+            return Err(refusal(&self.base, path, status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol {
             url: url.clone(),
             detail: e.to_string(),
         })
+    }
+}
+
+fn encode<Q: Serialize>(body: &Q) -> Result<Vec<u8>, AgentError> {
+    serde_json::to_vec(body).map_err(|e| AgentError::Config(format!("encoding a request: {e}")))
+}
+
+/// The error for a non-2xx answer. A server that lacks the v2 paths (404: an older server) or
+/// says it speaks another version is a [`AgentError::ProtocolMismatch`], with advice.
+fn refusal(base: &str, path: &str, status: u16, body: &[u8]) -> AgentError {
+    let error = AgentError::from_response(status, body);
+    let mismatch = match &error {
+        AgentError::Server { code, message, .. } if code == PROTOCOL_MISMATCH_CODE => {
+            Some(message.clone())
+        }
+        AgentError::Server { status: 404, .. } => Some(format!(
+            "it answered 404 for {path}; upgrade the fleetrun server, or run the fleetrun-agent version that matches it"
+        )),
+        _ => None,
+    };
+    match mismatch {
+        Some(detail) => AgentError::ProtocolMismatch {
+            url: base.to_owned(),
+            detail,
+        },
+        None => error,
     }
 }
 

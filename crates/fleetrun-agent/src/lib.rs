@@ -1,18 +1,21 @@
-//! fleetrun-agent: the node agent. It registers with an activation (or loads its saved identity),
+//! fleetrun-agent: the node agent. It registers with an activation (or loads its saved identity:
+//! an Ed25519 key pair whose public half the server keeps), fetches short-lived session
+//! credentials with it and signs every request with them (agent protocol v2),
 //! long-polls the server for `Run`/`Cancel` messages, runs `aws:runShellScript` steps with `sh`
 //! in their own process groups, and reports results through a persistent outbox. It speaks only the
 //! protocol in `fleetrun_wire::agent` and links no server code.
 //!
 //! This file owns the configuration and [`run`], the agent's lifetime: start (clean stale work
 //! dirs, resend the outbox), the channel, and graceful shutdown. Modules: `identity`
-//! (registration, state dir), `channel` (HTTP, long poll, delivery), `commands` (queue and
+//! (registration, state dir), [`signing`] (the node key, request signing), `credentials`
+//! (session credentials, refreshed at half-life), `channel` (HTTP, long poll, delivery), `commands` (queue and
 //! concurrency), [`executor`] (processes; `environment`, `capture`: what a script gets and
 //! where its output goes), `report` (the report's size bound, the fallback for a refused one),
 //! `outbox` (persisted results), `workdir` (retention), `machine` (host facts), `tls` (trust in an
 //! https server).
 //!
 //! ```text
-//! state_dir/identity.json          instance id + node secret (0600)
+//! state_dir/identity.json          instance id, region, Ed25519 private key (0600; dir 0700)
 //! state_dir/outbox/<id>.json       results not yet acknowledged; rejected/ holds refused ones
 //! state_dir/work/<id>/<step>/      _script.sh, the step's full stdout and stderr (0600), and its
 //!                                  default working directory; kept for `work_retention` (7 days)
@@ -30,6 +33,7 @@ use tokio::task::JoinSet;
 mod capture;
 mod channel;
 mod commands;
+mod credentials;
 mod environment;
 mod error;
 pub mod executor;
@@ -37,12 +41,16 @@ mod identity;
 mod machine;
 mod outbox;
 mod report;
+pub mod signing;
 mod tls;
 mod workdir;
 
 pub use error::AgentError;
 pub use fleetrun_wire::agent::MachineInfo;
-pub use identity::{register_or_load, Identity};
+pub use identity::{
+    load_identity, read_activation_code, register, register_or_load, Identity, SavedIdentity,
+    ACTIVATION_CODE_ENV,
+};
 pub use machine::machine_info;
 
 /// Default longest time the server may hold a poll open.

@@ -1,28 +1,39 @@
 //! The agent against a tiny fake server (hand-rolled HTTP/1.1 on a `TcpListener`): registration,
-//! the long-poll loop, result delivery with the node's credentials, the outbox across restarts,
-//! the queue limit, cancel, and shutdown.
+//! session credentials and their rotation, the long-poll loop, result delivery signed with the
+//! node's credentials (the fake verifies every signature as the server does), the outbox across
+//! restarts, the queue limit, cancel, and shutdown.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use fleetrun_agent::signing::NodeKey;
 use fleetrun_agent::{register_or_load, run, Activation, AgentConfig, AgentError, Identity};
+use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
-    AgentMessage, Outcome, PollRequest, RegisterRequest, ResultReport, StepSpec,
+    AgentMessage, Outcome, PollRequest, RegisterRequest, ResultReport, StepSpec, POLL_PATH,
+    REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-const SECRET: &str = "node-secret-1";
+/// The seed of the test node's Ed25519 key (base64 of 32 bytes).
+const KEY_SEED: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 const INSTANCE: &str = "mi-0123456789abcdef0";
+const REGION: &str = "us-east-1";
 
 #[derive(Debug, Clone)]
 struct Request {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// For polls and results: the access key id whose valid signature the request carried.
+    signed_by: Option<String>,
 }
 
 impl Request {
@@ -49,6 +60,16 @@ struct State {
     instant_polls: bool,
     /// Added to every poll's answer (a server re-sending work the agent does not list).
     resend: Option<AgentMessage>,
+    /// The public key registration sent (the test identity's until a registration replaces it).
+    public_key: Option<String>,
+    /// Session credentials issued: access key id → (secret, session token).
+    issued: HashMap<String, (String, String)>,
+    /// `expiresInSecs` of issued credentials (3600 unless a test says otherwise).
+    token_lifetime: Option<u64>,
+    /// Answer the next this-many signed requests `ExpiredTokenException`.
+    expire_next: usize,
+    /// Answer every request 404 (a server that predates agent protocol v2).
+    v1_server: bool,
 }
 
 #[derive(Clone)]
@@ -93,7 +114,7 @@ impl Fake {
     }
 
     fn results(&self) -> Vec<ResultReport> {
-        self.requests("/agent/v1/result")
+        self.requests(RESULT_PATH)
             .iter()
             .map(Request::json)
             .collect()
@@ -122,15 +143,103 @@ impl Fake {
         let _ = stream.shutdown().await;
     }
 
+    /// Checks a token request's Ed25519 signature against the registered public key.
+    fn token_signature_ok(&self, request: &Request) -> bool {
+        let Ok(signed) = request.parse_signed() else {
+            return false;
+        };
+        let public = self
+            .state()
+            .public_key
+            .clone()
+            .unwrap_or_else(|| identity().key.public_key_base64());
+        let key: Option<[u8; 32]> = STANDARD.decode(public).ok().and_then(|b| b.try_into().ok());
+        let sig: Option<[u8; 64]> = STANDARD
+            .decode(&signed.auth.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        let (Some(key), Some(sig)) = (key, sig) else {
+            return false;
+        };
+        signed.auth.access_key_id == INSTANCE
+            && fleetrun_sigv4::check_scope(&signed, REGION, "ssm").is_ok()
+            && VerifyingKey::from_bytes(&key).is_ok_and(|k| {
+                k.verify(
+                    signed.string_to_sign.as_bytes(),
+                    &Signature::from_bytes(&sig),
+                )
+                .is_ok()
+            })
+    }
+
+    /// The access key id of a validly session-signed request.
+    fn session_signer(&self, request: &Request) -> Option<String> {
+        let signed = request.parse_signed().ok()?;
+        let akid = signed.auth.access_key_id.clone();
+        let (secret, token) = self.state().issued.get(&akid).cloned()?;
+        (signed.session_token.as_deref() == Some(token.as_str())
+            && fleetrun_sigv4::check_scope(&signed, REGION, "ssm").is_ok()
+            && fleetrun_sigv4::verify_signature(&signed, &secret).is_ok())
+        .then_some(akid)
+    }
+
     async fn answer(&self, request: &Request) -> (u16, String) {
+        let mut request = request.clone();
+        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH) {
+            request.signed_by = self.session_signer(&request);
+        }
         self.state().requests.push(request.clone());
+        let request = &request;
+        if self.state().v1_server {
+            return (404, String::new());
+        }
+        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH) {
+            if request.signed_by.is_none() {
+                return (
+                    400,
+                    r#"{"__type":"InvalidSignatureException","message":"bad signature"}"#.into(),
+                );
+            }
+            let mut state = self.state();
+            if state.expire_next > 0 {
+                state.expire_next -= 1;
+                return (
+                    400,
+                    r#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#.into(),
+                );
+            }
+        }
         match request.path.as_str() {
-            "/agent/v1/register" => {
+            TOKEN_PATH => {
+                if !self.token_signature_ok(request) {
+                    return (
+                        400,
+                        r#"{"__type":"InvalidSignatureException","message":"bad key signature"}"#
+                            .into(),
+                    );
+                }
+                let mut state = self.state();
+                let n = state.issued.len();
+                let akid = format!("ASIAFAKE{n:012}");
+                let (secret, token) = (format!("secret-{n}"), format!("token-{n}"));
+                state
+                    .issued
+                    .insert(akid.clone(), (secret.clone(), token.clone()));
+                let lifetime = state.token_lifetime.unwrap_or(3600);
+                (
+                    200,
+                    serde_json::json!({"accessKeyId": akid, "secretAccessKey": secret,
+                        "sessionToken": token, "expiresInSecs": lifetime})
+                    .to_string(),
+                )
+            }
+            REGISTER_PATH => {
                 let r: RegisterRequest = request.json();
                 if r.activation_code == "good-code" {
+                    self.state().public_key = Some(r.public_key);
                     (
                         200,
-                        format!(r#"{{"instanceId":"{INSTANCE}","nodeSecret":"{SECRET}"}}"#),
+                        format!(r#"{{"instanceId":"{INSTANCE}","region":"{REGION}"}}"#),
                     )
                 } else {
                     (
@@ -139,7 +248,7 @@ impl Fake {
                     )
                 }
             }
-            "/agent/v1/poll" => {
+            POLL_PATH => {
                 let p: PollRequest = request.json();
                 let mut messages: Vec<AgentMessage> = self.state().outbox.drain(..).collect();
                 messages.extend(self.state().resend.clone());
@@ -149,7 +258,7 @@ impl Fake {
                 }
                 (200, serde_json::json!({ "messages": messages }).to_string())
             }
-            "/agent/v1/result" => match self.state().result_status.unwrap_or(200) {
+            RESULT_PATH => match self.state().result_status.unwrap_or(200) {
                 200 => (200, r#"{"applied":true}"#.into()),
                 400 => (
                     400,
@@ -205,7 +314,26 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         path,
         headers,
         body,
+        signed_by: None,
     })
+}
+
+impl Request {
+    /// The request as the SigV4 verifier takes it.
+    fn parse_signed(&self) -> Result<fleetrun_sigv4::SignedRequest, fleetrun_sigv4::AuthError> {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        fleetrun_sigv4::parse(&HttpRequest {
+            method: "POST",
+            path: &self.path,
+            query: "",
+            headers: &headers,
+            body: &self.body,
+        })
+    }
 }
 
 fn config(fake: &Fake, state_dir: &Path) -> AgentConfig {
@@ -217,7 +345,8 @@ fn config(fake: &Fake, state_dir: &Path) -> AgentConfig {
 fn identity() -> Identity {
     Identity {
         instance_id: INSTANCE.into(),
-        node_secret: SECRET.into(),
+        region: REGION.into(),
+        key: NodeKey::from_base64(KEY_SEED).expect("test key"),
     }
 }
 
@@ -292,27 +421,92 @@ async fn register_saves_identity_and_a_restart_reuses_it() {
         code: "good-code".into(),
     });
     let first = register_or_load(&cfg).await.expect("register");
-    assert_eq!(first, identity());
-    let registrations = fake.requests("/agent/v1/register");
+    assert_eq!(
+        (first.instance_id.as_str(), first.region.as_str()),
+        (INSTANCE, REGION)
+    );
+    let registrations = fake.requests(REGISTER_PATH);
     assert_eq!(registrations.len(), 2);
     let body: RegisterRequest = registrations[1].json();
     assert_eq!(body.activation_id, "act-1");
+    // Only the public half of a fresh key pair travels.
+    assert_eq!(body.public_key, first.key.public_key_base64());
+    assert_ne!(body.public_key, identity().key.public_key_base64());
+    assert_eq!(body.public_key_type, "Ed25519");
+    assert!(!String::from_utf8_lossy(&registrations[1].body).contains(&first.key.to_base64()));
     assert_eq!(body.machine.agent_version, env!("CARGO_PKG_VERSION"));
     assert_eq!(body.machine.ip_address, "127.0.0.1");
     assert!(registrations[1].header("authorization").is_none());
     assert_eq!(
         registrations[1].header("x-fleetrun-agent-protocol"),
-        Some("1")
+        Some("2")
     );
 
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(state.join("identity.json")).expect("identity saved");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let meta = std::fs::metadata(&state).expect("state dir");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 
-    // A restart loads the saved identity and does not register again.
+    // A restart loads the saved identity (the same private key) and does not register again.
     let again = register_or_load(&cfg).await.expect("load");
     assert_eq!(again, first);
-    assert_eq!(fake.requests("/agent/v1/register").len(), 2);
+    assert_eq!(fake.requests(REGISTER_PATH).len(), 2);
+
+    // `register` without replace refuses to overwrite it; with replace it makes a new key.
+    let activation = cfg.activation.clone().expect("activation");
+    match fleetrun_agent::register(&cfg, &activation, false).await {
+        Err(AgentError::AlreadyRegistered { instance_id, .. }) => assert_eq!(instance_id, INSTANCE),
+        other => panic!("expected AlreadyRegistered, got {other:?}"),
+    }
+    let replaced = fleetrun_agent::register(&cfg, &activation, true)
+        .await
+        .expect("re-register");
+    assert_ne!(replaced.key, first.key);
+    assert_eq!(register_or_load(&cfg).await.expect("load"), replaced);
+}
+
+#[tokio::test]
+async fn a_protocol_v1_identity_or_server_gets_a_clear_error() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("dir");
+    std::fs::write(
+        state.join("identity.json"),
+        br#"{"instanceId":"mi-0123456789abcdef0","nodeSecret":"old-secret"}"#,
+    )
+    .expect("v1 identity");
+    let mut cfg = config(&fake, &state);
+    match register_or_load(&cfg).await {
+        Err(e @ AgentError::LegacyIdentity(_)) => {
+            assert!(e.to_string().contains("register this node again"), "{e}");
+        }
+        other => panic!("expected LegacyIdentity, got {other:?}"),
+    }
+    // With an activation, the v1 identity is replaced.
+    cfg.activation = Some(Activation {
+        id: "act-1".into(),
+        code: "good-code".into(),
+    });
+    let identity = register_or_load(&cfg).await.expect("registers anew");
+    assert_eq!(identity.instance_id, INSTANCE);
+
+    // A server that predates protocol v2 answers 404 for the v2 paths.
+    fake.state().v1_server = true;
+    match fleetrun_agent::register(&cfg, cfg.activation.as_ref().expect("a"), true).await {
+        Err(e @ AgentError::ProtocolMismatch { .. }) => {
+            assert!(
+                e.to_string().contains("does not speak agent protocol v2"),
+                "{e}"
+            );
+            assert!(
+                e.is_retryable(),
+                "a result is kept for a server that speaks v2"
+            );
+        }
+        other => panic!("expected ProtocolMismatch, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -327,10 +521,30 @@ async fn a_run_is_executed_and_its_result_posted_with_the_node_credentials() {
 
     fake.wait_until("a result", |f| !f.results().is_empty())
         .await;
-    let posts = fake.requests("/agent/v1/result");
-    let auth = format!("FleetrunNode {INSTANCE}:{SECRET}");
-    assert_eq!(posts[0].header("authorization"), Some(auth.as_str()));
-    assert_eq!(posts[0].header("x-fleetrun-agent-protocol"), Some("1"));
+    let posts = fake.requests(RESULT_PATH);
+    // Signed with session credentials from one token request; the node key never travels.
+    let tokens = fake.requests(TOKEN_PATH);
+    assert_eq!(tokens.len(), 1);
+    let token_auth = tokens[0]
+        .header("authorization")
+        .expect("token request signed");
+    assert!(
+        token_auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={INSTANCE}/")),
+        "{token_auth}"
+    );
+    let akid = posts[0]
+        .signed_by
+        .clone()
+        .expect("result signed with the session credentials");
+    assert!(akid.starts_with("ASIA"));
+    assert!(posts[0].header("x-amz-security-token").is_some());
+    assert_eq!(posts[0].header("x-fleetrun-agent-protocol"), Some("2"));
+    let seed = identity().key.to_base64();
+    assert!(fake
+        .state()
+        .requests
+        .iter()
+        .all(|r| r.headers.iter().all(|(_, v)| !v.contains(&seed))));
     let report: ResultReport = posts[0].json();
     assert_eq!(
         (report.command_id.as_str(), report.outcome),
@@ -352,11 +566,22 @@ async fn a_run_is_executed_and_its_result_posted_with_the_node_credentials() {
         .all(|e| e.path().is_dir()));
 
     agent.stop().await;
-    let polls = fake.requests("/agent/v1/poll");
+    let polls = fake.requests(POLL_PATH);
     assert!(polls.len() >= 3, "{} polls", polls.len());
     for p in &polls {
-        assert_eq!(p.header("authorization"), Some(auth.as_str()));
+        assert_eq!(p.signed_by.as_deref(), Some(akid.as_str()));
     }
+    // Each signed request is unique (the server accepts a signature once), even two polls with
+    // the same body in the same second.
+    let ids: std::collections::HashSet<_> = polls
+        .iter()
+        .map(|p| {
+            p.header("amz-sdk-invocation-id")
+                .expect("invocation id")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), polls.len());
     let bodies: Vec<PollRequest> = polls.iter().map(Request::json).collect();
     let machine = bodies[0]
         .machine
@@ -389,7 +614,7 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
     let saved = dir.path().join("outbox/cmd-b.json");
     assert!(saved.exists(), "result persisted before sending");
     fake.wait_until("a poll listing cmd-b", |f| {
-        f.requests("/agent/v1/poll")
+        f.requests(POLL_PATH)
             .iter()
             .any(|r| r.json::<PollRequest>().known_commands == ["cmd-b"])
     })
@@ -402,12 +627,18 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
     fake.state().result_status = None;
     let before = fake.state().requests.len();
     let agent = start(config(&fake, dir.path()));
-    fake.wait_until("the resent result", |f| {
-        !f.state().requests[before..].is_empty()
-    })
-    .await;
-    let first = fake.state().requests[before].clone();
-    assert_eq!(first.path, "/agent/v1/result");
+    // (After the token request that fetches session credentials for the new process.)
+    let after_token = |f: &Fake| -> Vec<Request> {
+        f.state().requests[before..]
+            .iter()
+            .filter(|r| r.path != TOKEN_PATH)
+            .cloned()
+            .collect()
+    };
+    fake.wait_until("the resent result", |f| !after_token(f).is_empty())
+        .await;
+    let first = after_token(&fake)[0].clone();
+    assert_eq!(first.path, RESULT_PATH);
     let report: ResultReport = first.json();
     assert_eq!(
         (report.command_id.as_str(), report.steps[0].stdout.as_str()),
@@ -426,7 +657,7 @@ async fn unsent_results_stay_in_the_outbox_and_are_sent_first_after_a_restart() 
     fake.wait_until("a poll after the ack", |f| {
         f.state().requests[before..]
             .iter()
-            .filter(|r| r.path == "/agent/v1/poll")
+            .filter(|r| r.path == POLL_PATH)
             .any(|r| r.json::<PollRequest>().known_commands.is_empty())
     })
     .await;
@@ -446,17 +677,17 @@ async fn refused_results_are_set_aside_a_fallback_sent_and_the_command_dropped()
     let agent = start(config(&fake, dir.path()));
     let rejected = dir.path().join("outbox/rejected/cmd-r.json");
     fake.wait_until("a poll telling the server cmd-r is dropped", |f| {
-        f.requests("/agent/v1/poll")
+        f.requests(POLL_PATH)
             .iter()
             .any(|r| r.json::<PollRequest>().dropped_commands == ["cmd-r"])
     })
     .await;
     // The server keeps sending the finished command (as one without `droppedCommands` would):
     // the agent never runs it again and does not answer with a busy loop.
-    let before = fake.requests("/agent/v1/poll").len();
+    let before = fake.requests(POLL_PATH).len();
     fake.state().resend = Some(run_message("cmd-r", &["echo again"]));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let polls = fake.requests("/agent/v1/poll").len() - before;
+    let polls = fake.requests(POLL_PATH).len() - before;
     agent.stop().await;
     assert!(polls <= 8, "{polls} polls in 1.5 s");
     let results = fake.results();
@@ -496,7 +727,7 @@ async fn queued_and_running_commands_can_be_cancelled() {
     let agent = start(cfg);
 
     fake.wait_until("both commands known", |f| {
-        f.requests("/agent/v1/poll")
+        f.requests(POLL_PATH)
             .iter()
             .any(|r| r.json::<PollRequest>().known_commands == ["cmd-1", "cmd-2"])
     })
@@ -533,7 +764,7 @@ async fn shutdown_waits_briefly_then_kills_and_keeps_the_result() {
     fake.send(run_message("cmd-s", &["sleep 100"]));
     let agent = start(config(&fake, dir.path()));
     fake.wait_until("cmd-s running", |f| {
-        f.requests("/agent/v1/poll")
+        f.requests(POLL_PATH)
             .iter()
             .any(|r| r.json::<PollRequest>().known_commands == ["cmd-s"])
     })
@@ -580,7 +811,7 @@ async fn the_agent_rides_out_a_server_outage() {
     fake.send(run_message("cmd-o", &["echo back"]));
     fake.wait_until("the result after the outage", |f| !f.results().is_empty())
         .await;
-    assert!(fake.requests("/agent/v1/poll")[0]
+    assert!(fake.requests(POLL_PATH)[0]
         .json::<PollRequest>()
         .machine
         .is_some());
@@ -596,11 +827,87 @@ async fn a_server_that_does_not_hold_polls_is_not_hammered() {
     cfg.poll_wait = Duration::from_secs(20);
     let agent = start(cfg);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let polls = fake.requests("/agent/v1/poll").len();
+    let polls = fake.requests(POLL_PATH).len();
     assert!((2..=8).contains(&polls), "{polls} polls in 1.5 s");
     // Work is still picked up promptly.
     fake.send(run_message("cmd-i", &["true"]));
     fake.wait_until("the result", |f| !f.results().is_empty())
         .await;
     agent.stop().await;
+}
+
+/// Credentials issued for 2 s are refreshed at half-life: every poll and result stays validly
+/// signed across several rotations, with no operator action.
+#[tokio::test]
+async fn session_credentials_rotate_at_half_life() {
+    let fake = Fake::start().await;
+    fake.state().token_lifetime = Some(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(config(&fake, dir.path()));
+    for i in 0..4 {
+        let id = format!("cmd-rot-{i}");
+        fake.send(run_message(&id, &["true"]));
+        fake.wait_until("the result", |f| {
+            f.results().iter().any(|r| r.command_id == id)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+    }
+    agent.stop().await;
+    let tokens = fake.requests(TOKEN_PATH).len();
+    assert!(
+        (3..=8).contains(&tokens),
+        "{tokens} token requests in ~4 s of 2 s credentials"
+    );
+    let signed: Vec<Request> = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == POLL_PATH || r.path == RESULT_PATH)
+        .cloned()
+        .collect();
+    assert!(
+        signed.iter().all(|r| r.signed_by.is_some()),
+        "every request validly signed"
+    );
+    let keys: std::collections::HashSet<_> =
+        signed.iter().filter_map(|r| r.signed_by.clone()).collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+}
+
+/// Credentials the server calls expired are dropped and fetched anew; the request then goes
+/// through, and a result refused that way is not set aside.
+#[tokio::test]
+async fn credentials_the_server_refuses_are_replaced_and_the_request_retried() {
+    let fake = Fake::start().await;
+    fake.state().expire_next = 1;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(config(&fake, dir.path()));
+    fake.wait_until("a second token", |f| f.requests(TOKEN_PATH).len() >= 2)
+        .await;
+    fake.send(run_message("cmd-x", &["echo ok"]));
+    fake.wait_until("the result", |f| {
+        f.requests(RESULT_PATH)
+            .iter()
+            .any(|r| r.signed_by.is_some())
+    })
+    .await;
+    fake.state().expire_next = 1;
+    fake.send(run_message("cmd-y", &["echo ok"]));
+    fake.wait_until("cmd-y's result accepted", |f| {
+        f.requests(RESULT_PATH)
+            .iter()
+            .filter(|r| r.json::<ResultReport>().command_id == "cmd-y")
+            .count()
+            >= 1
+            && f.requests(TOKEN_PATH).len() >= 3
+    })
+    .await;
+    fake.wait_until("the outbox to empty", |_| {
+        !dir.path().join("outbox/cmd-y.json").exists()
+    })
+    .await;
+    agent.stop().await;
+    assert!(!dir.path().join("outbox/rejected/cmd-x.json").exists());
+    assert!(!dir.path().join("outbox/rejected/cmd-y.json").exists());
 }

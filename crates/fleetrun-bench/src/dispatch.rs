@@ -180,8 +180,8 @@ pub async fn agent_idle_rss(
         .arg(&state)
         .arg("--activation-id")
         .arg(&act.id)
-        .arg("--activation-code")
-        .arg(&act.code)
+        // The code never goes on the command line; the agent removes it from its environment.
+        .env(fleetrun_agent::ACTIVATION_CODE_ENV, &act.code)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

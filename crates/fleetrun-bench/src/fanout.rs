@@ -1,9 +1,10 @@
 //! One command fanned out to K nodes, until every invocation is terminal, with the server's peak RSS.
 //!
 //! The server is the real `fleetrun server` binary as a child process, so its RSS is its own. The K
-//! nodes are an **agent simulator**: each simulated node registers through `/agent/v1/register`
-//! (activations tagged `fleetrun-bench=fanout`, 1,000 registrations each), long-polls
-//! `/agent/v1/poll` and reports `/agent/v1/result` over real HTTP connections to the server, exactly
+//! nodes are an **agent simulator**: each simulated node registers through `/agent/v2/register`
+//! with its own Ed25519 key (activations tagged `fleetrun-bench=fanout`, 1,000 registrations
+//! each), fetches session credentials from `/agent/v2/token`, long-polls `/agent/v2/poll` and
+//! reports `/agent/v2/result`, each SigV4-signed, over real HTTP connections to the server, exactly
 //! as the agent's channel does — but it runs no process and reports Success at once. What is
 //! measured is therefore the control plane: delivery to K parked polls, K claims, K results.
 //!
@@ -20,16 +21,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use aws_sdk_ssm::types::{Tag, Target};
 use aws_sdk_ssm::Client;
+use fleetrun_agent::signing::{self, NodeKey, SessionCredentials};
 use fleetrun_wire::agent::{
     AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
-    RegisterResponse, ResultReport, StepReport, AUTH_SCHEME, POLL_PATH, REGISTER_PATH, RESULT_PATH,
-    VERSION_HEADER,
+    RegisterResponse, ResultReport, StepReport, TokenResponse, KEY_TYPE_ED25519, POLL_PATH,
+    PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH, VERSION_HEADER,
 };
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::util::{
-    free_port, open_files_limit, proc_status_bytes, sdk_client, wait_http, wait_idle, ChildGuard,
+    free_port, open_files_limit, proc_status_bytes, signed_client, wait_http, wait_idle, ChildGuard,
 };
 
 const TAG_KEY: &str = "fleetrun-bench";
@@ -54,7 +56,67 @@ pub struct Fanout {
 
 struct SimNode {
     instance_id: String,
-    auth: String,
+    region: String,
+    /// Issued for an hour (the server's default): longer than any fan-out run.
+    creds: SessionCredentials,
+}
+
+/// A request id unique within the run (a counter mixed with the process's random hash keys).
+fn rand_id() -> u128 {
+    use std::hash::{BuildHasher, RandomState};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (u128::from(RandomState::new().hash_one(n)) << 64) | n as u128
+}
+
+/// How a simulated node signs a request.
+enum Sign<'a> {
+    None,
+    Key(&'a str, &'a str, &'a NodeKey),
+    Session(&'a SimNode),
+}
+
+/// A POST of `body` to `path`, signed as the agent signs it.
+fn post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Vec<u8>,
+    sign: Sign<'_>,
+) -> reqwest::RequestBuilder {
+    let host = base.trim_start_matches("http://");
+    let version = PROTOCOL_VERSION.to_string();
+    // Unique per request, as the agent's (identical signed requests are accepted once).
+    let invocation = format!("{:032x}", rand_id());
+    let headers: [(&str, &[u8]); 4] = [
+        ("amz-sdk-invocation-id", invocation.as_bytes()),
+        ("content-type", b"application/json"),
+        ("host", host.as_bytes()),
+        (VERSION_HEADER, version.as_bytes()),
+    ];
+    let req = fleetrun_sigv4::HttpRequest {
+        method: "POST",
+        path,
+        query: "",
+        headers: &headers,
+        body: &body,
+    };
+    let now = signing::unix_now();
+    let added = match sign {
+        Sign::None => Vec::new(),
+        Sign::Key(id, region, key) => signing::sign_token_request(key, id, region, &req, now),
+        Sign::Session(node) => signing::sign_with_session(&node.creds, &node.region, &req, now),
+    };
+    let mut builder = http
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .header("host", host)
+        .header("amz-sdk-invocation-id", invocation)
+        .header(VERSION_HEADER, version);
+    for (name, value) in added {
+        builder = builder.header(name, value);
+    }
+    builder.body(body)
 }
 
 fn machine(i: usize) -> MachineInfo {
@@ -74,14 +136,15 @@ async fn register(
     act: &(String, String),
     i: usize,
 ) -> anyhow::Result<SimNode> {
-    let resp = http
-        .post(format!("{base}{REGISTER_PATH}"))
-        .header(VERSION_HEADER, "1")
-        .json(&RegisterRequest {
-            activation_id: act.0.clone(),
-            activation_code: act.1.clone(),
-            machine: machine(i),
-        })
+    let key = NodeKey::generate();
+    let body = serde_json::to_vec(&RegisterRequest {
+        activation_id: act.0.clone(),
+        activation_code: act.1.clone(),
+        public_key: key.public_key_base64(),
+        public_key_type: KEY_TYPE_ED25519.into(),
+        machine: machine(i),
+    })?;
+    let resp = post(http, base, REGISTER_PATH, body, Sign::None)
         .send()
         .await
         .context("register")?;
@@ -89,9 +152,19 @@ async fn register(
         bail!("register: HTTP {}", resp.status());
     }
     let r: RegisterResponse = resp.json().await.context("register response")?;
+    let sign = Sign::Key(&r.instance_id, &r.region, &key);
+    let resp = post(http, base, TOKEN_PATH, b"{}".to_vec(), sign)
+        .send()
+        .await
+        .context("token")?;
+    if !resp.status().is_success() {
+        bail!("token: HTTP {}", resp.status());
+    }
+    let t: TokenResponse = resp.json().await.context("token response")?;
     Ok(SimNode {
-        auth: format!("{AUTH_SCHEME} {}:{}", r.instance_id, r.node_secret),
         instance_id: r.instance_id,
+        region: r.region,
+        creds: SessionCredentials::from(t),
     })
 }
 
@@ -102,17 +175,14 @@ async fn poll(
     session: &str,
     wait_ms: u64,
 ) -> anyhow::Result<PollResponse> {
-    let resp = http
-        .post(format!("{base}{POLL_PATH}"))
-        .header("authorization", &node.auth)
-        .header(VERSION_HEADER, "1")
-        .json(&PollRequest {
-            session_id: session.to_string(),
-            known_commands: vec![],
-            wait_ms,
-            machine: None,
-            dropped_commands: vec![],
-        })
+    let body = serde_json::to_vec(&PollRequest {
+        session_id: session.to_string(),
+        known_commands: vec![],
+        wait_ms,
+        machine: None,
+        dropped_commands: vec![],
+    })?;
+    let resp = post(http, base, POLL_PATH, body, Sign::Session(node))
         .send()
         .await
         .context("poll")?;
@@ -128,29 +198,26 @@ async fn report(
     node: &SimNode,
     command_id: &str,
 ) -> anyhow::Result<()> {
-    let resp = http
-        .post(format!("{base}{RESULT_PATH}"))
-        .header("authorization", &node.auth)
-        .header(VERSION_HEADER, "1")
-        .json(&ResultReport {
-            command_id: command_id.to_string(),
+    let body = serde_json::to_vec(&ResultReport {
+        command_id: command_id.to_string(),
+        outcome: Outcome::Success,
+        response_code: 0,
+        elapsed_ms: 0,
+        steps: vec![StepReport {
+            name: "aws:runShellScript".into(),
             outcome: Outcome::Success,
-            response_code: 0,
-            elapsed_ms: 0,
-            steps: vec![StepReport {
-                name: "aws:runShellScript".into(),
-                outcome: Outcome::Success,
-                exit_code: 0,
-                start_offset_ms: 0,
-                duration_ms: 0,
-                stdout: "simulated\n".into(),
-                stderr: String::new(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-            }],
-            finished_at_ms: None,
-            held_ms: 0,
-        })
+            exit_code: 0,
+            start_offset_ms: 0,
+            duration_ms: 0,
+            stdout: "simulated\n".into(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }],
+        finished_at_ms: None,
+        held_ms: 0,
+    })?;
+    let resp = post(http, base, RESULT_PATH, body, Sign::Session(node))
         .send()
         .await
         .context("result")?;
@@ -324,7 +391,9 @@ pub async fn fanout(
     )
     .await?;
     let pid = server.pid();
-    let client = sdk_client(&base);
+    let admin = fleetrun_server::auth::read_admin_credentials(&data)?
+        .context("the server wrote no admin-credentials file")?;
+    let client = signed_client(&base, &admin.access_key_id, &admin.secret_access_key);
 
     // Activations (tagged, so a tag target can find the nodes), then K registrations.
     let mut acts = Vec::new();

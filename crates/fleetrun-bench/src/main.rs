@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_sdk_ssm::Client;
 use clap::Parser;
 use fleetrun_core::clock::{iso8601, now_millis};
 use fleetrun_server::{Server, ServerConfig};
@@ -144,11 +145,17 @@ fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 async fn start_server(
     data: &Path,
     store: SqliteStore,
-) -> anyhow::Result<(String, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(Client, String, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
     let server = Server::new(ServerConfig::new(data), Arc::new(store))?;
+    let admin = server
+        .admin_credentials()
+        .await?
+        .context("the server wrote no admin-credentials file")?;
+
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    let client = util::signed_client(&endpoint, &admin.access_key_id, &admin.secret_access_key);
     let (stop, mut rx) = watch::channel(false);
     let rt = server_runtime()?;
     // The listener must be registered with the server runtime's reactor, so it is converted there.
@@ -163,7 +170,7 @@ async fn start_server(
             })
             .await;
     });
-    Ok((endpoint, stop, task))
+    Ok((client, endpoint, stop, task))
 }
 
 async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun> {
@@ -179,8 +186,7 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
         "  {:.1} s, {} invocations",
         seeded.seconds, seeded.invocations
     );
-    let (endpoint, stop, task) = start_server(&dir, store).await?;
-    let client = util::sdk_client(&endpoint);
+    let (client, endpoint, stop, task) = start_server(&dir, store).await?;
     let result = async {
         let (command_id, _) = list::probe(&client).await?;
         let inputs = CaseInputs {
@@ -223,8 +229,7 @@ async fn dispatch_phase(
     let dir = work.join("dispatch");
     std::fs::create_dir_all(&dir)?;
     let store = SqliteStore::open(&dir.join("fleetrun.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (endpoint, stop, task) = start_server(&dir, store).await?;
-    let client = util::sdk_client(&endpoint);
+    let (client, endpoint, stop, task) = start_server(&dir, store).await?;
     let outcome = async {
         eprintln!("SendCommand → process start, {} runs ...", plan.dispatch);
         results.dispatch =

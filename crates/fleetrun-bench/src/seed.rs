@@ -173,6 +173,7 @@ fn command(i: u64, n: u64, first_at: Millis, now: Millis) -> (NewCommand, Option
         },
         targets,
         rendered: None,
+        access_denied: Vec::new(),
     };
     // As SendCommand does, so pages list these commands the way they list sent ones.
     cmd.rendered = fleetrun_server::render_command(&cmd).ok();

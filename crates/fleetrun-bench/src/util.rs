@@ -10,11 +10,17 @@ use aws_sdk_ssm::config::{BehaviorVersion, Region};
 use aws_sdk_ssm::Client;
 
 /// The real AWS SDK client, pointed at `endpoint`, with fixed credentials and retries off (a retry
-/// would hide a failure and distort a latency).
+/// would hide a failure and distort a latency). For servers that do not check signatures (moto,
+/// the replay ceiling); fleetrun needs [`signed_client`].
 pub fn sdk_client(endpoint: &str) -> Client {
+    signed_client(endpoint, "AKIDFLEETRUNBENCH", "fleetrun-bench")
+}
+
+/// [`sdk_client`] signing with a real key (fleetrun's administrator key).
+pub fn signed_client(endpoint: &str, access_key_id: &str, secret: &str) -> Client {
     let creds = aws_credential_types::Credentials::new(
-        "AKIDFLEETRUNBENCH",
-        "fleetrun-bench",
+        access_key_id.to_owned(),
+        secret.to_owned(),
         None,
         None,
         "fleetrun-bench",

@@ -68,6 +68,9 @@ pub struct NewCommand {
     /// The API layer's encoding of what never changes about the command once sent, made once so
     /// that a listing need not decode and re-encode it. Opaque here and in the store.
     pub rendered: Option<String>,
+    /// Targets the caller may not run this command on (resolved through `Targets`): their
+    /// invocations end `AccessDenied` when the command is stored, as AWS reports them.
+    pub access_denied: Vec<InstanceId>,
 }
 
 impl NewCommand {

@@ -61,6 +61,9 @@ pub enum CoreError {
         instance_id: String,
         platform_type: String,
     },
+    /// An access key id that is already stored.
+    #[error("access key {0} already exists")]
+    AccessKeyExists(String),
     /// A backend failure: never the client's fault.
     #[error("storage failure: {0}")]
     Store(String),

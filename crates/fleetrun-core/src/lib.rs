@@ -4,6 +4,7 @@
 //! This crate knows nothing of HTTP, SQL or the AWS wire format; the server translates wire shapes into
 //! these types and [`CoreError`] into AWS error codes.
 
+pub mod access;
 pub mod clock;
 pub mod command;
 pub mod content_guard;

@@ -172,6 +172,8 @@ pub enum InvocationEvent {
     Terminated,
     /// The agent restarted (new session) and no longer knows this invocation: it died with the old process.
     LostByAgent,
+    /// The sender's policies do not allow running the command on this node (a tag-targeted send).
+    AccessDenied,
 }
 
 /// The state an invocation moves to, or `None` when the event does not apply (the caller ignores it,
@@ -199,6 +201,7 @@ pub fn transition(from: InvocationState, event: InvocationEvent) -> Option<Invoc
         (S::Pending | S::Delayed, E::Terminated) => Some(S::Terminated),
         (S::InProgress, E::LostByAgent) => Some(S::Failed),
         (S::Cancelling, E::LostByAgent) => Some(S::Cancelled),
+        (S::Pending, E::AccessDenied) => Some(S::AccessDenied),
         _ => None,
     }
 }
@@ -437,6 +440,9 @@ mod tests {
             (S::InProgress, E::LostByAgent, Some(S::Failed)),
             (S::Cancelling, E::LostByAgent, Some(S::Cancelled)),
             (S::Pending, E::LostByAgent, None),
+            (S::Pending, E::AccessDenied, Some(S::AccessDenied)),
+            (S::InProgress, E::AccessDenied, None),
+            (S::Delayed, E::AccessDenied, None),
         ];
         for (from, event, want) in table {
             assert_eq!(transition(*from, *event), *want, "{from:?} + {event:?}");
@@ -454,6 +460,7 @@ mod tests {
             E::NodeGone,
             E::Terminated,
             E::LostByAgent,
+            E::AccessDenied,
         ];
         for s in S::ALL.iter().filter(|s| s.is_terminal()) {
             for e in events {

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::access::{AccessKey, AccessKeyStatus};
 use crate::clock::Millis;
 use crate::command::{
     Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
@@ -24,6 +25,21 @@ pub struct CancelOutcome {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // ---- API access keys (SECURITY.md) ----
+    /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
+    async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;
+    async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>>;
+    /// Every key, oldest first.
+    async fn access_keys(&self) -> CoreResult<Vec<AccessKey>>;
+    /// Sets a key's status; false when there is no such key.
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: AccessKeyStatus,
+    ) -> CoreResult<bool>;
+    /// Deletes a key; false when there is no such key.
+    async fn delete_access_key(&self, access_key_id: &str) -> CoreResult<bool>;
+
     // ---- activations and nodes ----
     async fn create_activation(&self, activation: NewActivation) -> CoreResult<()>;
     /// All activations (not deleted), oldest first.

@@ -1,5 +1,8 @@
-//! The agent endpoints (protocol v1, see `fleetrun_wire::agent`): registration, the long poll that is
-//! also the heartbeat, and result reports.
+//! The agent endpoints (protocol v2, see `fleetrun_wire::agent`): registration, session
+//! credentials, the long poll that is also the heartbeat, and result reports. Who is calling is
+//! decided by `node_auth` before a handler reads the body; the authenticated node is the only
+//! identity used, so a node can fetch, acknowledge and report only its own invocations. Paths
+//! under `/agent/v1/` answer 426 `UnsupportedAgentProtocolException`.
 //!
 //! Steps a node skips (a false `precondition`, a plugin its platform lacks) are left out of the Run
 //! message and added back to the agent's report as Skipped, with the steps a 168/169 exit skipped
@@ -9,30 +12,40 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::routing::{any, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{Delivery, Report, ReportedStep};
 use fleetrun_core::document_content::plan_supports_platform;
-use fleetrun_core::ids::{random_secret, ActivationId, CommandId, InstanceId};
-use fleetrun_core::node::{constant_time_eq, hash_secret, Node, NodeInfo, NodeRegistration};
+use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
+use fleetrun_core::node::{NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
 use fleetrun_core::step_skips;
 use fleetrun_wire::agent::{
     AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
-    RegisterResponse, ResultAck, ResultReport, StepSpec, AUTH_SCHEME, POLL_PATH, REGISTER_PATH,
-    RESULT_PATH,
+    RegisterResponse, ResultAck, ResultReport, StepSpec, TokenRequest, TokenResponse,
+    KEY_TYPE_ED25519, POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
 };
 
 use crate::error::{ApiError, ApiResult};
+use crate::node_auth::{self, AgentRequest};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(REGISTER_PATH, post(register))
+        .route(TOKEN_PATH, post(token))
         .route(POLL_PATH, post(poll))
         .route(RESULT_PATH, post(result))
+        .route("/agent/v1/{*rest}", any(legacy))
+}
+
+/// Every path of the retired protocol v1: the old agent is told to upgrade and register again.
+async fn legacy() -> ApiError {
+    ApiError::AgentProtocolMismatch
 }
 
 /// Decodes a JSON body; a body that does not fit is a `SerializationException`, like the SSM API.
@@ -52,6 +65,27 @@ fn node_info(m: MachineInfo) -> NodeInfo {
     }
 }
 
+/// An Ed25519 public key as registration must carry it: standard base64 of 32 bytes that decode
+/// to a curve point.
+fn check_public_key(req: &RegisterRequest) -> ApiResult<()> {
+    if req.public_key_type != KEY_TYPE_ED25519 {
+        return Err(ApiError::InvalidPublicKey(format!(
+            "PublicKeyType '{}' is not supported; this server accepts {KEY_TYPE_ED25519}.",
+            req.public_key_type
+        )));
+    }
+    let bytes: Option<[u8; 32]> = STANDARD
+        .decode(req.public_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok());
+    match bytes.map(|b| ed25519_dalek::VerifyingKey::from_bytes(&b)) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(ApiError::InvalidPublicKey(
+            "PublicKey is not the base64 of a 32-byte Ed25519 public key.".into(),
+        )),
+    }
+}
+
 async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<Json<RegisterResponse>> {
     let req: RegisterRequest = decode(&body)?;
     let activation_id = ActivationId::parse(&req.activation_id).ok_or_else(|| {
@@ -60,52 +94,61 @@ async fn register(State(st): State<AppState>, body: Bytes) -> ApiResult<Json<Reg
             req.activation_id
         ))
     })?;
-    let secret = random_secret(40);
-    let node = st
+    check_public_key(&req)?;
+    st.node_auth.registration_allowed(&activation_id)?;
+    let registered = st
         .store
         .register_node(
             NodeRegistration {
-                activation_id,
+                activation_id: activation_id.clone(),
                 activation_code: req.activation_code,
                 instance_id: InstanceId::generate(),
-                secret_hash: hash_secret(&secret),
+                public_key: req.public_key.trim().to_owned(),
                 info: node_info(req.machine),
             },
             now_millis(),
         )
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let node = match registered {
+        Ok(node) => node,
+        Err(e) => {
+            match &e {
+                ApiError::InvalidActivationId(_) => st.node_auth.registration_failed(None),
+                ApiError::InvalidActivation(_) => {
+                    st.node_auth.registration_failed(Some(&activation_id));
+                }
+                _ => {}
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(instance_id = %node.instance_id, computer = %node.info.computer_name, "node registered");
     Ok(Json(RegisterResponse {
         instance_id: node.instance_id.to_string(),
-        node_secret: secret,
+        region: st.config.region.clone(),
     }))
 }
 
-/// Checks `Authorization: FleetrunNode <instance-id>:<secret>` against the stored hash.
-/// Returns the node, so handlers need not read it again (its platform decides skipped steps).
-async fn authenticate(st: &AppState, headers: &HeaderMap) -> ApiResult<Node> {
-    let denied = || {
-        ApiError::UnrecognizedClient(
-            "The security token included in the request is invalid.".into(),
-        )
+/// Session credentials for a node that signed with its registered key.
+async fn token(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<TokenResponse>> {
+    let request = AgentRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
     };
-    let value = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::UnrecognizedClient("Request is missing Authentication Token".into())
-        })?;
-    let creds = value
-        .strip_prefix(AUTH_SCHEME)
-        .map(str::trim)
-        .ok_or_else(denied)?;
-    let (id, secret) = creds.split_once(':').ok_or_else(denied)?;
-    let id = InstanceId::parse(id).ok_or_else(denied)?;
-    let node = st.store.node(&id).await?.ok_or_else(denied)?;
-    if !constant_time_eq(&node.secret_hash, &hash_secret(secret)) {
-        return Err(denied());
-    }
-    Ok(node)
+    let node = node_auth::authenticate_node_key(&st, &request).await?;
+    let _: TokenRequest = decode(&body)?;
+    let creds = st.node_auth.issue(&node.instance_id);
+    tracing::debug!(instance_id = %node.instance_id, access_key_id = %creds.access_key_id, "node session credentials issued");
+    Ok(Json(creds))
 }
 
 fn run_message(st: &AppState, node: &InstanceId, d: Delivery, platform: &str) -> AgentMessage {
@@ -133,10 +176,18 @@ fn run_message(st: &AppState, node: &InstanceId, d: Delivery, platform: &str) ->
 
 async fn poll(
     State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<PollResponse>> {
-    let authenticated = authenticate(&st, &headers).await?;
+    let request = AgentRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let authenticated = node_auth::authenticate_session(&st, &request).await?;
     let node = authenticated.instance_id;
     let req: PollRequest = decode(&body)?;
     // The platform the agent reports on this poll, else the one it reported before.
@@ -320,10 +371,18 @@ fn plugin_status(o: Outcome) -> &'static str {
 
 async fn result(
     State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<ResultAck>> {
-    let authenticated = authenticate(&st, &headers).await?;
+    let request = AgentRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let authenticated = node_auth::authenticate_session(&st, &request).await?;
     let node = authenticated.instance_id;
     let report: ResultReport = decode(&body)?;
     let command_id = CommandId::parse(&report.command_id).ok_or_else(|| {

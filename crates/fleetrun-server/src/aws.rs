@@ -1,22 +1,26 @@
 //! awsJson1_1 routing: `POST /` with `X-Amz-Target: AmazonSSM.<Operation>`.
 //!
-//! Decodes the body into the operation's request shape (`SerializationException` when it does not
+//! Verifies the SigV4 signature (`auth`), authorizes the operation against the caller's policies,
+//! decodes the body into the operation's request shape (`SerializationException` when it does not
 //! fit), calls the handler, encodes the result. Each request gets an `x-amzn-RequestId` and a span.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::ops;
 use crate::sigv4::parse_authorization;
 use crate::AppState;
 
 const TARGET_PREFIX: &str = "AmazonSSM.";
+/// fleetrun's own administration API (access keys), served on the same endpoint and signed alike.
+const ADMIN_TARGET_PREFIX: &str = "FleetrunAdmin.";
 
 fn decode<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -56,9 +60,15 @@ where
     encode(&run(state, body, f).await?)
 }
 
-async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Response> {
+async fn dispatch(state: &AppState, caller: Caller, op: &str, body: &Bytes) -> ApiResult<Response> {
+    ops::authorize::operation(state, &caller, op, body)?;
     match op {
-        "SendCommand" => call(state, body, ops::send_command::send_command).await,
+        "SendCommand" => {
+            call(state, body, |st, req| {
+                ops::send_command::send_command(st, caller, req)
+            })
+            .await
+        }
         // Its handler encodes the body itself, splicing pre-encoded parts (`wire::listing`).
         "ListCommands" => run(state, body, ops::list::list_commands)
             .await
@@ -95,13 +105,44 @@ async fn dispatch(state: &AppState, op: &str, body: &Bytes) -> ApiResult<Respons
     }
 }
 
-pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch_admin(
+    state: &AppState,
+    caller: Caller,
+    op: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    caller.authorize(&format!("fleetrun:{op}"), "*", &[])?;
+    let admin = ops::access_keys::Admin { caller };
+    match op {
+        "CreateAccessKey" => call(state, body, |st, req| admin.create(st, req)).await,
+        "ListAccessKeys" => call(state, body, |st, req| admin.list(st, req)).await,
+        "UpdateAccessKey" => call(state, body, |st, req| admin.update(st, req)).await,
+        "DeleteAccessKey" => call(state, body, |st, req| admin.delete(st, req)).await,
+        other => Err(ApiError::UnknownOperation(format!(
+            "Operation {other} is not supported by this server."
+        ))),
+    }
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let op = target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string();
+    let (admin, op) = match target.strip_prefix(ADMIN_TARGET_PREFIX) {
+        Some(op) => (true, op.to_string()),
+        None => (
+            false,
+            target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string(),
+        ),
+    };
     let access_key = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -110,12 +151,19 @@ pub async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .unwrap_or_default();
     let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
     let result = async {
+        // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
+        // whether its target exists.
+        let caller = auth::authenticate(&state, &method, &uri, &headers, &body).await?;
         if op.is_empty() {
             return Err(ApiError::UnknownOperation(format!(
                 "Missing or unrecognized X-Amz-Target header: '{target}'."
             )));
         }
-        dispatch(&state, &op, &body).await
+        if admin {
+            dispatch_admin(&state, caller, &op, &body).await
+        } else {
+            dispatch(&state, caller, &op, &body).await
+        }
     }
     .instrument(span.clone())
     .await;

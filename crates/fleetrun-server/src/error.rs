@@ -48,6 +48,29 @@ pub enum ApiError {
     UnsupportedPlatformType(String),
     /// Agent endpoints: credentials missing or wrong.
     UnrecognizedClient(String),
+    /// A request that failed SigV4 verification (security-facts §1 rows 1 and 3–9).
+    Signature(fleetrun_sigv4::AuthError),
+    /// A session token past its expiry.
+    ExpiredToken,
+    /// Agent endpoints: a signed request whose signature was already accepted once.
+    ReplayedRequest,
+    /// Agent registration throttled after too many failures (an SSM error name).
+    TooManyUpdates(String),
+    /// Agent registration: a public key or key type the server cannot use (an SSM error name).
+    InvalidPublicKey(String),
+    /// A request under `/agent/v1/` (HTTP 426): the agent speaks a retired protocol version.
+    AgentProtocolMismatch,
+    /// Admin API: no access key with that id (IAM's code).
+    NoSuchEntity(String),
+    /// Admin API: a policy document fleetrun cannot accept (IAM's code).
+    MalformedPolicyDocument(String),
+    /// The caller's identity policies do not allow the action on the resource.
+    AccessDenied {
+        principal: String,
+        action: String,
+        resource: String,
+        explicit: bool,
+    },
     /// The server is shutting down.
     ServiceUnavailable,
     /// Never the client's fault; the cause is logged, not sent.
@@ -97,6 +120,15 @@ impl ApiError {
             Self::InvalidTarget(_) => "InvalidTarget",
             Self::UnsupportedPlatformType(_) => "UnsupportedPlatformType",
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Self::Signature(e) => signature_code(e),
+            Self::ExpiredToken => "ExpiredTokenException",
+            Self::ReplayedRequest => "InvalidSignatureException",
+            Self::TooManyUpdates(_) => "TooManyUpdates",
+            Self::InvalidPublicKey(_) => "InvalidPublicKey",
+            Self::AgentProtocolMismatch => fleetrun_wire::agent::PROTOCOL_MISMATCH_CODE,
+            Self::NoSuchEntity(_) => "NoSuchEntity",
+            Self::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
+            Self::AccessDenied { .. } => "AccessDeniedException",
             Self::ServiceUnavailable => "ServiceUnavailable",
             Self::Internal(_) => "InternalServerError",
             Self::InvalidDocumentContent(_) => "InvalidDocumentContent",
@@ -121,7 +153,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::UnrecognizedClient(_) => StatusCode::FORBIDDEN,
+            Self::AgentProtocolMismatch => StatusCode::UPGRADE_REQUIRED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -155,6 +187,10 @@ impl ApiError {
             | Self::InvalidTarget(m)
             | Self::UnsupportedPlatformType(m)
             | Self::UnrecognizedClient(m)
+            | Self::TooManyUpdates(m)
+            | Self::InvalidPublicKey(m)
+            | Self::NoSuchEntity(m)
+            | Self::MalformedPolicyDocument(m)
             | Self::InvalidDocumentContent(m)
             | Self::InvalidDocumentSchemaVersion(m)
             | Self::InvalidDocumentType(m)
@@ -165,11 +201,150 @@ impl ApiError {
             | Self::DuplicateDocumentContent(m)
             | Self::DuplicateDocumentVersionName(m)
             | Self::InvalidDocumentOperation(m) => m.clone(),
+            Self::Signature(e) => signature_message(e),
+            Self::ExpiredToken => "The security token included in the request is expired".into(),
+            // AWS has no replay check (SigV4 allows replays inside the window); our sentence.
+            Self::ReplayedRequest => "The request signature has already been used; sign every request anew.".into(),
+            Self::AgentProtocolMismatch => fleetrun_wire::agent::PROTOCOL_MISMATCH_MESSAGE.into(),
+            // AWS's form since 2021 (security-facts §1 row 11).
+            Self::AccessDenied {
+                principal,
+                action,
+                resource,
+                explicit,
+            } => {
+                if *explicit {
+                    format!("User: {principal} is not authorized to perform: {action} on resource: {resource} with an explicit deny in an identity-based policy")
+                } else {
+                    format!("User: {principal} is not authorized to perform: {action} on resource: {resource} because no identity-based policy allows the {action} action")
+                }
+            }
             Self::InvalidNextToken => "The specified token isn't valid.".into(),
             Self::InvocationDoesNotExist => "The command ID and instance ID you specified didn't match any invocations. Verify the command ID and the instance ID and try again.".into(),
             Self::ServiceUnavailable => "The server is shutting down.".into(),
             Self::Internal(_) => "An internal error occurred.".into(),
         }
+    }
+}
+
+/// The AWS code for each SigV4 failure (security-facts §1; every auth failure is HTTP 400 on awsJson).
+fn signature_code(e: &fleetrun_sigv4::AuthError) -> &'static str {
+    use fleetrun_sigv4::AuthError as A;
+    match e {
+        A::MissingAuthentication => "MissingAuthenticationTokenException",
+        A::PresignedNotSupported
+        | A::HeaderAndQueryAuth
+        | A::DuplicateAuthorization { .. }
+        | A::NonUtf8Header { .. }
+        | A::NotKeyValuePair { .. }
+        | A::DuplicateComponent { .. }
+        | A::UnsupportedAlgorithm { .. }
+        | A::MissingParts { .. }
+        | A::CredentialParts { .. }
+        | A::BadDateFormat { .. }
+        | A::SignedHeadersNotCanonical { .. }
+        | A::HostNotSigned
+        | A::DateNotSigned { .. }
+        | A::SignedHeaderAbsent { .. } => "IncompleteSignatureException",
+        A::MalformedSignature { .. }
+        | A::WrongRegion { .. }
+        | A::WrongService { .. }
+        | A::ScopeDateMismatch { .. }
+        | A::BadTerminator { .. }
+        | A::Expired { .. }
+        | A::NotYetCurrent { .. }
+        | A::SignatureMismatch => "InvalidSignatureException",
+    }
+}
+
+const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
+
+/// AWS's sentences for SigV4 failures, as quoted in security-facts §1 (rows 6–9 partly unverified
+/// there; where AWS's text is unknown the sentence is ours, in the same style).
+fn signature_message(e: &fleetrun_sigv4::AuthError) -> String {
+    use fleetrun_sigv4::{AuthError as A, MissingPart};
+    match e {
+        A::MissingAuthentication => "Request is missing Authentication Token".into(),
+        A::PresignedNotSupported => {
+            "Query-string (presigned) authentication is not supported by this service; sign the Authorization header.".into()
+        }
+        A::HeaderAndQueryAuth => "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified".into(),
+        A::DuplicateAuthorization { .. } => "Only one Authorization header is allowed.".into(),
+        A::NonUtf8Header { name } => format!("Header '{name}' is not valid UTF-8."),
+        A::NotKeyValuePair { token, header } => format!(
+            "'{token}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
+        ),
+        A::DuplicateComponent { name, header } => {
+            format!("Authorization header has '{name}' more than once: '{header}'.")
+        }
+        A::UnsupportedAlgorithm { algorithm } => format!(
+            "Unsupported Authorization algorithm '{algorithm}'; this service accepts AWS4-HMAC-SHA256."
+        ),
+        A::MissingParts { missing, header } => {
+            let mut text = String::new();
+            for part in missing {
+                text.push_str(match part {
+                    MissingPart::Credential => "Authorization header requires 'Credential' parameter. ",
+                    MissingPart::Signature => "Authorization header requires 'Signature' parameter. ",
+                    MissingPart::SignedHeaders => {
+                        "Authorization header requires 'SignedHeaders' parameter. "
+                    }
+                    MissingPart::DateHeader => "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
+                });
+            }
+            format!("{text}Authorization={header}")
+        }
+        A::CredentialParts { value } => format!(
+            "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{value}'"
+        ),
+        A::BadDateFormat { value } => format!(
+            "Date must be in ISO-8601 'basic format'. Got '{value}'. See http://en.wikipedia.org/wiki/ISO_8601"
+        ),
+        A::SignedHeadersNotCanonical { value } => format!(
+            "SignedHeaders must be lower-case, sorted and without duplicates, got '{value}'."
+        ),
+        A::HostNotSigned => {
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()
+        }
+        A::DateNotSigned { name } => {
+            format!("'{name}' must be a 'SignedHeader' in the AWS Authorization.")
+        }
+        A::SignedHeaderAbsent { name } => {
+            format!("Signed header '{name}' is not present in the request.")
+        }
+        A::MalformedSignature { .. } | A::SignatureMismatch => SIGNATURE_MISMATCH.into(),
+        A::WrongRegion { region } => {
+            format!("Credential should be scoped to a valid region, not '{region}'. ")
+        }
+        A::WrongService { expected } => {
+            format!("Credential should be scoped to correct service: '{expected}'. ")
+        }
+        A::ScopeDateMismatch {
+            scope,
+            date,
+            timestamp,
+        } => format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope}' != '{date}', from '{timestamp}'."
+        ),
+        A::BadTerminator { terminator } => format!(
+            "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'."
+        ),
+        A::Expired {
+            timestamp,
+            earliest,
+            now,
+            window_mins,
+        } => format!(
+            "Signature expired: {timestamp} is now earlier than {earliest} ({now} - {window_mins} min.)"
+        ),
+        A::NotYetCurrent {
+            timestamp,
+            latest,
+            now,
+            window_mins,
+        } => format!(
+            "Signature not yet current: {timestamp} is still later than {latest} ({now} + {window_mins} min.)"
+        ),
     }
 }
 
@@ -228,6 +403,7 @@ impl From<CoreError> for ApiError {
             CoreError::DuplicateDocumentContent(m) => Self::DuplicateDocumentContent(m),
             CoreError::DuplicateDocumentVersionName(m) => Self::DuplicateDocumentVersionName(m),
             CoreError::InvalidDocumentOperation(m) => Self::InvalidDocumentOperation(m),
+            CoreError::AccessKeyExists(id) => Self::Internal(format!("access key {id} exists")),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The fleetrun control plane: the AWS SSM awsJson1_1 endpoint (`POST /`), the agent endpoints
-//! (`/agent/v1/*`), and the background timekeeper. `main` builds a [`Server`] and calls [`Server::serve`].
+//! (`/agent/v2/*`, nodes authenticated by `node_auth`), and the background timekeeper. `main` builds a [`Server`] and calls [`Server::serve`].
 
 pub mod agent_api;
+pub mod auth;
 mod aws;
 mod convert;
 mod edge;
 pub mod error;
 pub mod limits;
+pub mod node_auth;
 mod notifier;
 mod ops;
 pub mod parse_pool;
@@ -50,6 +52,11 @@ pub struct ServerConfig {
     pub tick: Duration,
     /// Timeouts, the connection cap, body and header limits, parser slots.
     pub limits: limits::Limits,
+    /// Lifetime of the session credentials nodes get from `/agent/v2/token` (agents refresh them
+    /// at half of it).
+    pub node_credentials_lifetime: Duration,
+    /// How far a request's SigV4 timestamp may be from the server's clock (SSM: 5 minutes).
+    pub signature_window: Duration,
 }
 
 impl ServerConfig {
@@ -62,6 +69,8 @@ impl ServerConfig {
             retention: None,
             tick: Duration::from_secs(1),
             limits: limits::Limits::default(),
+            node_credentials_lifetime: node_auth::DEFAULT_CREDENTIALS_LIFETIME,
+            signature_window: Duration::from_secs(300),
         }
     }
 }
@@ -72,9 +81,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub notifier: Notifier,
     pub tokens: TokenKey,
+    /// API access keys, cached for the SigV4 verifier.
+    pub keys: auth::KeyCache,
     pub config: Arc<ServerConfig>,
     /// Document content parsing, off the async threads (`parse_pool`).
     pub parsers: parse_pool::ContentParsers,
+    /// Node session keys, the replay set and the registration throttle.
+    pub node_auth: Arc<node_auth::NodeAuth>,
     /// Flips to true when shutdown begins, so long polls return at once.
     pub shutting_down: watch::Receiver<bool>,
 }
@@ -94,28 +107,69 @@ pub struct Server {
 fn token_key(data_dir: &Path) -> std::io::Result<TokenKey> {
     let path = data_dir.join("token.key");
     match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() >= 32 => Ok(TokenKey::new(bytes)),
+        Ok(bytes) if bytes.len() >= 32 => {
+            make_private(&path, 0o600)?;
+            Ok(TokenKey::new(bytes))
+        }
         _ => {
             let key = random_secret(48).into_bytes();
-            std::fs::write(&path, &key)?;
+            write_private(&path, &key)?;
             Ok(TokenKey::new(key))
         }
     }
 }
 
+/// Creates `dir` (and parents) and makes it 0700: it holds keys and the database, whatever the umask.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    make_private(dir, 0o700)
+}
+
+/// Tightens `path` to `mode` when group or others have any access.
+fn make_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Writes a secret file created 0600 (never briefly world-readable).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    make_private(path, 0o600)
+}
+
 impl Server {
     /// Builds the server over an opened store; creates the data dir's token key if missing.
     pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        private_dir(&config.data_dir)?;
         let tokens = token_key(&config.data_dir)?;
+        let node_auth = Arc::new(node_auth::NodeAuth::open(&config)?);
         let (shutdown_tx, shutting_down) = watch::channel(false);
         Ok(Self {
             state: AppState {
                 store,
                 notifier: Notifier::default(),
                 tokens,
+                keys: auth::KeyCache::default(),
                 parsers: parse_pool::ContentParsers::new(config.limits.content_parsers),
                 config: Arc::new(config),
+                node_auth,
                 shutting_down,
             },
             shutdown_tx,
@@ -124,6 +178,12 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Creates the administrator access key on a store that has none (first start) and returns the
+    /// credentials kept in `<data_dir>/admin-credentials`, if that file is still there.
+    pub async fn admin_credentials(&self) -> std::io::Result<Option<auth::AdminCredentials>> {
+        auth::bootstrap_admin_key(self.state.store.as_ref(), &self.state.config.data_dir).await
     }
 
     /// Creates a one-use activation for the node this server runs on (`--local-node`).

@@ -5,6 +5,7 @@
 
 mod common;
 
+use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{ResourceTypeForTagging, Tag, Target};
 use common::{client, client_in, code, SentId, TestServer};
 use fleetrun_wire::admin::{CreateAccessKeyResult, TARGET_PREFIX};
@@ -25,7 +26,7 @@ async fn raw_call(
         ("host", host.as_bytes()),
         ("x-amz-target", target.as_bytes()),
     ];
-    let mut req = reqwest::Client::new()
+    let mut req = common::node::http()
         .post(format!("{}/", s.endpoint))
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", target)
@@ -103,24 +104,24 @@ async fn unsigned_expired_future_and_wrong_service_requests_are_refused() {
     let list = "AmazonSSM.ListCommands";
     let (status, json) = raw_call(&s, list, "{}", None, now(), "us-east-1", "ssm").await;
     assert_eq!((status, error_code(&json)), (400, "MissingAuthenticationTokenException"));
-    assert_eq!(json["message"], "Request is missing Authentication Token");
+    assert_eq!(json["Message"], "Request is missing Authentication Token");
 
     // Six minutes off is outside SSM's five-minute window, four minutes inside it.
     let key = Some(&s.admin);
     let (status, json) = raw_call(&s, list, "{}", key, now() - 360, "us-east-1", "ssm").await;
     assert_eq!((status, error_code(&json)), (400, "InvalidSignatureException"));
-    let msg = json["message"].as_str().unwrap_or("");
+    let msg = json["Message"].as_str().unwrap_or("");
     assert!(msg.starts_with("Signature expired: ") && msg.ends_with(" - 5 min.)"), "{msg}");
     let (status, json) = raw_call(&s, list, "{}", key, now() + 360, "us-east-1", "ssm").await;
     assert_eq!(status, 400);
-    let msg = json["message"].as_str().unwrap_or("");
+    let msg = json["Message"].as_str().unwrap_or("");
     assert!(msg.starts_with("Signature not yet current: "), "{msg}");
     let (status, _) = raw_call(&s, list, "{}", key, now() - 240, "us-east-1", "ssm").await;
     assert_eq!(status, 200);
 
     let (status, json) = raw_call(&s, list, "{}", key, now(), "us-east-1", "ec2").await;
     assert_eq!((status, error_code(&json)), (400, "InvalidSignatureException"));
-    assert_eq!(json["message"], "Credential should be scoped to correct service: 'ssm'. ");
+    assert_eq!(json["Message"], "Credential should be scoped to correct service: 'ssm'. ");
 
     // A signature over another body does not cover this one.
     let (status, json) = raw_call(&s, list, "{}", key, now(), "us-east-1", "ssm").await;
@@ -283,4 +284,37 @@ async fn a_key_limited_to_dev_nodes_gets_access_denied_invocations_for_the_other
     dev.stop().await;
     prod.stop().await;
     s.stop().await;
+}
+
+/// Under umask 022 the data dir is 0700 and every file holding a secret or output is 0600, so a
+/// local unprivileged user can read neither the administrator key nor the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dir_and_secret_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let s = TestServer::start().await;
+    s.client.list_commands().send().await.expect("a write-free call");
+    let agent = s.add_agent().await; // a write: the WAL exists
+    let data = s.dir.path().join("data");
+    let mode = |name: &str| {
+        let path = data.join(name);
+        std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "data dir");
+    for file in [
+        "fleetrun.db",
+        "fleetrun.db-wal",
+        "fleetrun.db-shm",
+        "token.key",
+        "admin-credentials",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    agent.stop().await;
+    s.stop().await;
+    nix::sys::stat::umask(old);
 }

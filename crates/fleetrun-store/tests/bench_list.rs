@@ -110,6 +110,7 @@ fn command(i: u64) -> (NewCommand, Option<InvocationState>) {
         },
         targets,
         rendered: None,
+        access_denied: Vec::new(),
     };
     // A stand-in for the server's rendering, of about its size (the store keeps it opaque).
     cmd.rendered = serde_json::to_string(&cmd.echo).ok();

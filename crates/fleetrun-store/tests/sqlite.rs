@@ -56,6 +56,7 @@ fn new_command(at: Millis, doc: &str, targets: Vec<InstanceId>) -> NewCommand {
         },
         targets,
         rendered: None,
+        access_denied: Vec::new(),
     }
 }
 
@@ -266,7 +267,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 4);
+    assert_eq!(version, 6);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));
@@ -275,6 +276,48 @@ fn file_is_wal_and_versioned() {
         Err(CoreError::Store(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// The database, its WAL and shared-memory files hold secrets and output: 0600 whatever the umask,
+/// and a file someone loosened is tightened on the next open.
+#[tokio::test]
+async fn database_files_are_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fleetrun.db");
+    let store = SqliteStore::open(&path).expect("open");
+    // A write makes SQLite create the -wal and -shm files.
+    store
+        .create_activation(NewActivation {
+            id: ActivationId::generate(),
+            code_hash: hash_secret("code"),
+            description: String::new(),
+            default_instance_name: String::new(),
+            iam_role: "r".into(),
+            registration_limit: 1,
+            expires_at: T0,
+            created_at: T0,
+            tags: vec![],
+        })
+        .await
+        .expect("write");
+    let mode = |suffix: &str| {
+        let file = dir.path().join(format!("fleetrun.db{suffix}"));
+        std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        assert_eq!(mode(suffix), 0o600, "fleetrun.db{suffix}");
+    }
+    drop(store);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("loosen");
+    drop(SqliteStore::open(&path).expect("reopen"));
+    assert_eq!(mode(""), 0o600);
+    nix::sys::stat::umask(old);
 }
 
 #[test]
@@ -421,7 +464,7 @@ async fn registration_copies_activation_tags() {
         activation_id: a.id.clone(),
         activation_code: "code".into(),
         instance_id: node(1),
-        secret_hash: hash_secret("s"),
+        public_key: "cHVibGljLWtleQ==".into(),
         info: NodeInfo::default(),
     };
     store.register_node(reg, T0).await.expect("register");

@@ -1,26 +1,47 @@
-//! The agent ⇄ server protocol, version 1 (JSON over HTTP).
+//! The agent ⇄ server protocol, version 2 (JSON over HTTP).
 //!
 //! ```text
-//! POST /agent/v1/register   RegisterRequest  → RegisterResponse     (unauthenticated: activation id + code)
-//! POST /agent/v1/poll       PollRequest      → PollResponse         (long poll; doubles as the heartbeat)
-//! POST /agent/v1/result     ResultReport     → ResultAck
+//! POST /agent/v2/register   RegisterRequest → RegisterResponse   unsigned: activation id + code + public key
+//! POST /agent/v2/token      TokenRequest    → TokenResponse      signed with the node's Ed25519 key
+//! POST /agent/v2/poll       PollRequest     → PollResponse       SigV4 (HMAC) with session credentials
+//! POST /agent/v2/result     ResultReport    → ResultAck          SigV4 (HMAC) with session credentials
 //! ```
-//! Every call after registration carries `Authorization: FleetrunNode <instance-id>:<node-secret>`.
-//! The credential lives in a header so the bodies stay unchanged when per-node SigV4 credentials
-//! replace it (the `mi-` id becomes the access key id). Errors are `{"__type": code, "Message": text}`
-//! with HTTP 4xx/5xx, like the AWS API. The server owns every clock: agents send durations, not times.
+//! As with AWS hybrid nodes: registration sends the node's public key once (the private key never
+//! leaves the node); `token` is signed in the SigV4 layout with the `mi-` id as access key id and
+//! `Signature=<base64 Ed25519 signature over the SigV4 string-to-sign>` (AWS uses RSA-PSS there);
+//! it returns short-lived session credentials, and every poll and result is an ordinary SigV4
+//! request (`AWS4-HMAC-SHA256`, service [`SIGNING_SERVICE`], the region from [`RegisterResponse`])
+//! signed with them and carrying `X-Amz-Security-Token`. The agent refreshes them at half their
+//! lifetime. A request is accepted once: replays inside the 5-minute window are refused.
+//!
+//! Errors are `{"__type": code, "Message": text}` with HTTP 4xx/5xx, like the AWS API; `/agent/v1/*`
+//! answers 426 [`PROTOCOL_MISMATCH_CODE`]. The server owns every clock: agents send durations, not
+//! times (the SigV4 `X-Amz-Date` is checked against a window, never stored).
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; path prefix `/agent/v{PROTOCOL_VERSION}`.
-pub const PROTOCOL_VERSION: u32 = 1;
-pub const REGISTER_PATH: &str = "/agent/v1/register";
-pub const POLL_PATH: &str = "/agent/v1/poll";
-pub const RESULT_PATH: &str = "/agent/v1/result";
-/// Authorization scheme for node calls.
-pub const AUTH_SCHEME: &str = "FleetrunNode";
+pub const PROTOCOL_VERSION: u32 = 2;
+pub const REGISTER_PATH: &str = "/agent/v2/register";
+pub const TOKEN_PATH: &str = "/agent/v2/token";
+pub const POLL_PATH: &str = "/agent/v2/poll";
+pub const RESULT_PATH: &str = "/agent/v2/result";
+/// Prefix of the retired protocol v1; the server answers every path under it with
+/// [`PROTOCOL_MISMATCH_CODE`].
+pub const V1_PREFIX: &str = "/agent/v1/";
 /// Header the agent sends with its protocol version.
 pub const VERSION_HEADER: &str = "x-fleetrun-agent-protocol";
+/// The SigV4 service name in the credential scope of every signed agent request (as for SSM).
+pub const SIGNING_SERVICE: &str = "ssm";
+/// The only node key type so far.
+pub const KEY_TYPE_ED25519: &str = "Ed25519";
+/// `__type` of the answer to a request in another protocol version (HTTP 426).
+pub const PROTOCOL_MISMATCH_CODE: &str = "UnsupportedAgentProtocolException";
+/// Its message.
+pub const PROTOCOL_MISMATCH_MESSAGE: &str =
+    "this server speaks agent protocol v2; upgrade fleetrun-agent and register it again";
 
 /// Facts about the machine the agent runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,21 +56,67 @@ pub struct MachineInfo {
     pub agent_version: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Registration (unsigned, like AWS's RegisterManagedInstance).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
     pub activation_id: String,
     pub activation_code: String,
+    /// Standard base64 of the node's 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// [`KEY_TYPE_ED25519`].
+    pub public_key_type: String,
     pub machine: MachineInfo,
+}
+
+impl fmt::Debug for RegisterRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterRequest")
+            .field("activation_id", &self.activation_id)
+            .field("activation_code", &"<redacted>")
+            .field("public_key", &self.public_key)
+            .field("public_key_type", &self.public_key_type)
+            .field("machine", &self.machine)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResponse {
-    /// `mi-` + 17 hex characters.
+    /// `mi-` + 17 hex characters: the access key id of the node's token requests.
     pub instance_id: String,
-    /// The node's own secret; shown once, stored only hashed on the server.
-    pub node_secret: String,
+    /// The server's region: the region of every credential scope the node signs.
+    pub region: String,
+}
+
+/// The body of a token request (the proof is in the signature; nothing else is needed yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRequest {}
+
+/// Short-lived session credentials (AWS RequestManagedInstanceRoleToken's answer).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// `ASIA` + 16 characters.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Sent as `X-Amz-Security-Token` with every signed request.
+    pub session_token: String,
+    /// Seconds the credentials stay valid from now (the agent refreshes at half of it).
+    pub expires_in_secs: u64,
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &"<redacted>")
+            .field("expires_in_secs", &self.expires_in_secs)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +255,31 @@ pub struct ResultAck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let t = TokenResponse {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "s3cr3t".into(),
+            session_token: "t0k3n".into(),
+            expires_in_secs: 3600,
+        };
+        let text = format!("{t:?}");
+        assert!(
+            text.contains("ASIAEXAMPLE") && !text.contains("s3cr3t") && !text.contains("t0k3n")
+        );
+        let r = RegisterRequest {
+            activation_id: "a".into(),
+            activation_code: "c0d3".into(),
+            public_key: "pk".into(),
+            public_key_type: KEY_TYPE_ED25519.into(),
+            machine: MachineInfo::default(),
+        };
+        assert!(!format!("{r:?}").contains("c0d3"));
+        let json = serde_json::to_value(&t).expect("json");
+        assert_eq!(json["expiresInSecs"], 3600);
+        assert_eq!(json["sessionToken"], "t0k3n");
+    }
 
     #[test]
     fn messages_round_trip() {

@@ -3,6 +3,7 @@
 //! ([`validate`]), ListCommands bodies spliced from pre-encoded parts ([`listing`]), and the fleetrun
 //! agent protocol ([`agent`]). No I/O.
 
+pub mod admin;
 pub mod agent;
 pub mod documents;
 pub mod error;

@@ -1,6 +1,8 @@
 //! The `fleetrun` binary: `fleetrun server` (the control plane, optionally with this machine as a node)
 //! and `fleetrun agent` (the node agent). `main` parses flags, sets up logging and hands over.
 
+mod admin;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use fleetrun_agent::{Activation, AgentConfig};
-use fleetrun_server::{Server, ServerConfig};
+use fleetrun_server::{tls, Server, ServerConfig};
 use fleetrun_store::SqliteStore;
 
 /// A self-hosted command runner that speaks the AWS Systems Manager Run Command API.
@@ -40,6 +42,8 @@ enum Cmd {
     Server(ServerArgs),
     /// Run the node agent: register with an activation (first start) and run commands.
     Agent(AgentArgs),
+    /// Manage API access keys and their policies (signed with the administrator key).
+    Admin(admin::AdminArgs),
 }
 
 #[derive(Parser)]
@@ -62,28 +66,99 @@ struct ServerArgs {
     /// Keep command history this many days (default: forever).
     #[arg(long, env = "FLEETRUN_RETENTION_DAYS")]
     retention_days: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first). Without it a non-loopback
+    /// address gets a self-signed certificate generated in <data-dir>/tls/.
+    #[arg(
+        long,
+        env = "FLEETRUN_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "insecure_http"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FLEETRUN_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address: signatures, node credentials and command
+    /// output then cross the network unencrypted.
+    #[arg(long, env = "FLEETRUN_INSECURE_HTTP")]
+    insecure_http: bool,
 }
 
+/// Whom the agent trusts as an `https://` server (default: the system's CA store).
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// PEM file of the CA, or of the server's self-signed certificate, the server must chain to.
+    #[arg(long, env = "FLEETRUN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// SHA-256 fingerprint of the server's certificate (hex, colons optional): pins it.
+    #[arg(long, env = "FLEETRUN_SERVER_FINGERPRINT")]
+    server_fingerprint: Option<String>,
+}
+
+impl TrustArgs {
+    fn apply(self, cfg: &mut AgentConfig) {
+        cfg.ca_cert = self.ca_cert;
+        cfg.server_fingerprint = self.server_fingerprint;
+    }
+}
+
+/// `fleetrun agent [--server …]` runs the agent; `fleetrun agent register …` registers once.
 #[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct AgentArgs {
+    #[command(subcommand)]
+    action: Option<AgentAction>,
     /// The fleetrun server URL, e.g. http://127.0.0.1:8089.
-    #[arg(long, env = "FLEETRUN_SERVER")]
-    server: String,
-    /// Activation id from `aws ssm create-activation` (needed on first start only).
-    #[arg(long, env = "FLEETRUN_ACTIVATION_ID", requires = "activation_code")]
+    #[arg(long, env = "FLEETRUN_SERVER", required = true)]
+    server: Option<String>,
+    /// Activation id from `aws ssm create-activation`: registers first if the state dir holds
+    /// no identity yet (else `fleetrun agent register` does it once).
+    #[arg(long, env = "FLEETRUN_ACTIVATION_ID")]
     activation_id: Option<String>,
-    /// Activation code from `aws ssm create-activation` (needed on first start only).
-    #[arg(long, env = "FLEETRUN_ACTIVATION_CODE", requires = "activation_id")]
-    activation_code: Option<String>,
+    /// File holding the activation code (`-`: standard input); without it the code comes from
+    /// env FLEETRUN_ACTIVATION_CODE, which is then removed. Never on the command line.
+    #[arg(long, requires = "activation_id")]
+    activation_code_file: Option<PathBuf>,
     /// Directory for the node identity, queued results and script work dirs.
-    #[arg(long, env = "FLEETRUN_STATE_DIR")]
-    state_dir: PathBuf,
+    #[arg(long, env = "FLEETRUN_STATE_DIR", required = true)]
+    state_dir: Option<PathBuf>,
     /// Region reported to scripts as AWS_SSM_REGION_NAME.
     #[arg(long, env = "FLEETRUN_REGION", default_value = "us-east-1")]
     region: String,
     /// Commands run at once; the rest wait in order.
     #[arg(long, env = "FLEETRUN_MAX_CONCURRENT", default_value_t = 5)]
     max_concurrent: usize,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+#[derive(Subcommand)]
+enum AgentAction {
+    /// Register this node once (a fresh Ed25519 key; only its public half is sent), save the
+    /// identity in the state dir, and exit.
+    Register(AgentRegisterArgs),
+}
+
+#[derive(Parser)]
+struct AgentRegisterArgs {
+    /// The fleetrun server URL, e.g. http://127.0.0.1:8089.
+    #[arg(long, env = "FLEETRUN_SERVER")]
+    server: String,
+    /// Directory the node identity is saved in.
+    #[arg(long, env = "FLEETRUN_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Activation id from `aws ssm create-activation`.
+    #[arg(long, env = "FLEETRUN_ACTIVATION_ID")]
+    activation_id: String,
+    /// File holding the activation code (`-`: standard input); without it the code comes from
+    /// env FLEETRUN_ACTIVATION_CODE, which is then removed.
+    #[arg(long)]
+    activation_code_file: Option<PathBuf>,
+    /// Register even if the state dir already holds an identity.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 fn init_logging(format: LogFormat) {
@@ -118,6 +193,9 @@ async fn shutdown_signal() {
 }
 
 fn main() -> anyhow::Result<()> {
+    // One TLS crypto provider for every client and server in the process (rustls is built
+    // without a default one, see ARCHITECTURE.md).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
@@ -126,6 +204,10 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(server(args)),
         // One thread keeps the agent's footprint small.
+        Cmd::Admin(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(admin::run(args)),
         Cmd::Agent(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -134,7 +216,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    fleetrun_server::private_dir(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let db = args.data_dir.join("fleetrun.db");
     let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
@@ -143,17 +225,39 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     config.ping_timeout = Duration::from_secs(args.ping_timeout_secs);
     config.retention = args.retention_days.map(|d| Duration::from_secs(d * 86_400));
     let server = Server::new(config, Arc::new(store))?;
+    let admin = server
+        .admin_credentials()
+        .await
+        .context("creating the administrator access key")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
-    tracing::info!(%endpoint, data_dir = %args.data_dir.display(), "fleetrun server listening");
+    let tls_mode = tls::decide(
+        addr,
+        args.tls_cert.clone().zip(args.tls_key.clone()),
+        args.insecure_http,
+    );
+    let tls = tls::configure(&tls_mode, &args.data_dir, addr).context("setting up TLS")?;
+    let endpoint = endpoint_for(addr, tls.is_some());
+    match &tls {
+        Some(t) => tracing::info!(%endpoint, listen = %addr, data_dir = %args.data_dir.display(),
+            certificate = %t.cert_path.display(), fingerprint = %t.fingerprint,
+            generated = t.generated_now, "fleetrun server listening (TLS)"),
+        None => tracing::info!(%endpoint, listen = %addr, data_dir = %args.data_dir.display(),
+            "fleetrun server listening (plain HTTP)"),
+    }
+    if tls.is_none() && !tls::is_loopback(addr.ip()) {
+        tracing::warn!(listen = %addr, "--insecure-http: serving plain HTTP beyond this machine; \
+            signatures, node credentials and command output cross the network unencrypted");
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let local = if args.local_node {
         let state_dir = args.data_dir.join("local-node");
-        let activation = if state_dir.join("identity.json").exists() {
+        // A protocol v1 identity (a shared secret) is useless now: register again.
+        let saved = fleetrun_agent::load_identity(&state_dir);
+        let activation = if matches!(saved, Ok(fleetrun_agent::SavedIdentity::Current(_))) {
             None
         } else {
             let (id, code) = server
@@ -162,18 +266,17 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("creating the local activation: {}", e.message()))?;
             Some(Activation { id, code })
         };
-        Some(AgentConfig::new(
-            &endpoint,
-            state_dir,
-            activation,
-            &args.region,
-        ))
+        let mut cfg = AgentConfig::new(&endpoint, state_dir, activation, &args.region);
+        // The local agent pins this server's own certificate, whoever issued it.
+        cfg.server_fingerprint = tls.as_ref().map(|t| t.fingerprint.clone());
+        Some(cfg)
     } else {
         None
     };
 
     let mut serve_stop = stop_rx.clone();
-    let serving = tokio::spawn(server.serve(listener, async move {
+    let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+    let serving = tokio::spawn(server.serve_tls(listener, acceptor, async move {
         let _ = serve_stop.wait_for(|s| *s).await;
     }));
 
@@ -193,7 +296,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             },
         )));
     }
-    print_banner(&endpoint, &args.region, &args.data_dir, local_id.as_deref());
+    print_banner(
+        &endpoint,
+        &args.region,
+        &args.data_dir,
+        local_id.as_deref(),
+        admin.as_ref(),
+        tls.as_ref()
+            .map(|t| (t, tls_mode == tls::TlsMode::SelfSigned)),
+    );
 
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -207,37 +318,120 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(endpoint: &str, region: &str, data_dir: &std::path::Path, node: Option<&str>) {
+/// The URL clients on this machine dial: the listen address, or loopback when listening on all
+/// interfaces (`0.0.0.0` is no address to connect to; loopback is in every generated certificate).
+fn endpoint_for(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// The start-up banner on stdout (not the log): where to point the `aws` CLI, with which key. The
+/// administrator secret is printed here so the first start ends with a working command; it is
+/// never logged, and it is read from the 0600 file the server keeps it in.
+fn print_banner(
+    endpoint: &str,
+    region: &str,
+    data_dir: &std::path::Path,
+    node: Option<&str>,
+    admin: Option<&fleetrun_server::auth::AdminCredentials>,
+    tls: Option<(&tls::ServerTls, bool)>,
+) {
     println!();
     println!("fleetrun is serving the SSM Run Command API at {endpoint}");
     println!("  region {region}, data in {}", data_dir.display());
+    // A self-signed certificate is what clients must trust: name it by absolute path.
+    let mut ca_bundle = String::new();
+    if let Some((t, self_signed)) = tls {
+        let cert = std::path::absolute(&t.cert_path).unwrap_or_else(|_| t.cert_path.clone());
+        println!("  TLS certificate {}", cert.display());
+        println!("  SHA-256 fingerprint {}", t.fingerprint);
+        println!(
+            "  agents elsewhere: fleetrun agent --server https://<this host>:{} --server-fingerprint {}",
+            endpoint.rsplit(':').next().unwrap_or_default(),
+            t.fingerprint
+        );
+        if self_signed {
+            ca_bundle = format!(" AWS_CA_BUNDLE={}", cert.display());
+        }
+    }
     match node {
-        Some(id) => {
-            println!("  this machine is managed node {id}");
-            println!();
-            println!("Try it (any credentials are accepted for now):");
+        Some(id) => println!("  this machine is managed node {id}"),
+        None => println!(
+            "  no local node (start with --local-node, or register agents with create-activation)"
+        ),
+    }
+    println!();
+    match admin {
+        Some(key) => {
             println!(
-                "  AWS_ACCESS_KEY_ID=fleetrun AWS_SECRET_ACCESS_KEY=fleetrun aws ssm send-command --endpoint-url {endpoint} --region {region} --instance-ids {id} --document-name AWS-RunShellScript --parameters 'commands=[\"uname -a\"]'"
+                "Every call is SigV4-signed. Administrator key (also in {}):",
+                key.path.display()
+            );
+            println!(
+                "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={region} AWS_ENDPOINT_URL={endpoint}{ca_bundle}",
+                key.access_key_id, key.secret_access_key
             );
         }
-        None => {
-            println!("  no local node (start with --local-node, or register agents with create-activation)");
-        }
+        None => println!(
+            "Every call is SigV4-signed. The administrator key file {}/admin-credentials was removed; use a key from `fleetrun admin create-key`.",
+            data_dir.display()
+        ),
+    }
+    if let Some(id) = node {
+        println!("Try it:");
+        println!(
+            "  aws ssm send-command --instance-ids {id} --document-name AWS-RunShellScript --parameters 'commands=[\"uname -a\"]'"
+        );
     }
     println!();
 }
 
-async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let activation = match (args.activation_id, args.activation_code) {
-        (Some(id), Some(code)) => Some(Activation { id, code }),
-        _ => None,
+/// The activation code (file, stdin, or env, which is then cleared) for `id`. Runs first thing
+/// on the agent's single-threaded runtime, before any other thread could read the environment.
+fn activation(
+    id: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Activation>> {
+    let Some(id) = id else {
+        std::env::remove_var(fleetrun_agent::ACTIVATION_CODE_ENV);
+        return Ok(None);
     };
-    let mut cfg = AgentConfig::new(&args.server, args.state_dir, activation, &args.region);
+    let code = fleetrun_agent::read_activation_code(file)?;
+    Ok(Some(Activation { id, code }))
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(AgentAction::Register(r)) = args.action {
+        let activation = activation(Some(r.activation_id), r.activation_code_file.as_deref())?
+            .context("an activation is required")?;
+        let mut cfg = AgentConfig::new(&r.server, &r.state_dir, None, "us-east-1");
+        r.trust.apply(&mut cfg);
+        let identity = fleetrun_agent::register(&cfg, &activation, r.force)
+            .await
+            .context("registering with the server")?;
+        println!(
+            "registered as managed node {}; run it with: fleetrun agent --server {} --state-dir {}",
+            identity.instance_id,
+            r.server,
+            r.state_dir.display()
+        );
+        return Ok(());
+    }
+    let activation = activation(args.activation_id, args.activation_code_file.as_deref())?;
+    let server = args.server.context("--server is required")?;
+    let state_dir = args.state_dir.context("--state-dir is required")?;
+    let mut cfg = AgentConfig::new(&server, state_dir, activation, &args.region);
     cfg.max_concurrent = args.max_concurrent.max(1);
+    args.trust.apply(&mut cfg);
     let identity = fleetrun_agent::register_or_load(&cfg)
         .await
         .context("registering with the server")?;
-    tracing::info!(instance_id = %identity.instance_id, server = %args.server, "agent started");
+    tracing::info!(instance_id = %identity.instance_id, %server, "agent started");
     fleetrun_agent::run(cfg, identity, shutdown_signal()).await?;
     tracing::info!("agent stopped");
     Ok(())

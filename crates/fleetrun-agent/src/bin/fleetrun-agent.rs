@@ -3,48 +3,89 @@
 //! pages are mapped and touched: its idle RSS is what BENCHMARKS.md reports against the ≤ 5 MB target.
 //!
 //! Flags are parsed by hand (no clap) to keep the binary small; `--help` lists them.
+//!
+//! Registration is a one-shot step (`fleetrun-agent register …`) that reads the activation code
+//! from a file, standard input or `FLEETRUN_ACTIVATION_CODE` (removed from the environment once
+//! read), never from the command line: the long-running agent's `/proc/PID/cmdline` holds no
+//! secret.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use fleetrun_agent::{Activation, AgentConfig, DEFAULT_MAX_CONCURRENT};
 
 const HELP: &str = "fleetrun-agent: the fleetrun node agent
 
-Usage: fleetrun-agent --server URL --state-dir DIR [--activation-id ID --activation-code CODE]
-                      [--region REGION] [--max-concurrent N]
+Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
+                               [--activation-code-file FILE|-] [--force]
+       fleetrun-agent [run] --server URL --state-dir DIR [--region REGION] [--max-concurrent N]
+                            [--activation-id ID [--activation-code-file FILE|-]]
 
-  --server           fleetrun server URL, e.g. http://127.0.0.1:8089        [env FLEETRUN_SERVER]
-  --state-dir        node identity, queued results, script work dirs        [env FLEETRUN_STATE_DIR]
-  --activation-id    from `aws ssm create-activation` (first start only)   [env FLEETRUN_ACTIVATION_ID]
-  --activation-code  from `aws ssm create-activation` (first start only)   [env FLEETRUN_ACTIVATION_CODE]
-  --region           given to scripts as AWS_SSM_REGION_NAME (us-east-1)  [env FLEETRUN_REGION]
-  --max-concurrent   commands run at once; the rest wait in order (5)      [env FLEETRUN_MAX_CONCURRENT]
+  register               register this node once (a fresh Ed25519 key; only its public half
+                         is sent), save the identity in the state dir, and exit
+  run (the default)      run with the saved identity; with --activation-id, register first
+                         if the state dir has no identity yet
+  --server               server URL, http://127.0.0.1:8089 or https://host:8089 [env FLEETRUN_SERVER]
+  --state-dir            node identity, queued results, script work dirs    [env FLEETRUN_STATE_DIR]
+  --activation-id        from `aws ssm create-activation`                   [env FLEETRUN_ACTIVATION_ID]
+  --activation-code-file file holding the activation code, - for standard input; without it
+                         the code is read from env FLEETRUN_ACTIVATION_CODE (then removed)
+  --force                register even if the state dir holds an identity
+  --region               given to scripts as AWS_SSM_REGION_NAME (us-east-1) [env FLEETRUN_REGION]
+  --max-concurrent       commands run at once; the rest wait in order (5)   [env FLEETRUN_MAX_CONCURRENT]
+  --ca-cert              PEM CA (or the server's self-signed certificate) an https:// server
+                         must chain to (default: the system's CAs)         [env FLEETRUN_CA_CERT]
+  --server-fingerprint   SHA-256 of the server's certificate, hex, colons optional: pins it
+                                                                   [env FLEETRUN_SERVER_FINGERPRINT]
 Logging: RUST_LOG=error|warn|info|debug|trace (a level only; default info), to stderr.";
 
 /// The flags, each falling back to its environment variable.
 struct Flags {
+    register: bool,
     server: Option<String>,
     state_dir: Option<String>,
     activation_id: Option<String>,
-    activation_code: Option<String>,
+    activation_code_file: Option<PathBuf>,
+    force: bool,
     region: String,
     max_concurrent: usize,
+    ca_cert: Option<PathBuf>,
+    server_fingerprint: Option<String>,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Flags, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut f = Flags {
+        register: false,
         server: env("FLEETRUN_SERVER"),
         state_dir: env("FLEETRUN_STATE_DIR"),
         activation_id: env("FLEETRUN_ACTIVATION_ID"),
-        activation_code: env("FLEETRUN_ACTIVATION_CODE"),
+        activation_code_file: None,
+        force: false,
         region: env("FLEETRUN_REGION").unwrap_or_else(|| "us-east-1".into()),
         max_concurrent: DEFAULT_MAX_CONCURRENT,
+        ca_cert: env("FLEETRUN_CA_CERT").map(PathBuf::from),
+        server_fingerprint: env("FLEETRUN_SERVER_FINGERPRINT"),
     };
     let mut max = env("FLEETRUN_MAX_CONCURRENT");
+    let mut args = args.peekable();
+    match args.peek().map(String::as_str) {
+        Some("register") => {
+            f.register = true;
+            args.next();
+        }
+        Some("run") => {
+            args.next();
+        }
+        _ => {}
+    }
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
+        }
+        if flag == "--force" && f.register {
+            f.force = true;
+            continue;
         }
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
@@ -58,9 +99,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Flags, String> {
             "--server" => f.server = Some(value),
             "--state-dir" => f.state_dir = Some(value),
             "--activation-id" => f.activation_id = Some(value),
-            "--activation-code" => f.activation_code = Some(value),
+            "--activation-code-file" => f.activation_code_file = Some(PathBuf::from(value)),
+            "--activation-code" => {
+                return Err(
+                    "--activation-code is gone: the code must not sit on a command line; use --activation-code-file FILE (or - for standard input) or env FLEETRUN_ACTIVATION_CODE".into(),
+                )
+            }
             "--region" => f.region = value,
             "--max-concurrent" => max = Some(value),
+            "--ca-cert" => f.ca_cert = Some(PathBuf::from(value)),
+            "--server-fingerprint" => f.server_fingerprint = Some(value),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -89,16 +137,44 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn agent(f: Flags) -> Result<(), String> {
+/// The activation to register with, if `--activation-id` was given (required for `register`).
+/// Reads the code, and always clears `FLEETRUN_ACTIVATION_CODE` from the environment: it runs
+/// before any other thread exists.
+fn activation(f: &Flags) -> Result<Option<Activation>, String> {
+    let Some(id) = f.activation_id.clone() else {
+        std::env::remove_var(fleetrun_agent::ACTIVATION_CODE_ENV);
+        return if f.register {
+            Err("register needs --activation-id".into())
+        } else {
+            Ok(None)
+        };
+    };
+    let code = fleetrun_agent::read_activation_code(f.activation_code_file.as_deref())
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Activation { id, code }))
+}
+
+async fn agent(f: Flags, activation: Option<Activation>) -> Result<(), String> {
     let server = f.server.ok_or("--server is required")?;
     let state_dir = f.state_dir.ok_or("--state-dir is required")?;
-    let activation = match (f.activation_id, f.activation_code) {
-        (Some(id), Some(code)) => Some(Activation { id, code }),
-        (None, None) => None,
-        _ => return Err("--activation-id and --activation-code go together".into()),
-    };
+    if f.register {
+        let activation = activation.ok_or("register needs --activation-id")?;
+        let mut cfg = AgentConfig::new(&server, &state_dir, None, &f.region);
+        cfg.ca_cert = f.ca_cert;
+        cfg.server_fingerprint = f.server_fingerprint;
+        let identity = fleetrun_agent::register(&cfg, &activation, f.force)
+            .await
+            .map_err(|e| format!("registering with the server: {e}"))?;
+        println!(
+            "registered as managed node {}; run it with: fleetrun-agent --server {server} --state-dir {state_dir}",
+            identity.instance_id
+        );
+        return Ok(());
+    }
     let mut cfg = AgentConfig::new(&server, state_dir, activation, &f.region);
     cfg.max_concurrent = f.max_concurrent;
+    cfg.ca_cert = f.ca_cert;
+    cfg.server_fingerprint = f.server_fingerprint;
     let identity = fleetrun_agent::register_or_load(&cfg)
         .await
         .map_err(|e| format!("registering with the server: {e}"))?;
@@ -116,6 +192,13 @@ fn main() -> ExitCode {
         }
         Err(msg) => {
             eprintln!("fleetrun-agent: {msg}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    let activation = match activation(&flags) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("fleetrun-agent: {msg}");
             return ExitCode::from(2);
         }
     };
@@ -140,7 +223,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(agent(flags)) {
+    match runtime.block_on(agent(flags, activation)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fleetrun-agent: {e}");

@@ -1,6 +1,8 @@
 //! One module per operation family: decode-validated input → domain call → response shape.
 
+pub mod access_keys;
 pub mod activations;
+pub mod authorize;
 pub mod cancel;
 pub mod deregister;
 pub mod documents;

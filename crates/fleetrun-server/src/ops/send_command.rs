@@ -6,12 +6,14 @@ use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification};
 use fleetrun_core::document;
 use fleetrun_core::documents::{check_command_size, verify_document_hash};
-use fleetrun_core::ids::CommandId;
+use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_policy::resource_tag_context;
 use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
 use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
 use fleetrun_wire::validate::Violations;
 
 use super::validate::finish;
+use crate::auth::Caller;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -142,7 +144,43 @@ fn validate_scalars(v: &mut Violations, req: &SendCommandRequest) {
     }
 }
 
-pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<SendCommandResult> {
+/// Checks the caller may run the command on each node (`ssm:SendCommand` on the node's ARN, with
+/// its tags as `ssm:resourceTag/…`). Nodes named in `InstanceIds` refuse the whole call with
+/// AccessDeniedException; nodes found through `Targets` are returned, to end `AccessDenied`.
+async fn denied_nodes(
+    st: &AppState,
+    caller: &Caller,
+    targets: &[InstanceId],
+    named: bool,
+) -> ApiResult<Vec<InstanceId>> {
+    let region = &st.config.region;
+    let with_tags = caller.needs_resource_tags();
+    let mut denied = Vec::new();
+    for node in targets {
+        let context = if with_tags {
+            let tags = st.store.node_tags(node).await?;
+            resource_tag_context(tags.iter().map(|t| (&t.key, &t.value)))
+        } else {
+            Vec::new()
+        };
+        let resource = super::authorize::node_resource(region, node.as_str());
+        if named {
+            caller.authorize("ssm:SendCommand", &resource, &context)?;
+        } else if !caller
+            .decide("ssm:SendCommand", &resource, &context)
+            .is_allowed()
+        {
+            denied.push(node.clone());
+        }
+    }
+    Ok(denied)
+}
+
+pub async fn send_command(
+    st: AppState,
+    caller: Caller,
+    req: SendCommandRequest,
+) -> ApiResult<SendCommandResult> {
     let mut v = Violations::new();
     validate_scalars(&mut v, &req);
     super::targets::check(&mut v, &req);
@@ -161,7 +199,9 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
     let plan = document::plan(&loaded.spec, &parameters)?;
 
     // The PlatformTypes DescribeDocument reports for this version.
+    let named = matches!(targeting, super::targets::Targeting::Ids(_));
     let targets = super::targets::resolve(&st, targeting, &loaded.ver.platform_types).await?;
+    let access_denied = denied_nodes(&st, &caller, &targets, named).await?;
     let doc = loaded.spec;
 
     let timeout_seconds = req.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS) as u32;
@@ -214,6 +254,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
         plan,
         targets: targets.clone(),
         rendered: None,
+        access_denied,
     };
     new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
     let sent = st.store.insert_command(new).await?;
@@ -221,7 +262,7 @@ pub async fn send_command(st: AppState, req: SendCommandRequest) -> ApiResult<Se
         st.notifier.wake(id.as_str());
     }
     let command = sent.command;
-    tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, "command sent");
+    tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, by = %caller.access_key_id, user = %caller.user_name, "command sent");
     Ok(SendCommandResult {
         command: convert::command(command),
     })

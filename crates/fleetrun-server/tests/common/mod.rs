@@ -2,6 +2,8 @@
 //! (each with its own identity and state dir) and the real `aws-sdk-ssm` client.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +18,16 @@ use tokio::task::JoinHandle;
 
 pub struct TestServer {
     pub endpoint: String,
+    /// aws-sdk-ssm signed with the administrator key the server created on first start.
     pub client: Client,
+    /// That administrator key (id, secret).
+    pub admin: (String, String),
+    /// The server's node authentication (credentials issued, ...).
+    pub node_auth: Arc<fleetrun_server::node_auth::NodeAuth>,
     pub dir: Arc<TempDir>,
+    /// The generated certificate when started with [`TestServer::start_tls`] (`endpoint` is then
+    /// `https://…`, `client` trusts it and agents get it as their `ca_cert`).
+    pub tls: Option<fleetrun_server::tls::ServerTls>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -29,12 +39,46 @@ pub struct TestAgent {
     task: Option<JoinHandle<()>>,
 }
 
-pub fn client(endpoint: &str) -> Client {
+/// An SDK client for `endpoint` signing with `(access key id, secret)`.
+pub fn client(endpoint: &str, key: &(String, String)) -> Client {
+    client_in(endpoint, key, "us-east-1")
+}
+
+/// [`client`] for an `https://` endpoint whose certificate chains to the PEM file `ca_cert`.
+pub fn client_trusting(
+    endpoint: &str,
+    key: &(String, String),
+    ca_cert: &std::path::Path,
+) -> Client {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(ca_cert).expect("CA certificate");
+    let trust = tls::TrustStore::empty().with_pem_certificate(pem);
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .expect("TLS context"),
+        )
+        .build_https();
+    let conf = client(endpoint, key)
+        .config()
+        .to_builder()
+        .http_client(http)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// [`client`] for another region (whose signatures the server must refuse).
+pub fn client_in(endpoint: &str, key: &(String, String), region: &str) -> Client {
     let creds =
-        aws_credential_types::Credentials::new("AKIDFLEETRUNTEST", "secret", None, None, "test");
+        aws_credential_types::Credentials::new(key.0.clone(), key.1.clone(), None, None, "test");
     let conf = aws_sdk_ssm::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(creds)
         .endpoint_url(endpoint)
         .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled())
@@ -50,18 +94,26 @@ impl TestServer {
     /// Starts a fresh server with a tweaked configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::start_configured(dir, None, tweak).await
+        Self::start_configured(dir, None, tweak, false).await
     }
 
     /// Starts a server over `dir` (reusing its data when restarting), optionally on a fixed address.
     pub async fn start_in(dir: Arc<TempDir>, addr: Option<std::net::SocketAddr>) -> Self {
-        Self::start_configured(dir, addr, |_| {}).await
+        Self::start_configured(dir, addr, |_| {}, false).await
+    }
+
+    /// Starts a fresh server over TLS with a self-signed certificate generated in its data dir, as
+    /// `fleetrun server` does on a non-loopback address.
+    pub async fn start_tls() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::start_configured(dir, None, |_| {}, true).await
     }
 
     async fn start_configured(
         dir: Arc<TempDir>,
         addr: Option<std::net::SocketAddr>,
         tweak: impl FnOnce(&mut ServerConfig),
+        tls: bool,
     ) -> Self {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
@@ -70,15 +122,36 @@ impl TestServer {
         config.tick = Duration::from_millis(200);
         tweak(&mut config);
         let server = Server::new(config, Arc::new(store)).expect("server");
+        let node_auth = server.state().node_auth.clone();
+        let admin = server
+            .admin_credentials()
+            .await
+            .expect("admin key")
+            .expect("admin-credentials file");
+        let admin = (admin.access_key_id, admin.secret_access_key);
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
-        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let tls = tls.then(|| {
+            let names = fleetrun_server::tls::certificate_names(addr);
+            fleetrun_server::tls::self_signed(&data, &names).expect("self-signed certificate")
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{addr}");
         let (stop, mut rx) = watch::channel(false);
-        let task = tokio::spawn(server.serve(listener, async move {
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        let task = tokio::spawn(server.serve_tls(listener, acceptor, async move {
             let _ = rx.wait_for(|s| *s).await;
         }));
+        let client = match &tls {
+            Some(t) => client_trusting(&endpoint, &admin, &t.cert_path),
+            None => client(&endpoint, &admin),
+        };
         Self {
-            client: client(&endpoint),
+            client,
+            tls,
+            admin,
+            node_auth,
             endpoint,
             dir,
             stop,
@@ -88,6 +161,7 @@ impl TestServer {
 
     pub fn addr(&self) -> std::net::SocketAddr {
         self.endpoint
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .parse()
             .expect("addr")
@@ -135,22 +209,14 @@ impl TestServer {
     /// Registers a node that reports `platform_type` through the agent endpoint (as an agent on that
     /// platform would) without running an agent: work sent to it stays Pending. Returns its id.
     pub async fn register_node(&self, platform_type: &str) -> String {
+        self.fake_node(platform_type).await.instance_id
+    }
+
+    /// [`register_node`](Self::register_node), keeping the node's key so the test can send raw
+    /// signed agent requests as that node.
+    pub async fn fake_node(&self, platform_type: &str) -> node::FakeNode {
         let act = self.new_activation().await;
-        let body = serde_json::json!({
-            "activationId": act.id,
-            "activationCode": act.code,
-            "machine": {"computerName": "node", "ipAddress": "127.0.0.1",
-                "platformType": platform_type, "platformName": platform_type,
-                "platformVersion": "1", "agentVersion": "0.1.0"}});
-        let resp = reqwest::Client::new()
-            .post(format!("{}/agent/v1/register", self.endpoint))
-            .json(&body)
-            .send()
-            .await
-            .expect("register over HTTP");
-        assert_eq!(resp.status().as_u16(), 200, "register");
-        let body: serde_json::Value = resp.json().await.expect("json");
-        body["instanceId"].as_str().expect("instanceId").to_string()
+        node::FakeNode::register(&self.endpoint, (&act.id, &act.code), platform_type).await
     }
 
     /// Starts an agent over an existing (or new) state dir.
@@ -159,11 +225,25 @@ impl TestServer {
         state_dir: std::path::PathBuf,
         activation: Option<Activation>,
     ) -> TestAgent {
+        self.start_agent_with(state_dir, activation, |_| {})
+            .await
+            .expect("register")
+    }
+
+    /// [`start_agent`](Self::start_agent) with a tweaked configuration (over TLS it trusts the
+    /// server's certificate as its CA unless `tweak` says otherwise); the registration error if
+    /// registering fails.
+    pub async fn start_agent_with(
+        &self,
+        state_dir: std::path::PathBuf,
+        activation: Option<Activation>,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Result<TestAgent, fleetrun_agent::AgentError> {
         let mut cfg = AgentConfig::new(&self.endpoint, state_dir.clone(), activation, "us-east-1");
         cfg.poll_wait = Duration::from_secs(10);
-        let identity = fleetrun_agent::register_or_load(&cfg)
-            .await
-            .expect("register");
+        cfg.ca_cert = self.tls.as_ref().map(|t| t.cert_path.clone());
+        tweak(&mut cfg);
+        let identity = fleetrun_agent::register_or_load(&cfg).await?;
         let instance_id = identity.instance_id.clone();
         let (stop, mut rx) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -172,12 +252,12 @@ impl TestServer {
             })
             .await;
         });
-        TestAgent {
+        Ok(TestAgent {
             instance_id,
             state_dir,
             stop,
             task: Some(task),
-        }
+        })
     }
 
     /// CreateDocument (JSON content); the error code when it is refused.

@@ -14,12 +14,12 @@ use fleetrun_core::command::{
 use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::query::{CommandQuery, ExecutionStage, PageKey, StatusMatch};
-use fleetrun_core::status::{aggregate, InvocationState, StateCounts};
+use fleetrun_core::status::{aggregate, InvocationEvent, InvocationState, StateCounts};
 use fleetrun_core::CoreError;
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Connection, Row};
 
-use super::lifecycle::with_transitions;
+use super::lifecycle::{with_transitions, InvocationRef};
 use super::{command_id, instance_id, invocation_state, to_i64, Error, Result};
 
 /// The columns [`command_from_row`] decodes, in order (the table is aliased `c`).
@@ -229,6 +229,20 @@ pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command,
     let ((seq, counts, cancel_requested), wake) = with_transitions(conn, |tx, tr| {
         let inserted = insert_rows(tx, &cmd, InvocationState::Pending, false)?;
         tr.touch(tx, inserted.0)?;
+        for node in &cmd.access_denied {
+            let invocation = InvocationRef {
+                command_seq: inserted.0,
+                command_id: cmd.id.as_str().to_owned(),
+                instance_id: node.as_str().to_owned(),
+                state: InvocationState::Pending,
+                released: false,
+            };
+            tr.apply(tx, &invocation, InvocationEvent::AccessDenied)?;
+        }
+        let inserted = match tr.touched.get(&inserted.0) {
+            Some(tally) => (inserted.0, tally.counts, inserted.2),
+            None => inserted,
+        };
         Ok(inserted)
     })?;
     Ok((cmd.into_command(seq, counts, cancel_requested), wake))

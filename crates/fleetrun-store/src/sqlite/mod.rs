@@ -9,6 +9,7 @@
 //! Owns: connection setup, error mapping, row-decoding helpers. Does not own: SQL for any operation
 //! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
 
+mod access_keys;
 mod activations;
 mod commands;
 mod documents;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use fleetrun_core::access::{AccessKey, AccessKeyStatus};
 use fleetrun_core::clock::Millis;
 use fleetrun_core::command::{
     Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
@@ -75,6 +77,34 @@ impl From<Error> for CoreError {
 }
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// The database holds access-key secrets and every command's output: only its owner may read it,
+/// whatever the umask. SQLite gives the `-wal` and `-shm` files the database file's mode, so the
+/// file is created 0600 before SQLite opens it; existing files are tightened.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| Error::Unusable(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if let Ok(meta) = std::fs::metadata(file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 pub(crate) fn command_id(s: &str) -> Result<CommandId> {
     CommandId::parse(s).ok_or_else(|| Error::Corrupt(format!("command id {s:?}")))
@@ -170,6 +200,7 @@ impl SqliteStore {
     }
 
     fn open_inner(path: &Path) -> Result<SqliteStore> {
+        make_private(path)?;
         let mut conn = open_writer(path)?;
         schema::migrate(&mut conn)?;
         let writer = writer::Writer::start(conn).map_err(|e| {
@@ -267,6 +298,34 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {
+        self.write(move |c| access_keys::create(c, &key)).await
+    }
+
+    async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>> {
+        let id = access_key_id.to_owned();
+        self.read(move |c| access_keys::get(c, &id)).await
+    }
+
+    async fn access_keys(&self) -> CoreResult<Vec<AccessKey>> {
+        self.read(access_keys::list).await
+    }
+
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: AccessKeyStatus,
+    ) -> CoreResult<bool> {
+        let id = access_key_id.to_owned();
+        self.write(move |c| access_keys::set_status(c, &id, status))
+            .await
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> CoreResult<bool> {
+        let id = access_key_id.to_owned();
+        self.write(move |c| access_keys::delete(c, &id)).await
+    }
+
     async fn create_activation(&self, activation: NewActivation) -> CoreResult<()> {
         self.write(move |c| activations::create(c, &activation))
             .await

@@ -158,7 +158,34 @@ const V4_RENDERED: &str = r#"
 ALTER TABLE commands ADD COLUMN rendered TEXT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3_DOCUMENTS, V4_RENDERED];
+/// Version 5: API access keys (SigV4 secrets and their identity policies, SECURITY.md).
+const V5_ACCESS_KEYS: &str = r#"
+CREATE TABLE access_keys (
+    access_key_id TEXT    NOT NULL PRIMARY KEY,
+    secret        TEXT    NOT NULL,
+    user_name     TEXT    NOT NULL,
+    policy_json   TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Version 6: agent protocol v2. A node's credentials are its Ed25519 public key; the v1 secret
+/// hashes are dropped (such nodes keep their records, tags and history, and authenticate again
+/// once they register anew).
+const V6_NODE_KEYS: &str = r#"
+ALTER TABLE nodes RENAME COLUMN secret_hash TO public_key;
+UPDATE nodes SET public_key = '';
+"#;
+
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3_DOCUMENTS,
+    V4_RENDERED,
+    V5_ACCESS_KEYS,
+    V6_NODE_KEYS,
+];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> i64 {
@@ -183,4 +210,40 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         tracing::info!(version = i + 1, "applied sqlite schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node stored before version 6 keeps its record; its v1 secret hash is gone, so it has no
+    /// key to authenticate with until it registers again.
+    #[test]
+    fn v6_turns_node_secrets_into_empty_public_keys() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let before = MIGRATIONS.len() - 1;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", super::super::to_i64(before))
+            .expect("version");
+        conn.execute(
+            "INSERT INTO nodes (instance_id, activation_id, name, iam_role, registered_at,
+                 last_ping_at, secret_hash, computer_name, ip_address, platform_type,
+                 platform_name, platform_version, agent_version)
+             VALUES ('mi-0123456789abcdef0', 'a', 'n', 'r', 1, 2, 'abc123', 'host', '10.0.0.1',
+                 'Linux', 'Debian', '12', '0.1.0')",
+            [],
+        )
+        .expect("v1 node");
+        migrate(&mut conn).expect("migrate");
+        let (key, host): (String, String) = conn
+            .query_row(
+                "SELECT public_key, computer_name FROM nodes WHERE instance_id = 'mi-0123456789abcdef0'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("node kept");
+        assert_eq!((key.as_str(), host.as_str()), ("", "host"));
+    }
 }

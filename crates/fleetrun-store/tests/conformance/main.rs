@@ -2,6 +2,7 @@
 //! so another backend (PostgreSQL) can run the same `check_*` functions. The `sqlite` module below
 //! runs each check on a fresh `SqliteStore` in a temporary directory.
 
+mod access_keys;
 mod activations;
 mod documents;
 mod lifecycle;
@@ -10,6 +11,7 @@ mod rollout;
 mod support;
 mod tags;
 
+pub use access_keys::*;
 pub use activations::*;
 pub use documents::*;
 pub use lifecycle::*;
@@ -38,6 +40,7 @@ mod sqlite {
     }
 
     conformance!(
+        check_access_keys,
         check_insert_get_list,
         check_unrendered_listing,
         check_keyset_paging,

@@ -44,6 +44,7 @@ pub(crate) fn new_command(at: Millis, doc: &str, targets: &[InstanceId]) -> NewC
     let id = CommandId::generate();
     NewCommand {
         rendered: Some(rendering_of(&id)),
+        access_denied: Vec::new(),
         id,
         requested_at: at,
         expires_at: at + 2 * HOUR,
@@ -176,7 +177,7 @@ pub(crate) fn registration(a: &NewActivation, code: &str, n: u32) -> NodeRegistr
         activation_id: a.id.clone(),
         activation_code: code.into(),
         instance_id: node(n),
-        secret_hash: hash_secret(&format!("secret-{n}")),
+        public_key: format!("key-{n}"),
         info: NodeInfo {
             computer_name: format!("host-{n}"),
             ip_address: "10.0.0.1".into(),
