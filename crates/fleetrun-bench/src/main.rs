@@ -145,7 +145,12 @@ fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 async fn start_server(
     data: &Path,
     store: SqliteStore,
-) -> anyhow::Result<(Client, String, watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    Client,
+    String,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)> {
     let server = Server::new(ServerConfig::new(data), Arc::new(store))?;
     let admin = server
         .admin_credentials()

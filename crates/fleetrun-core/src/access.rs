@@ -90,7 +90,9 @@ mod tests {
         let id = generate_access_key_id();
         assert_eq!(id.len(), 20);
         assert!(id.starts_with("AKIA"));
-        assert!(id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
         assert_eq!(generate_secret_access_key().len(), 40);
         assert_ne!(generate_access_key_id(), id);
     }

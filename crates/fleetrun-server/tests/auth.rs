@@ -65,10 +65,14 @@ fn now() -> i64 {
 async fn create_key(s: &TestServer, user: &str, policy: &str) -> (String, String) {
     let body = serde_json::json!({"UserName": user, "PolicyDocument": policy}).to_string();
     let target = format!("{TARGET_PREFIX}CreateAccessKey");
-    let (status, json) = raw_call(s, &target, &body, Some(&s.admin), now(), "us-east-1", "ssm").await;
+    let (status, json) =
+        raw_call(s, &target, &body, Some(&s.admin), now(), "us-east-1", "ssm").await;
     assert_eq!(status, 200, "{json}");
     let made: CreateAccessKeyResult = serde_json::from_value(json).expect("shape");
-    (made.access_key.access_key_id, made.access_key.secret_access_key)
+    (
+        made.access_key.access_key_id,
+        made.access_key.secret_access_key,
+    )
 }
 
 fn error_code(json: &serde_json::Value) -> &str {
@@ -78,23 +82,43 @@ fn error_code(json: &serde_json::Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_unknown_key_and_wrong_region_get_their_named_errors() {
     let s = TestServer::start().await;
-    s.client.list_commands().send().await.expect("the right key works");
+    s.client
+        .list_commands()
+        .send()
+        .await
+        .expect("the right key works");
 
     let wrong_secret = client(&s.endpoint, &(s.admin.0.clone(), "not-the-secret".into()));
-    let err = wrong_secret.list_commands().send().await.expect_err("refused");
+    let err = wrong_secret
+        .list_commands()
+        .send()
+        .await
+        .expect_err("refused");
     assert_eq!(code(&err), "InvalidSignatureException");
 
     let unknown = client(&s.endpoint, &("AKIAUNKNOWNUNKNOWN00".into(), "x".into()));
     let err = unknown.list_commands().send().await.expect_err("refused");
     assert_eq!(code(&err), "UnrecognizedClientException");
-    let msg = err.as_service_error().and_then(|e| e.message()).unwrap_or("");
-    assert_eq!(msg, "The security token included in the request is invalid.");
+    let msg = err
+        .as_service_error()
+        .and_then(|e| e.message())
+        .unwrap_or("");
+    assert_eq!(
+        msg,
+        "The security token included in the request is invalid."
+    );
 
     let elsewhere = client_in(&s.endpoint, &s.admin, "eu-west-1");
     let err = elsewhere.list_commands().send().await.expect_err("refused");
     assert_eq!(code(&err), "InvalidSignatureException");
-    let msg = err.as_service_error().and_then(|e| e.message()).unwrap_or("");
-    assert!(msg.starts_with("Credential should be scoped to a valid region, not 'eu-west-1'"), "{msg}");
+    let msg = err
+        .as_service_error()
+        .and_then(|e| e.message())
+        .unwrap_or("");
+    assert!(
+        msg.starts_with("Credential should be scoped to a valid region, not 'eu-west-1'"),
+        "{msg}"
+    );
     s.stop().await;
 }
 
@@ -103,15 +127,24 @@ async fn unsigned_expired_future_and_wrong_service_requests_are_refused() {
     let s = TestServer::start().await;
     let list = "AmazonSSM.ListCommands";
     let (status, json) = raw_call(&s, list, "{}", None, now(), "us-east-1", "ssm").await;
-    assert_eq!((status, error_code(&json)), (400, "MissingAuthenticationTokenException"));
+    assert_eq!(
+        (status, error_code(&json)),
+        (400, "MissingAuthenticationTokenException")
+    );
     assert_eq!(json["Message"], "Request is missing Authentication Token");
 
     // Six minutes off is outside SSM's five-minute window, four minutes inside it.
     let key = Some(&s.admin);
     let (status, json) = raw_call(&s, list, "{}", key, now() - 360, "us-east-1", "ssm").await;
-    assert_eq!((status, error_code(&json)), (400, "InvalidSignatureException"));
+    assert_eq!(
+        (status, error_code(&json)),
+        (400, "InvalidSignatureException")
+    );
     let msg = json["Message"].as_str().unwrap_or("");
-    assert!(msg.starts_with("Signature expired: ") && msg.ends_with(" - 5 min.)"), "{msg}");
+    assert!(
+        msg.starts_with("Signature expired: ") && msg.ends_with(" - 5 min.)"),
+        "{msg}"
+    );
     let (status, json) = raw_call(&s, list, "{}", key, now() + 360, "us-east-1", "ssm").await;
     assert_eq!(status, 400);
     let msg = json["Message"].as_str().unwrap_or("");
@@ -120,8 +153,14 @@ async fn unsigned_expired_future_and_wrong_service_requests_are_refused() {
     assert_eq!(status, 200);
 
     let (status, json) = raw_call(&s, list, "{}", key, now(), "us-east-1", "ec2").await;
-    assert_eq!((status, error_code(&json)), (400, "InvalidSignatureException"));
-    assert_eq!(json["Message"], "Credential should be scoped to correct service: 'ssm'. ");
+    assert_eq!(
+        (status, error_code(&json)),
+        (400, "InvalidSignatureException")
+    );
+    assert_eq!(
+        json["Message"],
+        "Credential should be scoped to correct service: 'ssm'. "
+    );
 
     // A signature over another body does not cover this one.
     let (status, json) = raw_call(&s, list, "{}", key, now(), "us-east-1", "ssm").await;
@@ -137,7 +176,11 @@ async fn a_list_only_key_lists_but_cannot_send_and_disabled_or_deleted_keys_stop
     let agent = s.add_agent().await;
     let key = create_key(&s, "auditor", LIST_ONLY).await;
     let auditor = client(&s.endpoint, &key);
-    auditor.list_commands().send().await.expect("List* is allowed");
+    auditor
+        .list_commands()
+        .send()
+        .await
+        .expect("List* is allowed");
     let err = auditor
         .send_command()
         .document_name("AWS-RunShellScript")
@@ -147,7 +190,10 @@ async fn a_list_only_key_lists_but_cannot_send_and_disabled_or_deleted_keys_stop
         .await
         .expect_err("SendCommand is not allowed");
     assert_eq!(code(&err), "AccessDeniedException");
-    let msg = err.as_service_error().and_then(|e| e.message()).unwrap_or("");
+    let msg = err
+        .as_service_error()
+        .and_then(|e| e.message())
+        .unwrap_or("");
     assert_eq!(
         msg,
         "User: arn:aws:iam::000000000000:user/auditor is not authorized to perform: ssm:SendCommand on resource: arn:aws:ssm:us-east-1::document/AWS-RunShellScript because no identity-based policy allows the ssm:SendCommand action"
@@ -163,16 +209,33 @@ async fn a_list_only_key_lists_but_cannot_send_and_disabled_or_deleted_keys_stop
     assert!(listed.commands().is_empty(), "nothing was sent");
 
     // Disabled: refused as an unknown key at once; enabled again: works; deleted: refused.
-    let update = |status: &str| {
-        serde_json::json!({"AccessKeyId": key.0, "Status": status}).to_string()
-    };
+    let update =
+        |status: &str| serde_json::json!({"AccessKeyId": key.0, "Status": status}).to_string();
     let target = format!("{TARGET_PREFIX}UpdateAccessKey");
     let admin = Some(&s.admin);
-    let (st, j) = raw_call(&s, &target, &update("Inactive"), admin, now(), "us-east-1", "ssm").await;
+    let (st, j) = raw_call(
+        &s,
+        &target,
+        &update("Inactive"),
+        admin,
+        now(),
+        "us-east-1",
+        "ssm",
+    )
+    .await;
     assert_eq!(st, 200, "{j}");
     let err = auditor.list_commands().send().await.expect_err("disabled");
     assert_eq!(code(&err), "UnrecognizedClientException");
-    let (st, _) = raw_call(&s, &target, &update("Active"), admin, now(), "us-east-1", "ssm").await;
+    let (st, _) = raw_call(
+        &s,
+        &target,
+        &update("Active"),
+        admin,
+        now(),
+        "us-east-1",
+        "ssm",
+    )
+    .await;
     assert_eq!(st, 200);
     auditor.list_commands().send().await.expect("enabled again");
     let del = serde_json::json!({"AccessKeyId": key.0}).to_string();
@@ -265,11 +328,7 @@ async fn a_key_limited_to_dev_nodes_gets_access_denied_invocations_for_the_other
     let ran = s.wait(&id, &dev.instance_id).await;
     assert_eq!(ran.standard_output_content(), Some("dev\n"));
     let denied = s.wait(&id, &prod.instance_id).await;
-    assert_eq!(
-        denied.status_details(),
-        Some("AccessDenied"),
-        "{denied:?}"
-    );
+    assert_eq!(denied.status_details(), Some("AccessDenied"), "{denied:?}");
     assert_eq!(denied.status().map(|x| x.as_str()), Some("Failed"));
     // Naming the prod node refuses the whole call.
     let err = runner
@@ -293,7 +352,11 @@ async fn data_dir_and_secret_files_are_private_under_umask_022() {
     use std::os::unix::fs::PermissionsExt;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let s = TestServer::start().await;
-    s.client.list_commands().send().await.expect("a write-free call");
+    s.client
+        .list_commands()
+        .send()
+        .await
+        .expect("a write-free call");
     let agent = s.add_agent().await; // a write: the WAL exists
     let data = s.dir.path().join("data");
     let mode = |name: &str| {

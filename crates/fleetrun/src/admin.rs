@@ -7,15 +7,19 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use fleetrun_wire::admin::{
-    CreateAccessKeyRequest, DeleteAccessKeyRequest, ListAccessKeysRequest,
-    UpdateAccessKeyRequest, TARGET_PREFIX,
+    CreateAccessKeyRequest, DeleteAccessKeyRequest, ListAccessKeysRequest, UpdateAccessKeyRequest,
+    TARGET_PREFIX,
 };
 use serde::Serialize;
 
 #[derive(Parser)]
 pub struct AdminArgs {
     /// The fleetrun server to manage.
-    #[arg(long, env = "FLEETRUN_ENDPOINT", default_value = "http://127.0.0.1:8089")]
+    #[arg(
+        long,
+        env = "FLEETRUN_ENDPOINT",
+        default_value = "http://127.0.0.1:8089"
+    )]
     endpoint: String,
     /// Data dir whose `admin-credentials` file signs the calls, unless AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY are set.

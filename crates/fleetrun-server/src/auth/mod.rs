@@ -17,12 +17,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 pub use keys::{
-    bootstrap_admin_key, read_credentials_file, write_credentials_file, AdminCredentials,
-    KeyCache, ADMIN_CREDENTIALS_FILE, ADMIN_USER,
+    bootstrap_admin_key, read_credentials_file, write_credentials_file, AdminCredentials, KeyCache,
+    ADMIN_CREDENTIALS_FILE, ADMIN_USER,
 };
 
 /// The administrator key a server wrote to `<data_dir>/admin-credentials`, if the file is there.
-pub fn read_admin_credentials(data_dir: &std::path::Path) -> std::io::Result<Option<AdminCredentials>> {
+pub fn read_admin_credentials(
+    data_dir: &std::path::Path,
+) -> std::io::Result<Option<AdminCredentials>> {
     read_credentials_file(&data_dir.join(ADMIN_CREDENTIALS_FILE))
 }
 
@@ -63,7 +65,12 @@ impl Caller {
     }
 
     /// The policy decision for `action` on `resource` with condition `context`.
-    pub fn decide(&self, action: &str, resource: &str, context: &[(String, Vec<String>)]) -> Decision {
+    pub fn decide(
+        &self,
+        action: &str,
+        resource: &str,
+        context: &[(String, Vec<String>)],
+    ) -> Decision {
         fleetrun_policy::evaluate(
             &self.policies,
             &Request {
@@ -129,8 +136,11 @@ pub async fn authenticate(
         body,
     };
     let signed = fleetrun_sigv4::parse(&request).map_err(ApiError::Signature)?;
-    let unrecognized =
-        || ApiError::UnrecognizedClient("The security token included in the request is invalid.".into());
+    let unrecognized = || {
+        ApiError::UnrecognizedClient(
+            "The security token included in the request is invalid.".into(),
+        )
+    };
     let key = state
         .keys
         .get(state.store.as_ref(), &signed.auth.access_key_id)

@@ -3,8 +3,7 @@
 //! as `fleetrun:<Operation>` on `*`; the administrator key created on first start may do all of it.
 
 use fleetrun_core::access::{
-    generate_access_key_id, generate_secret_access_key, valid_user_name, AccessKey,
-    AccessKeyStatus,
+    generate_access_key_id, generate_secret_access_key, valid_user_name, AccessKey, AccessKeyStatus,
 };
 use fleetrun_core::clock::now_millis;
 use fleetrun_policy::Policy;

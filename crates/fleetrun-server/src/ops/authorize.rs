@@ -51,10 +51,12 @@ pub fn operation(state: &AppState, caller: &Caller, op: &str, body: &Bytes) -> A
             .document_name
             .as_deref()
             .map(|n| document_resource(region, n)),
-        "CreateDocument" | "UpdateDocument" | "UpdateDocumentDefaultVersion"
-        | "DescribeDocument" | "GetDocument" | "DeleteDocument" => {
-            named.name.as_deref().map(|n| document_resource(region, n))
-        }
+        "CreateDocument"
+        | "UpdateDocument"
+        | "UpdateDocumentDefaultVersion"
+        | "DescribeDocument"
+        | "GetDocument"
+        | "DeleteDocument" => named.name.as_deref().map(|n| document_resource(region, n)),
         "DeregisterManagedInstance" => named
             .instance_id
             .as_deref()

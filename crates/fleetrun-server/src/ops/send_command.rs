@@ -7,8 +7,8 @@ use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notifica
 use fleetrun_core::document;
 use fleetrun_core::documents::{check_command_size, verify_document_hash};
 use fleetrun_core::ids::{CommandId, InstanceId};
-use fleetrun_policy::resource_tag_context;
 use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
+use fleetrun_policy::resource_tag_context;
 use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
 use fleetrun_wire::validate::Violations;
 

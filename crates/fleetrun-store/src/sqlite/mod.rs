@@ -99,7 +99,8 @@ fn make_private(path: &Path) -> Result<()> {
         let file = Path::new(&name);
         if let Ok(meta) = std::fs::metadata(file) {
             if meta.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
             }
         }
     }

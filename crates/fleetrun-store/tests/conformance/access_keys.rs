@@ -50,7 +50,13 @@ pub async fn check_access_keys(store: &dyn Store) {
         .await
         .expect("unknown"));
 
-    assert!(store.delete_access_key(&b.access_key_id).await.expect("delete"));
-    assert!(!store.delete_access_key(&b.access_key_id).await.expect("again"));
+    assert!(store
+        .delete_access_key(&b.access_key_id)
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_access_key(&b.access_key_id)
+        .await
+        .expect("again"));
     assert_eq!(store.access_key(&b.access_key_id).await.expect("get"), None);
 }
