@@ -7,7 +7,7 @@ mod common;
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{ResourceTypeForTagging, Tag, Target};
-use common::{client, client_in, code, SentId, TestServer};
+use common::{client, client_in, code, SentId, Signing, TestServer};
 use fleetrun_wire::admin::{CreateAccessKeyResult, TARGET_PREFIX};
 
 /// A POST / signed with `key` as if at `now_unix`, for `region` and `service`; `None` key = unsigned.
@@ -20,35 +20,13 @@ async fn raw_call(
     region: &str,
     service: &str,
 ) -> (u16, serde_json::Value) {
-    let host = s.endpoint.trim_start_matches("http://").to_string();
-    let headers: Vec<(&str, &[u8])> = vec![
-        ("content-type", b"application/x-amz-json-1.1"),
-        ("host", host.as_bytes()),
-        ("x-amz-target", target.as_bytes()),
-    ];
-    let mut req = common::node::http()
-        .post(format!("{}/", s.endpoint))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", target)
-        .body(body.to_string());
-    if let Some((id, secret)) = key {
-        let request = fleetrun_sigv4::HttpRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let creds = fleetrun_sigv4::Credentials {
-            access_key_id: id,
-            secret_access_key: secret,
-            session_token: None,
-        };
-        for (name, value) in fleetrun_sigv4::sign(&request, &creds, region, service, now_unix) {
-            req = req.header(name, value);
-        }
-    }
-    let resp = req.send().await.expect("post");
+    let signing = Signing {
+        key,
+        now_unix,
+        region,
+        service,
+    };
+    let resp = s.signed_post(Some(target), body, &signing).await;
     let status = resp.status().as_u16();
     let json = resp.json().await.unwrap_or(serde_json::Value::Null);
     (status, json)

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use aws_sdk_ssm::types::{CommandFilter, CommandFilterKey};
-use common::{code, TestServer};
+use common::{code, Signing, TestServer};
 
 fn filter(key: &str, value: &str) -> CommandFilter {
     CommandFilter::builder()
@@ -382,17 +382,9 @@ async fn error_codes_match_aws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wire_edge_errors_are_aws_json() {
     let s = TestServer::start().await;
-    let http = reqwest::Client::new();
-    let post = |target: Option<&str>, body: &'static str| {
-        let mut r = http
-            .post(&s.endpoint)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(body);
-        if let Some(t) = target {
-            r = r.header("x-amz-target", t);
-        }
-        r.send()
-    };
+    let signing = Signing::admin(&s);
+    let post =
+        |target: Option<&'static str>, body: &'static str| s.signed_post(target, body, &signing);
     for (target, body, want) in [
         (
             Some("AmazonSSM.ListCommands"),
@@ -411,7 +403,7 @@ async fn wire_edge_errors_are_aws_json() {
         ),
         (None, "{}", "UnknownOperationException"),
     ] {
-        let resp = post(target, body).await.expect("http");
+        let resp = post(target, body).await;
         assert_eq!(resp.status().as_u16(), 400, "{target:?} {body}");
         assert_eq!(
             resp.headers()
@@ -425,9 +417,7 @@ async fn wire_edge_errors_are_aws_json() {
         assert!(v["Message"].is_string());
     }
     // An empty body is an empty request, as botocore sends `{}`.
-    let resp = post(Some("AmazonSSM.ListCommands"), "")
-        .await
-        .expect("http");
+    let resp = post(Some("AmazonSSM.ListCommands"), "").await;
     assert_eq!(resp.status().as_u16(), 200);
 }
 

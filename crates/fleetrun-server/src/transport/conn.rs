@@ -74,8 +74,9 @@ where
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
-        // A client that half-closes after a truncated body still reads our typed answer.
-        .half_close(true)
+        // A closed read side ends the connection: a stopped agent's parked long poll must not
+        // take the next delivery (a truncated body is answered by the body timeout instead).
+        .half_close(false)
         .max_headers(ctx.limits.max_headers)
         .max_header_size(ctx.limits.max_header_bytes)
         .max_buf_size((ctx.limits.max_header_bytes + 8192).max(16 * 1024));

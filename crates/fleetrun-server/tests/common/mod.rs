@@ -363,3 +363,86 @@ where
         .unwrap_or("<not a service error>")
         .to_string()
 }
+
+/// How a hand-made API request is signed: by which key (none = unsigned), at which clock, for
+/// which region and service. `Signing::admin(s)` is what a real client with the right key does.
+pub struct Signing<'a> {
+    pub key: Option<&'a (String, String)>,
+    pub now_unix: i64,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+impl<'a> Signing<'a> {
+    pub fn admin(s: &'a TestServer) -> Self {
+        Self::with(Some(&s.admin))
+    }
+
+    pub fn with(key: Option<&'a (String, String)>) -> Self {
+        Self {
+            key,
+            now_unix: fleetrun_sigv4_now(),
+            region: "us-east-1",
+            service: "ssm",
+        }
+    }
+}
+
+fn fleetrun_sigv4_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl TestServer {
+    /// POSTs `body` to `/` with an optional X-Amz-Target, signed as `signing` says (fleetrun-sigv4,
+    /// for requests an SDK would never send: bad bodies, other clocks, other services).
+    pub async fn signed_post(
+        &self,
+        target: Option<&str>,
+        body: &str,
+        signing: &Signing<'_>,
+    ) -> reqwest::Response {
+        let host = self.endpoint.trim_start_matches("http://").to_string();
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("content-type", b"application/x-amz-json-1.1"),
+            ("host", host.as_bytes()),
+        ];
+        if let Some(t) = target {
+            headers.push(("x-amz-target", t.as_bytes()));
+        }
+        let mut req = node::http()
+            .post(format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(body.to_string());
+        if let Some(t) = target {
+            req = req.header("x-amz-target", t);
+        }
+        if let Some((id, secret)) = signing.key {
+            let request = fleetrun_sigv4::HttpRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            let creds = fleetrun_sigv4::Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: None,
+            };
+            let signed = fleetrun_sigv4::sign(
+                &request,
+                &creds,
+                signing.region,
+                signing.service,
+                signing.now_unix,
+            );
+            for (name, value) in signed {
+                req = req.header(name, value);
+            }
+        }
+        req.send().await.expect("post")
+    }
+}
