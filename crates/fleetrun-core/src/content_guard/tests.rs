@@ -184,7 +184,7 @@ fn build(rng: &mut Rng, depth: usize, target: usize) -> Value {
     }
     let n = 1 + rng.below(3) as usize;
     let deep = rng.below(n as u64) as usize;
-    let mut child = |rng: &mut Rng, i: usize| {
+    let child = |rng: &mut Rng, i: usize| {
         let limit = if i == deep {
             target
         } else {
