@@ -12,21 +12,8 @@ import subprocess
 import urllib.error
 import urllib.request
 
-import pytest
-from botocore.exceptions import ClientError
-
 from conftest import DOCUMENT, REGION, make_client, signed_headers, wait_invocation
-
-
-def error_of(call, **kwargs) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return (
-        response["Error"]["Code"],
-        response["ResponseMetadata"]["HTTPStatusCode"],
-        response["Error"].get("Message", ""),
-    )
+from test_errors import error_of
 
 
 def post(endpoint: str, headers: dict, body: bytes) -> tuple[int, dict]:

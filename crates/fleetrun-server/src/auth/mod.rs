@@ -102,8 +102,8 @@ impl Caller {
     /// True when some resource-level question about `action` could depend on resource tags, so a
     /// caller must fetch them; the administrator's `*` policy never does.
     pub fn needs_resource_tags(&self) -> bool {
-        // A policy without conditions decides the same whatever the context: ask with none and with a
-        // sentinel tag, and fetch tags only if the answers could differ (conservative: any condition).
+        // A policy without conditions decides the same whatever the context (conservative: any
+        // condition at all means the tags are fetched).
         self.policies.iter().any(Policy::has_conditions)
     }
 }

@@ -39,35 +39,52 @@ pub fn node_resource(region: &str, instance_id: &str) -> String {
     managed_instance_arn(region, ACCOUNT_ID, instance_id)
 }
 
-/// Authorizes `op` for `caller` (SendCommand: its document only).
-pub fn operation(state: &AppState, caller: &Caller, op: &str, body: &Bytes) -> ApiResult<()> {
-    let region = &state.config.region;
-    let action = format!("ssm:{op}");
-    // A body that does not decode names no resource: ask about `*`, which a resource-scoped
-    // policy does not allow, and let the operation report the body's error if allowed.
-    let named: Named = serde_json::from_slice(body).unwrap_or_default();
-    let resource = match op {
-        "SendCommand" => named
-            .document_name
-            .as_deref()
-            .map(|n| document_resource(region, n)),
+/// Which member of an operation's body names the resource it is authorized against.
+enum NamedBy {
+    DocumentName,
+    Name,
+    InstanceId,
+    TaggedResource,
+}
+
+/// `None` for the operations without resource types (`Resource: "*"`).
+fn named_by(op: &str) -> Option<NamedBy> {
+    Some(match op {
+        "SendCommand" => NamedBy::DocumentName,
         "CreateDocument"
         | "UpdateDocument"
         | "UpdateDocumentDefaultVersion"
         | "DescribeDocument"
         | "GetDocument"
-        | "DeleteDocument" => named.name.as_deref().map(|n| document_resource(region, n)),
-        "DeregisterManagedInstance" => named
-            .instance_id
-            .as_deref()
-            .map(|id| node_resource(region, id)),
+        | "DeleteDocument" => NamedBy::Name,
+        "DeregisterManagedInstance" => NamedBy::InstanceId,
         "AddTagsToResource" | "RemoveTagsFromResource" | "ListTagsForResource" => {
-            match (named.resource_type.as_deref(), named.resource_id.as_deref()) {
-                (Some("ManagedInstance"), Some(id)) => Some(node_resource(region, id)),
-                _ => None,
-            }
+            NamedBy::TaggedResource
         }
-        _ => Some("*".to_owned()),
+        _ => return None,
+    })
+}
+
+/// Authorizes `op` for `caller` (SendCommand: its document only).
+pub fn operation(state: &AppState, caller: &Caller, op: &str, body: &Bytes) -> ApiResult<()> {
+    let region = &state.config.region;
+    let action = format!("ssm:{op}");
+    // Operations without resource types are decided without reading the body, so ListCommands and
+    // the other hot paths parse their body once, in the operation.
+    let Some(kind) = named_by(op) else {
+        return caller.authorize(&action, "*", &[]);
+    };
+    // A body that does not decode names no resource: ask about `*`, which a resource-scoped
+    // policy does not allow, and let the operation report the body's error if allowed.
+    let named: Named = serde_json::from_slice(body).unwrap_or_default();
+    let resource = match kind {
+        NamedBy::DocumentName => named.document_name.map(|n| document_resource(region, &n)),
+        NamedBy::Name => named.name.map(|n| document_resource(region, &n)),
+        NamedBy::InstanceId => named.instance_id.map(|id| node_resource(region, &id)),
+        NamedBy::TaggedResource => match (named.resource_type.as_deref(), named.resource_id) {
+            (Some("ManagedInstance"), Some(id)) => Some(node_resource(region, &id)),
+            _ => None,
+        },
     };
     caller.authorize(&action, resource.as_deref().unwrap_or("*"), &[])
 }
