@@ -17,9 +17,27 @@ struct Running {
     addr: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    /// `/slow` requests that have reached their handler (are in flight).
+    slow_started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Running {
+    /// Waits until `n` `/slow` requests are in their handler, so a test never races the server.
+    async fn wait_slow_in_flight(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.slow_started.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} /slow requests in flight"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 async fn start(limits: Limits) -> Running {
+    let slow_started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = slow_started.clone();
     let router = Router::new()
         .route(
             "/ok",
@@ -36,9 +54,13 @@ async fn start(limits: Limits) -> Running {
         )
         .route(
             "/slow",
-            post(|| async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                "slow"
+            post(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    "slow"
+                }
             }),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -47,7 +69,12 @@ async fn start(limits: Limits) -> Running {
     let task = tokio::spawn(super::serve(listener, None, router, limits, async move {
         let _ = rx.wait_for(|s| *s).await;
     }));
-    Running { addr, stop, task }
+    Running {
+        addr,
+        stop,
+        task,
+        slow_started,
+    }
 }
 
 #[derive(Debug)]
@@ -289,7 +316,7 @@ async fn requests_in_flight_are_never_shed() {
     };
     let a = tokio::spawn(slow(srv.clone()));
     let b = tokio::spawn(slow(srv.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    srv.wait_slow_in_flight(2).await;
     let mut third = TcpStream::connect(srv.addr)
         .await
         .expect("connect (backlog)");
@@ -307,7 +334,7 @@ async fn shutdown_finishes_requests_in_flight_then_returns() {
     let mut idle = TcpStream::connect(srv.addr).await.expect("connect");
     let mut busy = TcpStream::connect(srv.addr).await.expect("connect");
     busy.write_all(&post_to("/slow")).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    srv.wait_slow_in_flight(1).await;
     let _ = srv.stop.send(true);
     let a = read_answer(&mut busy)
         .await
