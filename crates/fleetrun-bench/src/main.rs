@@ -142,15 +142,7 @@ fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 }
 
 /// An in-process server over `store` on 127.0.0.1:0; stops when the returned sender sends true.
-async fn start_server(
-    data: &Path,
-    store: SqliteStore,
-) -> anyhow::Result<(
-    Client,
-    String,
-    watch::Sender<bool>,
-    tokio::task::JoinHandle<()>,
-)> {
+async fn start_server(data: &Path, store: SqliteStore) -> anyhow::Result<Started> {
     let server = Server::new(ServerConfig::new(data), Arc::new(store))?;
     let admin = server
         .admin_credentials()
@@ -175,7 +167,23 @@ async fn start_server(
             })
             .await;
     });
-    Ok((client, endpoint, stop, task))
+    Ok(Started {
+        client,
+        key: (admin.access_key_id, admin.secret_access_key),
+        endpoint,
+        stop,
+        task,
+    })
+}
+
+/// A running in-process server and an SDK client signing with its administrator key.
+struct Started {
+    client: Client,
+    /// The administrator key (id, secret), for requests signed by hand.
+    key: (String, String),
+    endpoint: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun> {
@@ -191,7 +199,13 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
         "  {:.1} s, {} invocations",
         seeded.seconds, seeded.invocations
     );
-    let (client, endpoint, stop, task) = start_server(&dir, store).await?;
+    let Started {
+        client,
+        key,
+        endpoint,
+        stop,
+        task,
+    } = start_server(&dir, store).await?;
     let result = async {
         let (command_id, _) = list::probe(&client).await?;
         let inputs = CaseInputs {
@@ -210,7 +224,7 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
             walk.commands
         );
         eprintln!("pagination walk ceiling (recorded answers replayed from memory) ...");
-        let ceiling = replay::ceiling(&endpoint, server_runtime()?).await?;
+        let ceiling = replay::ceiling(&endpoint, &key, server_runtime()?).await?;
         Ok(ListRun {
             seeded,
             cases: results,
@@ -234,7 +248,13 @@ async fn dispatch_phase(
     let dir = work.join("dispatch");
     std::fs::create_dir_all(&dir)?;
     let store = SqliteStore::open(&dir.join("fleetrun.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (client, endpoint, stop, task) = start_server(&dir, store).await?;
+    let Started {
+        client,
+        key: _,
+        endpoint,
+        stop,
+        task,
+    } = start_server(&dir, store).await?;
     let outcome = async {
         eprintln!("SendCommand → process start, {} runs ...", plan.dispatch);
         results.dispatch =
@@ -322,6 +342,9 @@ fn cpu_model() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // rustls is built without a default crypto provider (ARCHITECTURE.md); every HTTP client here
+    // needs one, even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let out = args.out.clone();
     let mode = if args.smoke { "smoke" } else { "full" };

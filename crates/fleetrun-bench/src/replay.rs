@@ -34,10 +34,12 @@ fn next_token(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Records the walk's answers from `endpoint` as raw bytes (fleetrun does not check signatures yet,
-/// so plain HTTP is enough); the last recorded page loses its NextToken so the replayed walk ends.
-async fn record(endpoint: &str) -> anyhow::Result<Recording> {
+/// Records the walk's answers from `endpoint` as raw bytes, each request signed with `key` by
+/// hand (the SDK would not hand back the raw answer); the last recorded page loses its NextToken so
+/// the replayed walk ends.
+async fn record(endpoint: &str, key: &(String, String)) -> anyhow::Result<Recording> {
     let http = reqwest::Client::new();
+    let host = endpoint.trim_start_matches("http://").to_owned();
     let mut pages = Recording::new();
     let mut token = String::new();
     for _ in 0..MAX_PAGES {
@@ -45,11 +47,16 @@ async fn record(endpoint: &str) -> anyhow::Result<Recording> {
         if !token.is_empty() {
             request["NextToken"] = Value::String(token.clone());
         }
-        let answer = http
+        let body = request.to_string();
+        let mut post = http
             .post(format!("{endpoint}/"))
             .header("X-Amz-Target", "AmazonSSM.ListCommands")
-            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1")
-            .body(request.to_string())
+            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1");
+        for (name, value) in sign_list_commands(&host, key, body.as_bytes()) {
+            post = post.header(name, value);
+        }
+        let answer = post
+            .body(body)
             .send()
             .await
             .context("recording ListCommands")?
@@ -77,6 +84,32 @@ async fn record(endpoint: &str) -> anyhow::Result<Recording> {
     Ok(pages)
 }
 
+/// The SigV4 headers of a ListCommands POST with `body`, signed now.
+fn sign_list_commands(host: &str, key: &(String, String), body: &[u8]) -> Vec<(String, String)> {
+    let headers: Vec<(&str, &[u8])> = vec![
+        ("content-type", b"application/x-amz-json-1.1"),
+        ("host", host.as_bytes()),
+        ("x-amz-target", b"AmazonSSM.ListCommands"),
+    ];
+    let request = fleetrun_sigv4::HttpRequest {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body,
+    };
+    let creds = fleetrun_sigv4::Credentials {
+        access_key_id: &key.0,
+        secret_access_key: &key.1,
+        session_token: None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    fleetrun_sigv4::sign(&request, &creds, "us-east-1", "ssm", now)
+}
+
 async fn answer(State(pages): State<Arc<Recording>>, body: Bytes) -> impl IntoResponse {
     match pages.get(&next_token(&body)) {
         Some(page) => (
@@ -94,8 +127,12 @@ async fn answer(State(pages): State<Arc<Recording>>, body: Bytes) -> impl IntoRe
 
 /// Records the walk from `endpoint`, then walks the recording through a replaying server that runs
 /// on `rt` (the runtime the real server uses, so both walks cross the same threads).
-pub async fn ceiling(endpoint: &str, rt: &tokio::runtime::Runtime) -> anyhow::Result<Walk> {
-    let pages = Arc::new(record(endpoint).await?);
+pub async fn ceiling(
+    endpoint: &str,
+    key: &(String, String),
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Walk> {
+    let pages = Arc::new(record(endpoint, key).await?);
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let replay = format!("http://{}", listener.local_addr()?);
