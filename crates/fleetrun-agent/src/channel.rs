@@ -469,6 +469,8 @@ fn unix_millis() -> i64 {
 pub(crate) async fn deliver(agent: &Arc<Agent>, mut report: ResultReport) {
     report.finished_at_ms.get_or_insert_with(unix_millis);
     save(agent, &report);
+    // The report now carries the command's outcome: its progress record has done its job.
+    crate::executor::forget_job(&agent.exec, &report.command_id);
     agent.mark_reporting(&report.command_id);
     send_until_acked(agent, report, Attempt::Report).await;
 }

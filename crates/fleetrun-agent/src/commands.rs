@@ -95,15 +95,25 @@ impl Table {
             .any(|l| matches!(l, Live::Queued(_) | Live::Running(_)))
     }
 
-    /// Stops every queued command (they end without a report) or every running one.
-    pub(crate) fn stop_all(&self, running: bool, reason: StopReason) {
+    /// Stops every queued command: they end without a report. Running ones are left alone.
+    pub(crate) fn stop_queued(&self) {
         for live in self.live.values() {
-            match live {
-                Live::Queued(h) if !running => h.stop(reason),
-                Live::Running(h) if running => h.stop(reason),
-                _ => {}
+            if let Live::Queued(h) = live {
+                h.stop(StopReason::Shutdown);
             }
         }
+    }
+
+    /// The ids of the commands running now, sorted.
+    pub(crate) fn running(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, l)| matches!(l, Live::Running(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
     }
 }
 
@@ -194,13 +204,54 @@ async fn run_one(
         ("SSM_COMMAND_ID".to_owned(), command_id.clone()),
     ];
     full_env.append(&mut env);
-    let report = executor::run_command(&agent.exec, &command_id, &steps, &full_env, signal).await;
+    let report = executor::run_command(
+        &agent.exec,
+        &command_id,
+        &steps,
+        &full_env,
+        &document_name,
+        signal,
+    )
+    .await;
     drop(permit);
     tracing::info!(%command_id, outcome = ?report.outcome, response_code = report.response_code,
         elapsed_ms = report.elapsed_ms, output = %agent.exec.work_root.join(&command_id).display(),
         "command finished");
     clean_work_dirs(agent).await;
     channel::deliver(agent, report).await;
+}
+
+/// Holds again, and finishes, the commands an earlier agent process was running when it stopped
+/// (their job records): listed as running from the first poll on, so the server keeps them
+/// InProgress; their reports are sent when they end. A command whose report already waits in
+/// the outbox only loses its record.
+pub(crate) fn resume_jobs(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
+    for job in executor::pending_jobs(&agent.exec) {
+        let command_id = job.command_id.clone();
+        if agent.outbox.contains(&command_id) {
+            executor::forget_job(&agent.exec, &command_id);
+            continue;
+        }
+        let (handle, signal) = executor::stop_pair();
+        agent
+            .table()
+            .live
+            .insert(command_id.clone(), Live::Running(handle));
+        tracing::info!(%command_id, document_name = %job.document_name,
+            steps_done = job.done.len(), steps = job.steps.len(),
+            "resuming a command an earlier agent process was running");
+        let agent = Arc::clone(agent);
+        tasks.spawn(async move {
+            // It runs already: it takes a slot if one is free, but never waits for one.
+            let permit = Arc::clone(&agent.slots).try_acquire_owned().ok();
+            let report = executor::resume(&agent.exec, job, signal).await;
+            drop(permit);
+            tracing::info!(%command_id, outcome = ?report.outcome, response_code = report.response_code,
+                elapsed_ms = report.elapsed_ms, "command finished");
+            clean_work_dirs(&agent).await;
+            channel::deliver(&agent, report).await;
+        });
+    }
 }
 
 /// Removes work directories past their retention, at most hourly (`workdir::Janitor`).

@@ -1,37 +1,45 @@
 //! The executor: runs one command's `aws:runShellScript` steps and turns them into a
-//! [`ResultReport`]. Each step is written to `<work_root>/<command_id>/<step>/_script.sh` and run as
-//! `sh _script.sh` in its own process group, in a clean environment (`environment`), with stdout and
-//! stderr going straight to the files `stdout` and `stderr` beside it (`capture`): any output size
-//! works, and the agent holds none of it in memory. The report carries the first
-//! `REPORT_STDOUT_CHARS` / `REPORT_STDERR_CHARS` characters of each, flagged when cut, and is kept
-//! within `MAX_REPORT_BYTES` (`report::fit`). The work directory stays for the retention period
-//! (`workdir`). A timeout, a cancel or agent shutdown SIGKILLs the whole group (exit code 137, as
-//! amazon-ssm-agent reports on Linux/macOS). It knows nothing of HTTP, queues or the outbox.
+//! [`ResultReport`]. Each step is written to `<work_root>/<command_id>/<step>/_script.sh` and run
+//! the way amazon-ssm-agent runs it (`sh -c <file>`: a `#!` line picks the interpreter), in its own
+//! process group, in a clean environment (`environment`), with stdout and stderr going straight
+//! to the files `stdout` and `stderr` beside it (`capture`): any output size works, and the agent
+//! holds none of it in memory. The report carries the first `REPORT_STDOUT_CHARS` /
+//! `REPORT_STDERR_CHARS` characters of each, flagged when cut, and is kept within
+//! `MAX_REPORT_BYTES` (`report::fit`).
 //!
-//! Step results follow amazon-ssm-agent: exit 0 → Success, other codes → Failed; 168 → Success and
-//! skip the remaining steps; 169 → Failed and skip them; a timed-out, cancelled or killed step also
-//! ends the command; any other failure does not stop the next step. Skipped steps are not reported.
-//! The command's outcome is the agent's precedence: any Failed → Failed, else any TimedOut →
-//! TimedOut, else any Cancelled → Cancelled, else Success.
+//! A step's processes do not depend on the agent's (`step_process`): the command's progress is
+//! kept in a job record (`job`), so an agent that stops — cleanly after its drain, or killed —
+//! leaves its scripts running, and the next agent process carries on with [`resume`]: it watches
+//! the running step to its real end, then runs the remaining steps. A timeout or a cancel SIGKILLs
+//! the whole group (exit code 137, as amazon-ssm-agent reports on Linux/macOS). It knows nothing of
+//! HTTP, queues or the outbox.
+//!
+//! Step results follow amazon-ssm-agent: exit 0 → Success, other codes → Failed, with
+//! `failed to run commands: exit status N` appended to stderr; 168 → Success and skip the
+//! remaining steps; 169 → Failed and skip them; a timed-out, cancelled or lost step also ends the
+//! command; any other failure does not stop the next step. Skipped steps are not reported. The
+//! command's outcome is the agent's precedence: any Failed → Failed, else any TimedOut → TimedOut,
+//! else any Cancelled → Cancelled, else Success. Times are wall-clock (they must survive a
+//! restart of the agent), measured from the first step's start.
 
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use fleetrun_wire::agent::{
     Outcome, ResultReport, StepReport, StepSpec, REPORT_STDERR_CHARS, REPORT_STDOUT_CHARS,
 };
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use crate::capture::{create_output_file, read_prefix, Prefix};
 use crate::environment::{valid_name, valid_value};
 use crate::identity::{ensure_private_dir, write_private_file};
+use crate::job;
 use crate::outbox::valid_command_id;
+use crate::step_process::{self, Ended, StepStart, Watch};
 
 pub use crate::environment::{base_env, SCRIPT_PATH, SCRIPT_SHELL};
+pub use crate::job::Job;
 
 /// Exit code of a process the agent killed (128 + SIGKILL).
 pub const KILLED_EXIT_CODE: i64 = 137;
@@ -74,14 +82,23 @@ impl ExecConfig {
     pub fn step_dir(&self, command_id: &str, index: usize) -> PathBuf {
         self.work_root.join(command_id).join(index.to_string())
     }
+
+    /// Where the records of that step's processes are kept (beside, not in, the directory the
+    /// script sees as its working directory).
+    pub fn step_records_dir(&self, command_id: &str, index: usize) -> PathBuf {
+        self.work_root
+            .join(command_id)
+            .join(format!("{index}.state"))
+    }
 }
 
 /// Why a command is being stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
-    /// A `Cancel` message: the running step ends Cancelled.
+    /// A `Cancel` message: the running step is killed and ends Cancelled.
     Cancel,
-    /// The agent is shutting down: the running step ends Failed (as amazon-ssm-agent reports).
+    /// The agent is shutting down. Only a command still queued is stopped by it (dropped
+    /// unreported); a running one is left to run on, detached, and is resumed by the next start.
     Shutdown,
 }
 
@@ -130,22 +147,27 @@ impl StopSignal {
             }
         }
     }
+
+    /// Resolves once a cancel is requested (never for a shutdown: running work outlives it).
+    async fn cancelled(&mut self) {
+        if self.wait().await != StopReason::Cancel {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Runs `steps` in order for `command_id` with `env` added to [`ExecConfig::base_env`], honouring
-/// `stop`. Each step's output stays in [`ExecConfig::step_dir`]; the report carries its beginning
-/// and stays within `MAX_REPORT_BYTES`. Offsets and durations are measured from the first step's
-/// start with a monotonic clock.
+/// cancels on `stop`. Each step's output stays in [`ExecConfig::step_dir`]; the report carries its
+/// beginning and stays within `MAX_REPORT_BYTES`. The command's progress is kept in its job
+/// record until [`forget_job`], so that [`resume`] can finish it after a restart of the agent.
 pub async fn run_command(
     cfg: &ExecConfig,
     command_id: &str,
     steps: &[StepSpec],
     env: &[(String, String)],
-    mut stop: StopSignal,
+    document_name: &str,
+    stop: StopSignal,
 ) -> ResultReport {
-    let started = Instant::now();
-    let mut reports: Vec<StepReport> = Vec::new();
-    let mut stopped_between: Option<StopReason> = None;
     if !valid_command_id(command_id) {
         // The caller filters these out; never build a path from one.
         return ResultReport {
@@ -153,55 +175,97 @@ pub async fn run_command(
             outcome: Outcome::Failed,
             response_code: -1,
             elapsed_ms: 0,
-            steps: reports,
+            steps: Vec::new(),
             finished_at_ms: None,
             held_ms: 0,
         };
     }
-    for (index, step) in steps.iter().enumerate() {
-        if let Some(reason) = stop.get() {
-            stopped_between = Some(reason);
-            break;
-        }
-        let offset = started.elapsed();
-        let step_dir = cfg.step_dir(command_id, index);
-        let run = run_step(cfg, &step_dir, step, env, &mut stop).await;
-        let ends_command = match run.outcome {
-            Outcome::TimedOut | Outcome::Cancelled => true,
-            Outcome::Success | Outcome::Failed => {
-                run.killed || matches!(run.exit_code, EXIT_SUCCESS_AND_STOP | EXIT_FAILED_AND_STOP)
-            }
-        };
-        reports.push(StepReport {
-            name: step.name.clone(),
-            outcome: run.outcome,
-            exit_code: run.exit_code,
-            start_offset_ms: millis(offset),
-            duration_ms: millis(started.elapsed().saturating_sub(offset)),
-            stdout: run.stdout.text,
-            stderr: run.stderr.text,
-            stdout_truncated: run.stdout.truncated,
-            stderr_truncated: run.stderr.truncated,
-        });
-        if ends_command {
-            break;
-        }
-    }
-    let mut outcomes: Vec<Outcome> = reports.iter().map(|s| s.outcome).collect();
-    match stopped_between {
-        Some(StopReason::Cancel) => outcomes.push(Outcome::Cancelled),
-        Some(StopReason::Shutdown) => outcomes.push(Outcome::Failed),
-        None => {}
-    }
-    let mut report = ResultReport {
+    let job = Job {
         command_id: command_id.to_owned(),
+        document_name: document_name.to_owned(),
+        steps: steps.to_vec(),
+        env: env.to_vec(),
+        started_at_ms: step_process::unix_millis(),
+        done: Vec::new(),
+        ended: false,
+    };
+    // Records of an earlier run of the same id (a re-delivery) describe other processes.
+    for index in 0..steps.len() {
+        let records = cfg.step_records_dir(command_id, index);
+        if let Err(e) = std::fs::remove_dir_all(&records) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %records.display(), error = %e, "cannot remove old step records");
+            }
+        }
+    }
+    let saved = ensure_private_dir(&cfg.work_root.join(command_id))
+        .and_then(|()| job::save(&cfg.work_root, &job));
+    if let Err(e) = saved {
+        tracing::warn!(%command_id, error = %crate::error::describe(&e),
+            "cannot record the command's progress; a restart of the agent will lose it");
+    }
+    drive(cfg, job, stop).await
+}
+
+/// The commands an earlier agent process was running when it stopped (their job records).
+pub fn pending_jobs(cfg: &ExecConfig) -> Vec<Job> {
+    job::load_all(&cfg.work_root)
+}
+
+/// Carries on with a command an earlier agent process was running: watches its running step to
+/// its real end (or learns how it ended meanwhile), then runs the steps left.
+pub async fn resume(cfg: &ExecConfig, job: Job, stop: StopSignal) -> ResultReport {
+    drive(cfg, job, stop).await
+}
+
+/// Drops a command's job record once its report is safe elsewhere (the outbox).
+pub fn forget_job(cfg: &ExecConfig, command_id: &str) {
+    job::remove(&cfg.work_root, command_id);
+}
+
+async fn drive(cfg: &ExecConfig, mut job: Job, mut stop: StopSignal) -> ResultReport {
+    let mut cancelled_between = false;
+    while !job.ended && job.done.len() < job.steps.len() {
+        if stop.get() == Some(StopReason::Cancel) {
+            cancelled_between = true;
+            break;
+        }
+        let index = job.done.len();
+        let dirs = StepDirs {
+            output: cfg.step_dir(&job.command_id, index),
+            records: cfg.step_records_dir(&job.command_id, index),
+        };
+        let run = match step_process::read_start(&dirs.records) {
+            Some(start) => continue_step(cfg, &job, index, &dirs, start, &mut stop).await,
+            None => start_step(cfg, &job, index, &dirs, &mut stop).await,
+        };
+        job.ended = run.ends_command;
+        job.done.push(run.report);
+        if let Err(e) = job::save(&cfg.work_root, &job) {
+            tracing::warn!(command_id = %job.command_id, error = %crate::error::describe(&e),
+                "cannot record the command's progress");
+        }
+    }
+    let mut outcomes: Vec<Outcome> = job.done.iter().map(|s| s.outcome).collect();
+    if cancelled_between {
+        outcomes.push(Outcome::Cancelled);
+    }
+    let last_end = job
+        .done
+        .last()
+        .map(|s| job.started_at_ms + s.start_offset_ms + s.duration_ms);
+    let mut report = ResultReport {
+        command_id: job.command_id,
         outcome: aggregate(&outcomes),
-        response_code: reports.last().map_or(-1, |s| s.exit_code),
-        elapsed_ms: reports
+        response_code: job.done.last().map_or(-1, |s| s.exit_code),
+        elapsed_ms: job
+            .done
             .last()
             .map_or(0, |s| s.start_offset_ms + s.duration_ms),
-        steps: reports,
-        finished_at_ms: None,
+        steps: job.done,
+        // The real end, even when this agent learnt of it only after a restart: the outbox then
+        // says how long the report was held, and the server dates the end back by that.
+        finished_at_ms: last_end,
         held_ms: 0,
     };
     crate::report::fit(&mut report, crate::report::FIT_BYTES);
@@ -227,38 +291,76 @@ pub fn effective_timeout(timeout_seconds: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+/// The text amazon-ssm-agent appends to a failed step's stderr (Go's `exec.ExitError`).
+pub fn failure_trailer(exit_code: i64) -> String {
+    format!("failed to run commands: exit status {exit_code}")
+}
+
+/// A step's two directories: what the script sees, and the agent's records of its processes.
+struct StepDirs {
+    output: PathBuf,
+    records: PathBuf,
 }
 
 struct StepRun {
+    report: StepReport,
+    /// No later step runs (exit 168/169, a kill, a lost step).
+    ends_command: bool,
+}
+
+/// How one step came out, before its output is read.
+struct StepEnd {
     outcome: Outcome,
     exit_code: i64,
-    /// The agent killed the process group (timeout, cancel, shutdown).
-    killed: bool,
-    stdout: Prefix,
-    stderr: Prefix,
+    ends_command: bool,
+    /// Appended to the stderr file (once).
+    stderr_note: Option<String>,
 }
 
-impl StepRun {
-    /// A step that could not start: Failed, exit code 1, the reason on stderr.
-    fn not_started(reason: String) -> Self {
+impl StepEnd {
+    fn from(ended: Ended) -> Self {
+        let (outcome, exit_code, ends_command, stderr_note) = match ended {
+            Ended::Exited(code @ (0 | EXIT_SUCCESS_AND_STOP)) => {
+                (Outcome::Success, code, code == EXIT_SUCCESS_AND_STOP, None)
+            }
+            Ended::Exited(code) => (
+                Outcome::Failed,
+                code,
+                code == EXIT_FAILED_AND_STOP,
+                Some(failure_trailer(code)),
+            ),
+            Ended::Stopped(outcome) => (outcome, KILLED_EXIT_CODE, true, None),
+            // The wrapper itself was killed (the group signalled from outside the agent).
+            Ended::Vanished(Some(code)) => {
+                (Outcome::Failed, code, true, Some(failure_trailer(code)))
+            }
+            Ended::Vanished(None) => (
+                Outcome::Failed,
+                -1,
+                true,
+                Some(
+                    "fleetrun-agent: the step's processes ended while no agent watched them, \
+                     without an exit status (killed from outside?)"
+                        .to_owned(),
+                ),
+            ),
+            Ended::Rebooted => (
+                Outcome::Failed,
+                -1,
+                true,
+                Some(
+                    "fleetrun-agent: the node restarted while the step ran; its processes are gone"
+                        .to_owned(),
+                ),
+            ),
+        };
         Self {
-            outcome: Outcome::Failed,
-            exit_code: 1,
-            killed: false,
-            stdout: Prefix::default(),
-            stderr: Prefix {
-                text: reason,
-                ..Prefix::default()
-            },
+            outcome,
+            exit_code,
+            ends_command,
+            stderr_note,
         }
     }
-}
-
-enum Ending {
-    Exited(std::io::Result<std::process::ExitStatus>),
-    Killed(Outcome),
 }
 
 /// The beginning of an output file for the report; a file that cannot be read says so instead.
@@ -282,10 +384,7 @@ async fn read_output(path: PathBuf, max_chars: usize) -> Prefix {
 
 /// The script's environment: the base, then the command's variables (later ones win). Names or
 /// values `execve` cannot carry are left out.
-fn script_env<'a>(
-    cfg: &'a ExecConfig,
-    env: &'a [(String, String)],
-) -> impl Iterator<Item = (&'a str, &'a str)> {
+fn script_env(cfg: &ExecConfig, env: &[(String, String)]) -> Vec<(String, String)> {
     cfg.base_env
         .iter()
         .chain(env)
@@ -296,22 +395,50 @@ fn script_env<'a>(
             }
             ok
         })
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .cloned()
+        .collect()
 }
 
-async fn run_step(
+/// A step that could not start: Failed, exit code 1, the reason on stderr.
+fn not_started(job: &Job, index: usize, started_at_ms: i64, reason: String) -> StepRun {
+    StepRun {
+        report: StepReport {
+            name: job.steps[index].name.clone(),
+            outcome: Outcome::Failed,
+            exit_code: 1,
+            start_offset_ms: (started_at_ms - job.started_at_ms).max(0),
+            duration_ms: 0,
+            stdout: String::new(),
+            stderr: reason,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        },
+        ends_command: false,
+    }
+}
+
+async fn start_step(
     cfg: &ExecConfig,
-    step_dir: &Path,
-    step: &StepSpec,
-    env: &[(String, String)],
+    job: &Job,
+    index: usize,
+    dirs: &StepDirs,
     stop: &mut StopSignal,
 ) -> StepRun {
+    let step = &job.steps[index];
+    let step_dir = dirs.output.as_path();
+    let now = step_process::unix_millis();
     let script_path = step_dir.join("_script.sh");
     let (stdout_path, stderr_path) = (step_dir.join("stdout"), step_dir.join("stderr"));
     let mut script = step.commands.join("\n");
     script.push('\n');
     let prepared = ensure_private_dir(step_dir)
+        .and_then(|()| ensure_private_dir(&dirs.records))
         .and_then(|()| write_private_file(&script_path, script.as_bytes()))
+        .and_then(|()| {
+            // Executable, as amazon-ssm-agent leaves it: the kernel reads its `#!` line.
+            std::fs::set_permissions(&script_path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| crate::AgentError::io("making the script executable", e))
+        })
         .and_then(|()| {
             Ok((
                 create_output_file(&stdout_path)?,
@@ -322,7 +449,12 @@ async fn run_step(
         Ok(files) => files,
         Err(e) => {
             let e = crate::error::describe(&e);
-            return StepRun::not_started(format!("fleetrun-agent: cannot prepare the step: {e}\n"));
+            return not_started(
+                job,
+                index,
+                now,
+                format!("fleetrun-agent: cannot prepare the step: {e}\n"),
+            );
         }
     };
     let cwd = if step.working_directory.is_empty() {
@@ -331,95 +463,144 @@ async fn run_step(
         // A relative path is taken relative to the step's work directory.
         let wd = step_dir.join(&step.working_directory);
         if !wd.is_dir() {
-            return StepRun::not_started(format!(
-                "fleetrun-agent: working directory {:?} does not exist or is not a directory\n",
-                step.working_directory
-            ));
+            return not_started(
+                job,
+                index,
+                now,
+                format!(
+                    "fleetrun-agent: working directory {:?} does not exist or is not a directory\n",
+                    step.working_directory
+                ),
+            );
         }
         wd
     };
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg(&script_path)
-        .current_dir(&cwd)
-        .env_clear()
-        .envs(script_env(cfg, env))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout_file))
-        .stderr(Stdio::from(stderr_file))
-        .process_group(0);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return StepRun::not_started(format!("fleetrun-agent: cannot start sh: {e}\n")),
+    let start = StepStart {
+        started_at_ms: now,
+        boot_id: step_process::boot_id(),
     };
-    // The child holds the files now; the Command's copies are closed when it is dropped.
-    drop(command);
-    let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
+    // Recorded before the processes exist, so a restarted agent never starts the step twice.
+    if let Err(e) = step_process::record_start(&dirs.records, &start) {
+        let e = crate::error::describe(&e);
+        return not_started(
+            job,
+            index,
+            now,
+            format!("fleetrun-agent: cannot prepare the step: {e}\n"),
+        );
+    }
+    let env = script_env(cfg, &job.env);
+    match step_process::spawn(
+        &dirs.records,
+        &script_path,
+        &cwd,
+        env.into_iter(),
+        stdout_file,
+        stderr_file,
+    ) {
+        Ok(watch) => watch_step(cfg, job, index, dirs, &start, watch, stop).await,
+        Err(e) => not_started(
+            job,
+            index,
+            now,
+            format!("fleetrun-agent: cannot start sh: {e}\n"),
+        ),
+    }
+}
 
-    let ending = tokio::select! {
-        status = child.wait() => Ending::Exited(status),
-        () = tokio::time::sleep(effective_timeout(step.timeout_seconds)) => Ending::Killed(Outcome::TimedOut),
-        reason = stop.wait() => Ending::Killed(match reason {
-            StopReason::Cancel => Outcome::Cancelled,
-            StopReason::Shutdown => Outcome::Failed,
-        }),
+/// A step an earlier agent process started.
+async fn continue_step(
+    cfg: &ExecConfig,
+    job: &Job,
+    index: usize,
+    dirs: &StepDirs,
+    start: StepStart,
+    stop: &mut StopSignal,
+) -> StepRun {
+    match step_process::attach(&dirs.records, &start).await {
+        Ok(watch) => {
+            tracing::info!(command_id = %job.command_id, step = index,
+                "found the step still running; watching it");
+            watch_step(cfg, job, index, dirs, &start, watch, stop).await
+        }
+        Err(ended) => finish_step(cfg, job, index, dirs, &start, ended).await,
+    }
+}
+
+enum Interrupt {
+    Ended(Ended),
+    Stop(Outcome),
+}
+
+async fn watch_step(
+    cfg: &ExecConfig,
+    job: &Job,
+    index: usize,
+    dirs: &StepDirs,
+    start: &StepStart,
+    mut watch: Watch,
+    stop: &mut StopSignal,
+) -> StepRun {
+    let timeout_ms = i64::try_from(effective_timeout(job.steps[index].timeout_seconds).as_millis())
+        .unwrap_or(i64::MAX);
+    // Measured from the step's recorded start, so a restart does not extend its timeout.
+    let remaining_ms = start
+        .started_at_ms
+        .saturating_add(timeout_ms)
+        .saturating_sub(step_process::unix_millis())
+        .max(0);
+    let remaining = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
+    let interrupt = tokio::select! {
+        ended = watch.ended(&dirs.records) => Interrupt::Ended(ended),
+        () = tokio::time::sleep(remaining) => Interrupt::Stop(Outcome::TimedOut),
+        () = stop.cancelled() => Interrupt::Stop(Outcome::Cancelled),
     };
-    let (outcome, exit_code, killed) = match ending {
-        Ending::Killed(outcome) => {
-            group.kill();
-            let _ = child.wait().await;
-            (outcome, KILLED_EXIT_CODE, true)
-        }
-        Ending::Exited(Ok(status)) => {
-            let code = match (status.code(), status.signal()) {
-                (Some(code), _) => i64::from(code),
-                (None, Some(signal)) => 128 + i64::from(signal),
-                (None, None) => 1,
-            };
-            let outcome = match code {
-                0 | EXIT_SUCCESS_AND_STOP => Outcome::Success,
-                _ => Outcome::Failed,
-            };
-            (outcome, code, false)
-        }
-        Ending::Exited(Err(e)) => {
-            tracing::warn!(error = %e, "cannot wait for a script; killing its process group");
-            group.kill();
-            (Outcome::Failed, 1, false)
-        }
+    let ended = match interrupt {
+        Interrupt::Ended(ended) => ended,
+        Interrupt::Stop(reason) => watch.stop(&dirs.records, reason).await,
     };
-    // The leader is reaped: its pid (= the group id) may be reused, so never signal it again.
-    group.0 = None;
+    finish_step(cfg, job, index, dirs, start, ended).await
+}
+
+/// Turns how a step ended into its report: appends AWS's trailer (or the agent's note) to stderr,
+/// then reads the beginning of both streams.
+async fn finish_step(
+    cfg: &ExecConfig,
+    job: &Job,
+    index: usize,
+    dirs: &StepDirs,
+    start: &StepStart,
+    ended: Ended,
+) -> StepRun {
+    let end = StepEnd::from(ended);
+    let (stdout_path, stderr_path) = (dirs.output.join("stdout"), dirs.output.join("stderr"));
+    if let Some(note) = &end.stderr_note {
+        step_process::append_to_stderr(&stderr_path, note);
+    }
+    let ended_at_ms = match ended {
+        // The status file was written when the script ended, perhaps while no agent watched.
+        Ended::Exited(_) => step_process::exit_time_ms(&dirs.records),
+        _ => None,
+    }
+    .unwrap_or_else(step_process::unix_millis);
     // A process the script left behind may still write; the report takes what is there now.
     let (stdout, stderr) = tokio::join!(
         read_output(stdout_path, cfg.report_stdout_chars),
         read_output(stderr_path, cfg.report_stderr_chars),
     );
     StepRun {
-        outcome,
-        exit_code,
-        killed,
-        stdout,
-        stderr,
-    }
-}
-
-/// Kills the script's process group if the step future is dropped before the script was reaped
-/// (for example when the agent aborts on shutdown), so no script outlives its supervision.
-struct GroupGuard(Option<i32>);
-
-impl GroupGuard {
-    fn kill(&self) {
-        if let Some(pgid) = self.0 {
-            // ESRCH (the group is already gone) is fine.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
+        report: StepReport {
+            name: job.steps[index].name.clone(),
+            outcome: end.outcome,
+            exit_code: end.exit_code,
+            start_offset_ms: (start.started_at_ms - job.started_at_ms).max(0),
+            duration_ms: (ended_at_ms - start.started_at_ms).max(0),
+            stdout: stdout.text,
+            stderr: stderr.text,
+            stdout_truncated: stdout.truncated,
+            stderr_truncated: stderr.truncated,
+        },
+        ends_command: end.ends_command,
     }
 }
 
@@ -434,6 +615,33 @@ mod tests {
         assert_eq!(aggregate(&[Success, Cancelled]), Cancelled);
         assert_eq!(aggregate(&[Cancelled, TimedOut]), TimedOut);
         assert_eq!(aggregate(&[TimedOut, Failed, Success]), Failed);
+    }
+
+    #[test]
+    fn step_ends_follow_amazon_ssm_agent() {
+        let end = StepEnd::from(Ended::Exited(1));
+        assert_eq!(
+            (end.outcome, end.exit_code, end.ends_command),
+            (Outcome::Failed, 1, false)
+        );
+        assert_eq!(
+            end.stderr_note.as_deref(),
+            Some("failed to run commands: exit status 1")
+        );
+        let end = StepEnd::from(Ended::Exited(0));
+        assert_eq!((end.outcome, end.stderr_note), (Outcome::Success, None));
+        assert!(StepEnd::from(Ended::Exited(168)).ends_command);
+        assert!(StepEnd::from(Ended::Exited(169)).ends_command);
+        let end = StepEnd::from(Ended::Stopped(Outcome::TimedOut));
+        assert_eq!(
+            (end.outcome, end.exit_code, end.stderr_note),
+            (Outcome::TimedOut, 137, None)
+        );
+        let end = StepEnd::from(Ended::Rebooted);
+        assert_eq!(
+            (end.outcome, end.exit_code, end.ends_command),
+            (Outcome::Failed, -1, true)
+        );
     }
 
     #[test]

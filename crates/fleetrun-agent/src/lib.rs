@@ -1,24 +1,29 @@
 //! fleetrun-agent: the node agent. It registers with an activation (or loads its saved identity:
 //! an Ed25519 key pair whose public half the server keeps), fetches short-lived session
 //! credentials with it and signs every request with them (agent protocol v2),
-//! long-polls the server for `Run`/`Cancel` messages, runs `aws:runShellScript` steps with `sh`
-//! in their own process groups, and reports results through a persistent outbox. It speaks only the
+//! long-polls the server for `Run`/`Cancel` messages, runs `aws:runShellScript` steps in process
+//! groups of their own that outlive the agent process, and reports results through a persistent
+//! outbox. It speaks only the
 //! protocol in `fleetrun_wire::agent` and links no server code.
 //!
-//! This file owns the configuration and [`run`], the agent's lifetime: start (clean stale work
-//! dirs, resend the outbox), the channel, and graceful shutdown. Modules: `identity`
+//! This file owns the configuration and [`run`], the agent's lifetime: start (resume commands an
+//! earlier process left running, clean stale work dirs, resend the outbox), the channel, and the
+//! drain on shutdown. Modules: `identity`
 //! (registration, state dir), [`signing`] (the node key, request signing), `credentials`
 //! (session credentials, refreshed at half-life), `channel` (HTTP, long poll, delivery), `commands` (queue and
-//! concurrency), [`executor`] (processes; `environment`, `capture`: what a script gets and
-//! where its output goes), `report` (the report's size bound, the fallback for a refused one),
+//! concurrency), [`executor`] (steps; `step_process`: a step's detached processes, `job`: a
+//! command's persisted progress, `environment`, `capture`: what a script gets and where its
+//! output goes), `report` (the report's size bound, the fallback for a refused one),
 //! `outbox` (persisted results), `workdir` (retention), `machine` (host facts), `tls` (trust in an
 //! https server).
 //!
 //! ```text
 //! state_dir/identity.json          instance id, region, Ed25519 private key (0600; dir 0700)
 //! state_dir/outbox/<id>.json       results not yet acknowledged; rejected/ holds refused ones
-//! state_dir/work/<id>/<step>/      _script.sh, the step's full stdout and stderr (0600), and its
-//!                                  default working directory; kept for `work_retention` (7 days)
+//! state_dir/work/<id>/job.json     a running command's progress, until its report is in the outbox
+//! state_dir/work/<id>/<step>/      _script.sh, the step's full stdout and stderr (0600), the
+//!                                  records of its processes (step_process), and its default
+//!                                  working directory; kept for `work_retention` (7 days)
 //! ```
 
 use std::fmt;
@@ -38,10 +43,12 @@ mod environment;
 mod error;
 pub mod executor;
 mod identity;
+mod job;
 mod machine;
 mod outbox;
 mod report;
 pub mod signing;
+mod step_process;
 mod tls;
 mod workdir;
 
@@ -59,11 +66,10 @@ pub const DEFAULT_POLL_WAIT: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_CONCURRENT: usize = 5;
 /// Default time a command's work directory (and its output) is kept on the node.
 pub const DEFAULT_WORK_RETENTION: Duration = workdir::DEFAULT_RETENTION;
-/// After shutdown is requested, how long running commands may still finish (and results be sent)
-/// before the remaining scripts are killed.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// After that, how long killed commands get to write their reports to the outbox.
-const KILL_WAIT: Duration = Duration::from_secs(2);
+/// Default drain on shutdown: how long running commands may still finish (and their results be
+/// sent) before the agent stops anyway. What still runs then is left running, detached, and the
+/// next start of the agent picks it up (ARCHITECTURE.md, "Scripts survive agent restarts").
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 /// An activation to register with: `CreateActivation`'s id and code.
 #[derive(Clone, PartialEq, Eq)]
@@ -104,6 +110,9 @@ pub struct AgentConfig {
     /// How long a command's work directory, with its full output, stays on the node after its
     /// last change (default 7 days); refused reports in `outbox/rejected/` likewise.
     pub work_retention: Duration,
+    /// On shutdown, how long to wait for running commands to finish (default 5 s); the ones
+    /// still running after it keep running and are resumed by the next start.
+    pub drain_grace: Duration,
 }
 
 impl AgentConfig {
@@ -125,6 +134,7 @@ impl AgentConfig {
             poll_wait: DEFAULT_POLL_WAIT,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             work_retention: DEFAULT_WORK_RETENTION,
+            drain_grace: DEFAULT_DRAIN_GRACE,
         }
     }
 }
@@ -165,11 +175,12 @@ impl Agent {
 /// and executes commands. Server outages are retried forever; errors are returned only for
 /// problems found while starting (state directory, configuration).
 ///
-/// On shutdown it stops polling, drops queued commands (unreported: the next session's poll omits
-/// them, which tells the server they died with this process), lets
-/// running commands finish for up to [`SHUTDOWN_GRACE`], then kills what still runs (reported
-/// Failed with exit code 137, as amazon-ssm-agent does on shutdown). Reports not yet acknowledged
-/// stay in the outbox and are sent on the next start.
+/// On shutdown it drains: stops polling, drops queued commands (unreported: the next session's
+/// poll omits them, which tells the server they died with this process), and lets running
+/// commands finish for up to [`AgentConfig::drain_grace`]. Commands still running then are not
+/// killed: their scripts run on, detached, and the next start resumes watching them and reports
+/// their real results. Reports not yet acknowledged stay in the outbox and are sent on the next
+/// start.
 pub async fn run(
     mut cfg: AgentConfig,
     identity: Identity,
@@ -204,9 +215,11 @@ pub async fn run(
     tracing::info!(instance_id = %agent.identity.instance_id, server = %agent.cfg.server_url,
         max_concurrent = agent.slots.available_permits(), "agent started");
 
-    // Output of earlier runs stays for the retention period; older work directories go now.
-    commands::clean_work_dirs(&agent).await;
+    // Commands an earlier agent process left running are held again before the first poll lists
+    // what this agent holds; then output of earlier runs past its retention goes.
     let mut tasks = JoinSet::new();
+    commands::resume_jobs(&agent, &mut tasks);
+    commands::clean_work_dirs(&agent).await;
     tokio::pin!(shutdown);
     let stopped_early = tokio::select! {
         () = channel::flush_outbox(&agent, &mut tasks) => false,
@@ -220,16 +233,19 @@ pub async fn run(
 }
 
 async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
-    tracing::info!("shutting down");
+    tracing::info!(
+        drain_grace_secs = agent.cfg.drain_grace.as_secs_f64(),
+        "shutting down: no new work; waiting for running commands"
+    );
     agent.shutting_down.send_replace(true);
-    agent
-        .table()
-        .stop_all(false, executor::StopReason::Shutdown);
-    if !drain(tasks, SHUTDOWN_GRACE).await && agent.table().busy() {
-        tracing::warn!("commands still running after the shutdown grace; killing them");
-        agent.table().stop_all(true, executor::StopReason::Shutdown);
-        drain(tasks, KILL_WAIT).await;
+    agent.table().stop_queued();
+    if !drain(tasks, agent.cfg.drain_grace).await && agent.table().busy() {
+        tracing::info!(
+            running = ?agent.table().running(),
+            "commands still running after the drain grace keep running; the next start of the agent reports them"
+        );
     }
+    // Dropping a running command's task leaves its processes and its job record in place.
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     tracing::info!(

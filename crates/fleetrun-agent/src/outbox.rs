@@ -37,6 +37,11 @@ impl Outbox {
         write_private_file(&self.path(&report.command_id), &json)
     }
 
+    /// True when a report of this command waits to be sent.
+    pub(crate) fn contains(&self, command_id: &str) -> bool {
+        valid_command_id(command_id) && self.path(command_id).exists()
+    }
+
     /// Forgets an acknowledged report.
     pub(crate) fn remove(&self, command_id: &str) {
         let path = self.path(command_id);

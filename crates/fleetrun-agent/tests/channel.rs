@@ -757,31 +757,65 @@ async fn queued_and_running_commands_can_be_cancelled() {
 }
 
 #[tokio::test]
-async fn shutdown_waits_briefly_then_kills_and_keeps_the_result() {
+async fn shutdown_drains_short_work_and_leaves_long_work_running_for_the_next_start() {
     let fake = Fake::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    fake.state().result_status = Some(503);
-    fake.send(run_message("cmd-s", &["sleep 100"]));
-    let agent = start(config(&fake, dir.path()));
-    fake.wait_until("cmd-s running", |f| {
+    let mut cfg = config(&fake, dir.path());
+    cfg.drain_grace = Duration::from_millis(1500);
+    fake.send(run_message("cmd-quick", &["sleep 0.5", "echo quick"]));
+    fake.send(run_message("cmd-long", &["sleep 3", "echo done"]));
+    let agent = start(cfg.clone());
+    fake.wait_until("both running", |f| {
         f.requests(POLL_PATH)
             .iter()
-            .any(|r| r.json::<PollRequest>().known_commands == ["cmd-s"])
+            .any(|r| r.json::<PollRequest>().known_commands == ["cmd-long", "cmd-quick"])
     })
     .await;
     let took = agent.stop().await;
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
-        "{took:?}"
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(3),
+        "waited the drain grace, not for the long command: {took:?}"
     );
-    let saved = std::fs::read(dir.path().join("outbox/cmd-s.json")).expect("kept in the outbox");
-    let report: ResultReport = serde_json::from_slice(&saved).expect("report");
+    // The short command finished within the drain and was reported.
+    let results = fake.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].command_id, "cmd-quick");
+    assert_eq!(results[0].steps[0].stdout, "quick\n");
+    // The long one was not killed and not reported: it runs on, and its progress is on disk.
+    assert!(dir.path().join("work/cmd-long/job.json").exists());
+    assert!(!dir.path().join("outbox/cmd-long.json").exists());
+
+    // The next agent process holds it from its first poll on and reports its real end.
+    let agent = start(cfg);
+    fake.wait_until("the long command's result", |f| {
+        f.results().iter().any(|r| r.command_id == "cmd-long")
+    })
+    .await;
+    let polls = fake.requests(POLL_PATH);
+    let first_of_restart = polls
+        .iter()
+        .map(|r| r.json::<PollRequest>())
+        .find(|p| p.machine.is_some() && p.known_commands == ["cmd-long"]);
+    assert!(
+        first_of_restart.is_some(),
+        "the restarted agent listed the command"
+    );
+    let report = fake
+        .results()
+        .into_iter()
+        .find(|r| r.command_id == "cmd-long")
+        .expect("result");
     assert_eq!(
         (report.outcome, report.response_code),
-        (Outcome::Failed, 137)
+        (Outcome::Success, 0)
     );
-    // The killed script's output stays in its work directory.
-    assert!(dir.path().join("work/cmd-s/0/stdout").exists());
+    assert_eq!(report.steps[0].stdout, "done\n");
+    assert!(report.steps[0].duration_ms >= 2900, "{report:?}");
+    agent.stop().await;
+    assert!(
+        !dir.path().join("work/cmd-long/job.json").exists(),
+        "forgotten once reported"
+    );
 }
 
 #[tokio::test]

@@ -40,7 +40,7 @@ fn scripts_see_only_the_documented_variables() {
     .collect();
     let report = runtime.block_on(async {
         let (_stop, signal) = stop_pair();
-        run_command(&cfg, "cmd-env", &[step], &env, signal).await
+        run_command(&cfg, "cmd-env", &[step], &env, "AWS-RunShellScript", signal).await
     });
     assert_eq!(report.outcome, Outcome::Success, "{report:?}");
     let printed = &report.steps[0].stdout;

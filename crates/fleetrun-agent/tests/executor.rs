@@ -4,7 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fleetrun_agent::executor::{run_command, stop_pair, ExecConfig, StopReason};
+use fleetrun_agent::executor::{
+    forget_job, pending_jobs, resume, run_command, stop_pair, ExecConfig, StopReason,
+};
 use fleetrun_wire::agent::{
     Outcome, ResultReport, StepSpec, MAX_REPORT_BYTES, REPORT_STDERR_CHARS, REPORT_STDOUT_CHARS,
 };
@@ -29,7 +31,7 @@ async fn run(cfg: &ExecConfig, steps: &[StepSpec], env: &[(&str, &str)]) -> Resu
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let (_handle, signal) = stop_pair();
-    run_command(cfg, "cmd-1", steps, &env, signal).await
+    run_command(cfg, "cmd-1", steps, &env, "AWS-RunShellScript", signal).await
 }
 
 /// True once `pid` no longer runs (gone, or a zombie nobody reaped yet).
@@ -74,12 +76,13 @@ async fn success_with_stdout() {
         std::fs::read_to_string(step_dir.join("stderr")).expect("stderr"),
         ""
     );
-    for file in ["stdout", "stderr", "_script.sh"] {
+    // The script is executable (its `#!` line is honoured), by the agent's user only.
+    for (file, want) in [("stdout", 0o600), ("stderr", 0o600), ("_script.sh", 0o700)] {
         let mode = std::fs::metadata(step_dir.join(file))
             .expect("meta")
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o600, "{file}");
+        assert_eq!(mode & 0o777, want, "{file}");
     }
 }
 
@@ -94,7 +97,11 @@ async fn failure_keeps_exit_code_and_stderr() {
     .await;
     assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 3));
     assert_eq!(r.steps[0].exit_code, 3);
-    assert_eq!(r.steps[0].stderr, "oops\n");
+    // amazon-ssm-agent appends Go's exec error to the stream, without a newline of its own.
+    assert_eq!(
+        r.steps[0].stderr,
+        "oops\nfailed to run commands: exit status 3"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +191,9 @@ async fn cancel_kills_the_running_step() {
     let cfg = config(dir.path());
     let (handle, signal) = stop_pair();
     let steps = vec![step(&["echo before", "sleep 100"]), step(&["echo after"])];
-    let task = tokio::spawn(async move { run_command(&cfg, "cmd-1", &steps, &[], signal).await });
+    let task = tokio::spawn(async move {
+        run_command(&cfg, "cmd-1", &steps, &[], "AWS-RunShellScript", signal).await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t0 = Instant::now();
     handle.stop(StopReason::Cancel);
@@ -200,22 +209,34 @@ async fn cancel_kills_the_running_step() {
 }
 
 #[tokio::test]
-async fn shutdown_kill_is_failed_and_early_stop_runs_nothing() {
+async fn shutdown_leaves_a_running_step_alone_and_an_early_cancel_runs_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let (handle, signal) = stop_pair();
-    let steps = vec![step(&["sleep 100"])];
+    let steps = vec![step(&["sleep 1", "echo done"])];
     let cfg2 = cfg.clone();
-    let task = tokio::spawn(async move { run_command(&cfg2, "cmd-1", &steps, &[], signal).await });
+    let task = tokio::spawn(async move {
+        run_command(&cfg2, "cmd-1", &steps, &[], "AWS-RunShellScript", signal).await
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // The agent drains on shutdown: the running script is not stopped by it.
     handle.stop(StopReason::Shutdown);
     let r = task.await.expect("join");
-    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 137));
+    assert_eq!((r.outcome, r.response_code), (Outcome::Success, 0));
+    assert_eq!(r.steps[0].stdout, "done\n");
 
     // Cancelled before the first step: nothing runs, response code -1.
     let (handle, signal) = stop_pair();
     handle.stop(StopReason::Cancel);
-    let r = run_command(&cfg, "cmd-2", &[step(&["echo no"])], &[], signal).await;
+    let r = run_command(
+        &cfg,
+        "cmd-2",
+        &[step(&["echo no"])],
+        &[],
+        "AWS-RunShellScript",
+        signal,
+    )
+    .await;
     assert_eq!(
         (r.outcome, r.response_code, r.steps.len()),
         (Outcome::Cancelled, -1, 0)
@@ -293,7 +314,10 @@ async fn the_report_prefix_is_cut_on_a_character() {
     let r = run(&cfg, &[step(&lines)], &[]).await;
     assert_eq!(r.steps[0].stdout.len(), 1000);
     assert!(r.steps[0].stdout_truncated);
-    assert_eq!(r.steps[0].stderr, "done\n");
+    assert_eq!(
+        r.steps[0].stderr,
+        "done\nfailed to run commands: exit status 4"
+    );
     assert!(!r.steps[0].stderr_truncated);
     assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 4));
 
@@ -364,4 +388,189 @@ async fn background_child_holding_stdout_does_not_block_the_step() {
         .arg("-9")
         .arg(pid.to_string())
         .status();
+}
+
+#[tokio::test]
+async fn a_shebang_picks_the_interpreter_as_on_aws() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let bash = step(&[
+        "#!/bin/bash",
+        "if [[ -n \"$BASH_VERSION\" ]]; then echo bash; fi",
+    ]);
+    let r = run(&cfg, &[bash], &[]).await;
+    assert_eq!(
+        (r.outcome, r.steps[0].stdout.as_str()),
+        (Outcome::Success, "bash\n"),
+        "{r:?}"
+    );
+    // Without one, `sh` reads the script (no `[[` there).
+    let r = run(&cfg, &[step(&["echo \"${BASH_VERSION:-sh}\""])], &[]).await;
+    assert_eq!(r.steps[0].stdout, "sh\n", "{r:?}");
+}
+
+#[tokio::test]
+async fn a_failed_command_gets_amazon_ssm_agents_stderr_trailer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let r = run(&cfg, &[step(&["cat /wrong/file"])], &[]).await;
+    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 1));
+    assert_eq!(
+        r.steps[0].stderr,
+        "cat: /wrong/file: No such file or directory\nfailed to run commands: exit status 1"
+    );
+    // The full stream on disk says the same; a success adds nothing.
+    let on_disk = std::fs::read_to_string(cfg.step_dir("cmd-1", 0).join("stderr")).expect("stderr");
+    assert_eq!(on_disk, r.steps[0].stderr);
+    let r = run(&cfg, &[step(&["echo fine >&2"])], &[]).await;
+    assert_eq!(r.steps[0].stderr, "fine\n");
+}
+
+/// Starts `steps` and drops the executor half-way, as a killed agent would, leaving the script
+/// running; returns what a restarted agent finds.
+async fn start_and_abandon(
+    cfg: &ExecConfig,
+    steps: Vec<StepSpec>,
+    after: Duration,
+) -> fleetrun_agent::executor::Job {
+    let (_handle, signal) = stop_pair();
+    let cfg2 = cfg.clone();
+    let task = tokio::spawn(async move {
+        run_command(&cfg2, "cmd-r", &steps, &[], "AWS-RunShellScript", signal).await
+    });
+    tokio::time::sleep(after).await;
+    task.abort();
+    assert!(task.await.is_err(), "the executor was still running");
+    let mut jobs = pending_jobs(cfg);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    jobs.remove(0)
+}
+
+#[tokio::test]
+async fn a_restarted_agent_resumes_a_running_step_and_reports_its_real_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let t0 = Instant::now();
+    let steps = vec![step(&["sleep 2", "echo done"]), step(&["echo second"])];
+    let job = start_and_abandon(&cfg, steps, Duration::from_millis(500)).await;
+    assert!(job.done.is_empty());
+    let (_handle, signal) = stop_pair();
+    let r = resume(&cfg, job, signal).await;
+    assert!(t0.elapsed() >= Duration::from_secs(2));
+    assert_eq!((r.outcome, r.response_code), (Outcome::Success, 0), "{r:?}");
+    assert_eq!(r.steps.len(), 2);
+    assert_eq!(r.steps[0].stdout, "done\n");
+    assert_eq!(r.steps[1].stdout, "second\n");
+    assert!(
+        r.steps[0].duration_ms >= 1900 && r.steps[0].duration_ms < 4000,
+        "{r:?}"
+    );
+    assert!(r.finished_at_ms.is_some());
+    forget_job(&cfg, "cmd-r");
+    assert!(pending_jobs(&cfg).is_empty());
+}
+
+#[tokio::test]
+async fn a_step_that_ended_while_no_agent_watched_keeps_its_status_and_end_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let job = start_and_abandon(
+        &cfg,
+        vec![step(&["sleep 0.5", "echo late >&2", "exit 7"])],
+        Duration::from_millis(200),
+    )
+    .await;
+    // The "agent" stays down well past the script's end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_handle, signal) = stop_pair();
+    let r = resume(&cfg, job, signal).await;
+    assert_eq!((r.outcome, r.response_code), (Outcome::Failed, 7), "{r:?}");
+    assert_eq!(
+        r.steps[0].stderr,
+        "late\nfailed to run commands: exit status 7"
+    );
+    assert!(
+        r.steps[0].duration_ms < 1400,
+        "dated by the script's end, not the resume: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_killed_while_no_agent_watched_is_reported_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let job = start_and_abandon(
+        &cfg,
+        vec![step(&["sleep 30"]), step(&["echo never"])],
+        Duration::from_millis(300),
+    )
+    .await;
+    let pid: i32 = std::fs::read_to_string(cfg.step_records_dir("cmd-r", 0).join("pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    // The wrapper leads the step's process group: kill all of it, as an OOM killer or an
+    // operator might while no agent runs.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("killpg");
+    assert!(wait_gone(pid));
+    let (_handle, signal) = stop_pair();
+    let r = resume(&cfg, job, signal).await;
+    assert_eq!(
+        (r.outcome, r.response_code, r.steps.len()),
+        (Outcome::Failed, -1, 1),
+        "{r:?}"
+    );
+    assert!(
+        r.steps[0].stderr.contains("without an exit status"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_step_keeps_its_timeout_and_can_be_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let mut s = step(&["sleep 30"]);
+    s.timeout_seconds = 2;
+    let t0 = Instant::now();
+    let job = start_and_abandon(&cfg, vec![s], Duration::from_millis(300)).await;
+    let (_handle, signal) = stop_pair();
+    let r = resume(&cfg, job, signal).await;
+    assert_eq!(
+        (r.outcome, r.response_code),
+        (Outcome::TimedOut, 137),
+        "{r:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "timed out from its first start: {:?}",
+        t0.elapsed()
+    );
+    forget_job(&cfg, "cmd-r");
+
+    let job = start_and_abandon(
+        &cfg,
+        vec![step(&["echo before", "sleep 30"])],
+        Duration::from_millis(300),
+    )
+    .await;
+    let (handle, signal) = stop_pair();
+    let resumed = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { resume(&cfg, job, signal).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.stop(StopReason::Cancel);
+    let r = resumed.await.expect("join");
+    assert_eq!(
+        (r.outcome, r.response_code),
+        (Outcome::Cancelled, 137),
+        "{r:?}"
+    );
+    assert_eq!(r.steps[0].stdout, "before\n");
 }

@@ -36,7 +36,7 @@ async fn two_hundred_megabytes_end_success_with_bounded_memory_and_the_whole_fil
     };
     let before = peak_rss();
     let (_stop, signal) = stop_pair();
-    let report = run_command(&cfg, "cmd-big", &[step], &[], signal).await;
+    let report = run_command(&cfg, "cmd-big", &[step], &[], "AWS-RunShellScript", signal).await;
     let encoded = serde_json::to_vec(&report).expect("json");
     let grown = peak_rss().saturating_sub(before);
 

@@ -58,8 +58,14 @@ struct ServerArgs {
     #[arg(long, env = "FLEETRUN_REGION", default_value = "us-east-1")]
     region: String,
     /// Also run an agent for this machine in the same process, registered as a managed node.
+    /// Its scripts run detached: a restart of the server does not stop them.
     #[arg(long, env = "FLEETRUN_LOCAL_NODE")]
     local_node: bool,
+    /// With --local-node: on shutdown, seconds the local agent waits for running commands to
+    /// finish (and be reported) before the server stops; commands still running then keep
+    /// running and are reported after the restart.
+    #[arg(long, env = "FLEETRUN_DRAIN_GRACE", default_value_t = 5.0)]
+    drain_grace_secs: f64,
     /// Seconds without a poll before a node is reported ConnectionLost.
     #[arg(long, env = "FLEETRUN_PING_TIMEOUT", default_value_t = 60)]
     ping_timeout_secs: u64,
@@ -128,6 +134,11 @@ struct AgentArgs {
     /// Commands run at once; the rest wait in order.
     #[arg(long, env = "FLEETRUN_MAX_CONCURRENT", default_value_t = 5)]
     max_concurrent: usize,
+    /// On shutdown (SIGTERM, Ctrl-C), seconds to wait for running commands to finish and be
+    /// reported. Commands still running then are not killed: their scripts run on, and the
+    /// next start of the agent watches them again and reports their real results.
+    #[arg(long, env = "FLEETRUN_DRAIN_GRACE", default_value_t = 5.0)]
+    drain_grace_secs: f64,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -253,6 +264,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The local agent drains first, while the server still takes its results.
+    let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let local = if args.local_node {
         let state_dir = args.data_dir.join("local-node");
         // A protocol v1 identity (a shared secret) is useless now: register again.
@@ -267,6 +280,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             Some(Activation { id, code })
         };
         let mut cfg = AgentConfig::new(&endpoint, state_dir, activation, &args.region);
+        cfg.drain_grace = drain_grace(args.drain_grace_secs)?;
         // The local agent pins this server's own certificate, whoever issued it.
         cfg.server_fingerprint = tls.as_ref().map(|t| t.fingerprint.clone());
         Some(cfg)
@@ -287,7 +301,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("registering the local node")?;
         local_id = Some(identity.instance_id.clone());
-        let mut agent_stop = stop_rx.clone();
+        let mut agent_stop = agent_stop_rx.clone();
         local_task = Some(tokio::spawn(fleetrun_agent::run(
             cfg,
             identity,
@@ -307,12 +321,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    let _ = stop_tx.send(true);
+    let _ = agent_stop_tx.send(true);
     if let Some(t) = local_task {
         if let Ok(Err(e)) = t.await {
             tracing::warn!(error = %e, "local agent stopped with an error");
         }
     }
+    let _ = stop_tx.send(true);
     serving.await??;
     tracing::info!("fleetrun server stopped");
     Ok(())
@@ -391,6 +406,13 @@ fn print_banner(
     println!();
 }
 
+/// `--drain-grace-secs` as a duration: finite and not negative.
+fn drain_grace(secs: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        anyhow::anyhow!("--drain-grace-secs must be a number of seconds ≥ 0, not {secs}")
+    })
+}
+
 /// The activation code (file, stdin, or env, which is then cleared) for `id`. Runs first thing
 /// on the agent's single-threaded runtime, before any other thread could read the environment.
 fn activation(
@@ -427,6 +449,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let state_dir = args.state_dir.context("--state-dir is required")?;
     let mut cfg = AgentConfig::new(&server, state_dir, activation, &args.region);
     cfg.max_concurrent = args.max_concurrent.max(1);
+    cfg.drain_grace = drain_grace(args.drain_grace_secs)?;
     args.trust.apply(&mut cfg);
     let identity = fleetrun_agent::register_or_load(&cfg)
         .await

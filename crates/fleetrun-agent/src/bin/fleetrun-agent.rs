@@ -33,6 +33,8 @@ Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
   --force                register even if the state dir holds an identity
   --region               given to scripts as AWS_SSM_REGION_NAME (us-east-1) [env FLEETRUN_REGION]
   --max-concurrent       commands run at once; the rest wait in order (5)   [env FLEETRUN_MAX_CONCURRENT]
+  --drain-grace-secs     on shutdown, seconds to wait for running commands (5); those still
+                         running are not killed: the next start reports them [env FLEETRUN_DRAIN_GRACE]
   --ca-cert              PEM CA (or the server's self-signed certificate) an https:// server
                          must chain to (default: the system's CAs)         [env FLEETRUN_CA_CERT]
   --server-fingerprint   SHA-256 of the server's certificate, hex, colons optional: pins it
@@ -49,6 +51,7 @@ struct Flags {
     force: bool,
     region: String,
     max_concurrent: usize,
+    drain_grace: std::time::Duration,
     ca_cert: Option<PathBuf>,
     server_fingerprint: Option<String>,
 }
@@ -64,10 +67,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
         force: false,
         region: env("FLEETRUN_REGION").unwrap_or_else(|| "us-east-1".into()),
         max_concurrent: DEFAULT_MAX_CONCURRENT,
+        drain_grace: fleetrun_agent::DEFAULT_DRAIN_GRACE,
         ca_cert: env("FLEETRUN_CA_CERT").map(PathBuf::from),
         server_fingerprint: env("FLEETRUN_SERVER_FINGERPRINT"),
     };
     let mut max = env("FLEETRUN_MAX_CONCURRENT");
+    let mut drain = env("FLEETRUN_DRAIN_GRACE");
     let mut args = args.peekable();
     match args.peek().map(String::as_str) {
         Some("register") => {
@@ -107,6 +112,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
             }
             "--region" => f.region = value,
             "--max-concurrent" => max = Some(value),
+            "--drain-grace-secs" => drain = Some(value),
             "--ca-cert" => f.ca_cert = Some(PathBuf::from(value)),
             "--server-fingerprint" => f.server_fingerprint = Some(value),
             other => return Err(format!("unknown flag {other}")),
@@ -117,6 +123,13 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
             .parse::<usize>()
             .map_err(|_| format!("--max-concurrent: {m:?} is not a number"))?
             .max(1);
+    }
+    if let Some(d) = drain {
+        f.drain_grace = d
+            .parse::<f64>()
+            .ok()
+            .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+            .ok_or_else(|| format!("--drain-grace-secs: {d:?} is not a number of seconds"))?;
     }
     Ok(f)
 }
@@ -173,6 +186,7 @@ async fn agent(f: Flags, activation: Option<Activation>) -> Result<(), String> {
     }
     let mut cfg = AgentConfig::new(&server, state_dir, activation, &f.region);
     cfg.max_concurrent = f.max_concurrent;
+    cfg.drain_grace = f.drain_grace;
     cfg.ca_cert = f.ca_cert;
     cfg.server_fingerprint = f.server_fingerprint;
     let identity = fleetrun_agent::register_or_load(&cfg)
