@@ -48,7 +48,8 @@ def test_failure_reports_exit_code_and_stderr(fleet, node):
     assert (inv["Status"], inv["StatusDetails"]) == ("Failed", "Failed")
     assert inv["ResponseCode"] == 3
     assert inv["StandardOutputContent"] == "partial\n"
-    assert inv["StandardErrorContent"] == "oops\n"
+    # As amazon-ssm-agent: Go's exec error is appended to the stream, no newline of its own.
+    assert inv["StandardErrorContent"] == "oops\nfailed to run commands: exit status 3"
     command = fleet.wait_command(command_id)
     assert (command["Status"], command["StatusDetails"]) == ("Failed", "Failed")
     assert (command["CompletedCount"], command["ErrorCount"]) == (1, 1)
@@ -57,7 +58,33 @@ def test_failure_reports_exit_code_and_stderr(fleet, node):
     ]
     (plugin,) = inv_details["CommandPlugins"]
     assert (plugin["Status"], plugin["ResponseCode"]) == ("Failed", 3)
-    assert plugin["Output"] == "partial\n\n----------ERROR-------\noops\n"
+    assert plugin["Output"] == (
+        "partial\n\n----------ERROR-------\noops\nfailed to run commands: exit status 3"
+    )
+
+
+def test_a_missing_file_fails_with_the_stderr_aws_gives(fleet, node):
+    command_id = fleet.run(node, ["cat /wrong/file"])
+    inv = fleet.wait_invocation(command_id, node)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Failed", 1), inv
+    assert inv["StandardErrorContent"] == (
+        "cat: /wrong/file: No such file or directory\nfailed to run commands: exit status 1"
+    )
+
+
+def test_a_bash_shebang_runs_the_script_under_bash(fleet, node):
+    # amazon-ssm-agent runs `sh -c <script file>`: the kernel honours the `#!` line.
+    command_id = fleet.run(node, ["#!/bin/bash", 'if [[ "a" == a* ]]; then echo "bash $BASH_VERSION"; fi'])
+    inv = fleet.wait_invocation(command_id, node)
+    assert (inv["Status"], inv["ResponseCode"]) == ("Success", 0), inv
+    assert inv["StandardOutputContent"].startswith("bash "), inv
+    assert inv["StandardErrorContent"] == "", inv
+    # Without one the script is read by sh, where `[[` does not exist.
+    command_id = fleet.run(node, ["[[ a == a ]] && echo bash"])
+    inv = fleet.wait_invocation(command_id, node)
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardOutputContent"]) == ("Failed", 127, ""), inv
+    assert "not found" in inv["StandardErrorContent"], inv
+    assert inv["StandardErrorContent"].endswith("failed to run commands: exit status 127"), inv
 
 
 def test_commands_run_as_one_script_in_order(fleet, node):

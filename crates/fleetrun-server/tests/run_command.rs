@@ -68,7 +68,11 @@ async fn failure_keeps_exit_code_and_stderr() {
     assert_eq!(out.status().map(|s| s.as_str()), Some("Failed"));
     assert_eq!(out.status_details(), Some("Failed"));
     assert_eq!(out.response_code(), 3);
-    assert_eq!(out.standard_error_content(), Some("oops\n"));
+    // amazon-ssm-agent appends Go's exec error to the stream.
+    assert_eq!(
+        out.standard_error_content(),
+        Some("oops\nfailed to run commands: exit status 3")
+    );
     let c = s
         .client
         .list_commands()
