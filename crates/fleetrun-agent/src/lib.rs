@@ -12,7 +12,7 @@
 //! concurrency), [`executor`] (processes; `environment`, `capture`: what a script gets and
 //! where its output goes), `report` (the report's size bound, the fallback for a refused one),
 //! `outbox` (persisted results), `workdir` (retention), `machine` (host facts), `tls` (trust in an
-//! https server).
+//! https server), [`cli`] (exit codes and the help both binaries share).
 //!
 //! ```text
 //! state_dir/identity.json          instance id, region, Ed25519 private key (0600; dir 0700)
@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 
 mod capture;
 mod channel;
+pub mod cli;
 mod commands;
 mod credentials;
 mod environment;
@@ -104,6 +105,9 @@ pub struct AgentConfig {
     /// How long a command's work directory, with its full output, stays on the node after its
     /// last change (default 7 days); refused reports in `outbox/rejected/` likewise.
     pub work_retention: Duration,
+    /// How long registration keeps retrying while the server is unreachable or busy; `None`
+    /// (the default) keeps trying, `Some(ZERO)` tries once.
+    pub register_timeout: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -125,6 +129,7 @@ impl AgentConfig {
             poll_wait: DEFAULT_POLL_WAIT,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             work_retention: DEFAULT_WORK_RETENTION,
+            register_timeout: None,
         }
     }
 }
@@ -163,7 +168,8 @@ impl Agent {
 
 /// Runs the agent until `shutdown` resolves: resends results left in the outbox, then long-polls
 /// and executes commands. Server outages are retried forever; errors are returned only for
-/// problems found while starting (state directory, configuration).
+/// problems found while starting (state directory, configuration) and for
+/// [`AgentError::Deregistered`] (the server no longer knows this node; it stops as if shut down).
 ///
 /// On shutdown it stops polling, drops queued commands (unreported: the next session's poll omits
 /// them, which tells the server they died with this process), lets
@@ -216,7 +222,7 @@ pub async fn run(
         channel::poll_loop(&agent, &mut tasks, shutdown.as_mut()).await;
     }
     shut_down(&agent, &mut tasks).await;
-    Ok(())
+    channel::outcome(&agent)
 }
 
 async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
@@ -236,6 +242,7 @@ async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
         unacknowledged = agent.known_commands().len(),
         "agent stopped"
     );
+    channel::say_goodbye(agent).await;
 }
 
 /// Waits for every task to end, at most `limit`; true if they all did.
