@@ -306,7 +306,10 @@ mod tests {
             assert!(e.registration_may_succeed_later(), "{e:?}");
         }
         let refused = [
-            AgentError::from_response(400, br#"{"__type":"InvalidActivation","Message":"expired"}"#),
+            AgentError::from_response(
+                400,
+                br#"{"__type":"InvalidActivation","Message":"expired"}"#,
+            ),
             AgentError::from_response(400, br#"{"__type":"InvalidActivationId"}"#),
             AgentError::from_response(400, br#"{"__type":"InvalidPublicKey"}"#),
             AgentError::from_response(403, b"forbidden"),
@@ -344,7 +347,8 @@ mod tests {
         let text = gone.to_string();
         assert!(
             text.contains("mi-0123456789abcdef0")
-                && text.contains("deregistered on the server; register again with a new activation")
+                && text
+                    .contains("deregistered on the server; register again with a new activation")
                 && text.contains("/var/lib/fleetrun-agent"),
             "{text}"
         );

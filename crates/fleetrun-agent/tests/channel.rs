@@ -196,7 +196,10 @@ impl Fake {
 
     async fn answer(&self, request: &Request) -> (u16, String) {
         let mut request = request.clone();
-        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH | GOODBYE_PATH) {
+        if matches!(
+            request.path.as_str(),
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+        ) {
             request.signed_by = self.session_signer(&request);
         }
         self.state().requests.push(request.clone());
@@ -209,7 +212,10 @@ impl Fake {
                 "Message": format!("Managed node {INSTANCE} is not registered with this server")});
             return (400, body.to_string());
         }
-        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH | GOODBYE_PATH) {
+        if matches!(
+            request.path.as_str(),
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+        ) {
             if request.signed_by.is_none() {
                 return (
                     400,
@@ -1107,7 +1113,11 @@ async fn a_deregistered_node_stops_the_agent_with_a_clear_error() {
     let t0 = Instant::now();
     let again = tokio::time::timeout(
         Duration::from_secs(10),
-        run(config(&fake, dir.path()), identity(), std::future::pending()),
+        run(
+            config(&fake, dir.path()),
+            identity(),
+            std::future::pending(),
+        ),
     )
     .await
     .expect("stops by itself");
@@ -1167,4 +1177,123 @@ async fn a_clean_stop_says_goodbye_and_a_hung_server_delays_it_at_most_two_secon
     tokio::time::sleep(Duration::from_millis(300)).await;
     let took = agent.stop().await;
     assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// The `fleetrun-agent` binary against the fake, with an environment of its own.
+fn agent_binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetrun-agent"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETRUN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` (with `input` on stdin) on a blocking thread; its exit code and stderr.
+async fn exit_and_stderr(mut cmd: std::process::Command, input: &str) -> (i32, String) {
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn fleetrun-agent");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+/// The exit codes `--help` documents, from the real binary: 2 for a usage error, 3 for a refused
+/// registration (tried once), 4 with one clear ERROR line for a deregistered node.
+#[tokio::test]
+async fn the_binary_exits_with_the_documented_codes() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut help = agent_binary();
+    help.arg("--help");
+    let out = tokio::task::spawn_blocking(move || help.output().expect("help"))
+        .await
+        .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "Exit codes:",
+        "deregistered on the server",
+        "--register-timeout",
+        "FLEETRUN_REGISTER_TIMEOUT",
+        "identity.json",
+        "outbox/",
+        "work/<command-id>/<step>/",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(text.contains(fleetrun_agent::cli::HELP_DETAILS));
+
+    let mut usage = agent_binary();
+    usage.args(["--no-such-flag"]);
+    assert_eq!(exit_and_stderr(usage, "").await.0, 2);
+    let mut bad_timeout = agent_binary();
+    bad_timeout.args([
+        "--server",
+        &fake.url,
+        "--state-dir",
+        "/nonexistent",
+        "--register-timeout",
+        "soon",
+    ]);
+    assert_eq!(exit_and_stderr(bad_timeout, "").await.0, 2);
+
+    let state = dir.path().join("refused");
+    let mut refused = agent_binary();
+    refused.args([
+        "register",
+        "--server",
+        &fake.url,
+        "--activation-id",
+        "act-1",
+    ]);
+    refused
+        .args(["--activation-code-file", "-", "--state-dir"])
+        .arg(&state);
+    let (code, stderr) = exit_and_stderr(refused, "wrong-code\n").await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("refused the registration (InvalidActivation)"),
+        "{stderr}"
+    );
+    assert_eq!(fake.requests(REGISTER_PATH).len(), 1, "not retried");
+
+    let state = dir.path().join("gone");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let saved = serde_json::json!({"protocol": 2, "instanceId": INSTANCE, "region": REGION,
+        "keyType": "Ed25519", "privateKey": identity().key.to_base64()});
+    std::fs::write(state.join("identity.json"), saved.to_string()).expect("identity");
+    fake.state().deregistered = true;
+    let mut gone = agent_binary();
+    gone.args(["--server", &fake.url, "--state-dir"])
+        .arg(&state);
+    let (code, stderr) = exit_and_stderr(gone, "").await;
+    assert_eq!(code, 4, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(INSTANCE)
+            && errors[0]
+                .contains("deregistered on the server; register again with a new activation")
+            && errors[0].contains(&state.display().to_string()),
+        "{stderr}"
+    );
 }

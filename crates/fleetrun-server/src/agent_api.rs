@@ -294,7 +294,9 @@ async fn goodbye(
         headers: &headers,
         body: &body,
     };
-    let node = node_auth::authenticate_session(&st, &request).await?.instance_id;
+    let node = node_auth::authenticate_session(&st, &request)
+        .await?
+        .instance_id;
     let _: GoodbyeRequest = decode(&body)?;
     let now = now_millis();
     match st.store.sign_off_node(&node, now).await {

@@ -174,7 +174,11 @@ pub async fn check_sign_off_then_back(store: &dyn Store) {
     store.sign_off_node(&n, T0 + 40).await.expect("sign off");
     let node_now = store.node(&n).await.expect("node").expect("exists");
     assert_eq!(node_now.signed_off_at, Some(T0 + 40));
-    assert_eq!(node_now.last_ping_at, T0 + 20, "the last ping is kept as it was");
+    assert_eq!(
+        node_now.last_ping_at,
+        T0 + 20,
+        "the last ping is kept as it was"
+    );
     assert!(!node_now.reachable(T0 + 41, HOUR));
     // A cutoff no silent node is behind: only the goodbye makes the node unreachable.
     store.mark_unreachable(T0 - 1, T0 + 41).await.expect("mark");
@@ -214,7 +218,10 @@ pub async fn check_sign_off_then_back(store: &dyn Store) {
         .expect("register")
         .instance_id;
     assert_eq!(runs(store, &idle, T0 + 100).await, 0);
-    store.sign_off_node(&idle, T0 + 101).await.expect("sign off");
+    store
+        .sign_off_node(&idle, T0 + 101)
+        .await
+        .expect("sign off");
     assert_eq!(runs(store, &idle, T0 + 102).await, 0);
     let idle_now = store.node(&idle).await.expect("node").expect("exists");
     assert_eq!(
