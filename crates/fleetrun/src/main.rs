@@ -288,6 +288,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The local agent stops first, while the server still serves: the results of commands it
+    // finishes during its shutdown grace, and its goodbye, reach the server.
+    let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let local = if args.local_node {
         let state_dir = args.data_dir.join("local-node");
         // A protocol v1 identity (a shared secret) is useless now: register again.
@@ -322,7 +325,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("registering the local node")?;
         local_id = Some(identity.instance_id.clone());
-        let mut agent_stop = stop_rx.clone();
+        let mut agent_stop = agent_stop_rx.clone();
         local_task = Some(tokio::spawn(fleetrun_agent::run(
             cfg,
             identity,
@@ -342,12 +345,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    let _ = stop_tx.send(true);
+    let _ = agent_stop_tx.send(true);
     if let Some(t) = local_task {
         if let Ok(Err(e)) = t.await {
             tracing::warn!(error = %e, "local agent stopped with an error");
         }
     }
+    let _ = stop_tx.send(true);
     serving.await??;
     tracing::info!("fleetrun server stopped");
     Ok(())

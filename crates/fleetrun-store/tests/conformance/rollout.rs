@@ -197,7 +197,7 @@ pub async fn check_sign_off_then_back(store: &dyn Store) {
 
     // The next poll (even one that finds nothing else to do) makes it reachable again.
     store
-        .claim(&n, "s2", &[running.clone()], T0 + 50)
+        .claim(&n, "s2", std::slice::from_ref(&running), T0 + 50)
         .await
         .expect("claim");
     let node_now = store.node(&n).await.expect("node").expect("exists");
