@@ -520,9 +520,12 @@ def two_agents(fleet) -> list[Agent]:
 
 @pytest.fixture(scope="session")
 def stopped_node(fleet) -> str:
-    """A registered node whose agent has been stopped: commands sent to it stay Pending."""
+    """A registered node whose agent died (SIGKILL, so it said no goodbye): commands sent to it
+    stay Pending until its ping timeout passes (an agent stopped cleanly would have made the node
+    ConnectionLost at once, and its work Delayed; see test_agent_behaviour.py)."""
     (agent,) = fleet.add_agents(1)
-    assert agent.stop() == 0, agent.proc.stderr_tail()
+    agent.proc.popen.kill()
+    agent.proc.popen.wait(10)
     return agent.instance_id
 
 

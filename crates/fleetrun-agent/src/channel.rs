@@ -1,22 +1,29 @@
 //! The channel to the server: the HTTP client for the protocol calls (`/agent/v2/register`
-//! unsigned, `/token` signed with the node's key, `/poll` and `/result` SigV4-signed with session
-//! credentials from `credentials`), the long-poll loop that receives `Run` and `Cancel`
-//! messages, and result delivery with retries from the outbox. There is no fixed-interval polling:
+//! unsigned, `/token` signed with the node's key, `/poll`, `/result` and `/goodbye` SigV4-signed
+//! with session credentials from `credentials`), registration with retries while the server is
+//! unreachable ([`register_patiently`]), the long-poll loop that receives `Run` and `Cancel`
+//! messages, result delivery with retries from the outbox, and the goodbye of a clean stop
+//! ([`say_goodbye`]). There is no fixed-interval polling:
 //! a new poll starts as soon as the previous one answers; only failures wait (0.5 s doubling to
 //! 10 s, jittered), and so does an empty answer that came back at once (a server not holding
 //! polls, e.g. while it shuts down, must not be hammered). Executing commands is the executor's job; the queue is `commands`.
+//!
+//! A node the server no longer knows ([`NOT_REGISTERED_CODE`] on any signed call) ends the poll
+//! loop: [`outcome`] then makes `run` return [`AgentError::Deregistered`], and nothing retries.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
-    AgentMessage, MachineInfo, PollRequest, PollResponse, RegisterRequest, RegisterResponse,
-    ResultAck, ResultReport, TokenRequest, TokenResponse, MAX_DROPPED_PER_POLL, POLL_PATH,
-    PROTOCOL_MISMATCH_CODE, PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
-    VERSION_HEADER,
+    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, PollRequest, PollResponse,
+    RegisterRequest, RegisterResponse, ResultAck, ResultReport, TokenRequest, TokenResponse,
+    GOODBYE_PATH, MAX_DROPPED_PER_POLL, NOT_REGISTERED_CODE, POLL_PATH, PROTOCOL_MISMATCH_CODE,
+    PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH, VERSION_HEADER,
 };
 use reqwest::header::{HeaderValue, CONTENT_TYPE, HOST};
 use serde::de::DeserializeOwned;
@@ -36,6 +43,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Registration retries: 1 s doubling to 30 s (jittered). Slower than the poll loop's: many nodes
+/// may be registering against a server that is still coming up.
+const REGISTER_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const REGISTER_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest a goodbye may delay the end of shutdown (token request included).
+pub(crate) const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// An empty poll answer faster than this means the server did not hold the poll.
 const EARLY_EMPTY_ANSWER: Duration = Duration::from_millis(250);
 
@@ -49,12 +62,16 @@ pub(crate) struct ServerClient {
     /// The server URL's path (no trailing `/`), signed in front of each protocol path.
     prefix: String,
     node: Option<Arc<NodeSession>>,
+    /// Named in the advice when the server says this node is deregistered.
+    state_dir: PathBuf,
 }
 
 /// A registered node's identity and its current session credentials.
 struct NodeSession {
     identity: Identity,
     session: SessionCache,
+    /// Set when the server answered that it does not know this node.
+    deregistered: AtomicBool,
 }
 
 /// How one request is authenticated.
@@ -95,6 +112,7 @@ impl ServerClient {
             Arc::new(NodeSession {
                 identity: id.clone(),
                 session: SessionCache::default(),
+                deregistered: AtomicBool::new(false),
             })
         });
         let http = reqwest::Client::builder()
@@ -109,6 +127,7 @@ impl ServerClient {
             host,
             prefix,
             node,
+            state_dir: cfg.state_dir.clone(),
         })
     }
 
@@ -126,6 +145,38 @@ impl ServerClient {
         wait: Duration,
     ) -> Result<PollResponse, AgentError> {
         self.signed_call(POLL_PATH, req, wait + POLL_SLACK).await
+    }
+
+    /// Tells the server this agent is stopping (its node shows `ConnectionLost` at once).
+    pub(crate) async fn goodbye(&self) -> Result<GoodbyeAck, AgentError> {
+        self.signed_call(GOODBYE_PATH, &GoodbyeRequest::default(), GOODBYE_TIMEOUT)
+            .await
+    }
+
+    /// True once the server has answered that it does not know this node.
+    pub(crate) fn is_deregistered(&self) -> bool {
+        self.node
+            .as_ref()
+            .is_some_and(|n| n.deregistered.load(Ordering::Relaxed))
+    }
+
+    /// [`AgentError::Deregistered`] for this node (remembered) when `e` is the server's answer
+    /// for a node it does not know; `e` unchanged otherwise.
+    fn unless_deregistered(&self, node: &NodeSession, e: AgentError) -> AgentError {
+        match e {
+            AgentError::Server { code, .. } if code == NOT_REGISTERED_CODE => {
+                node.deregistered.store(true, Ordering::Relaxed);
+                self.deregistered_error(node)
+            }
+            other => other,
+        }
+    }
+
+    fn deregistered_error(&self, node: &NodeSession) -> AgentError {
+        AgentError::Deregistered {
+            instance_id: node.identity.instance_id.clone(),
+            state_dir: self.state_dir.clone(),
+        }
     }
 
     /// Sends `report` with `held_ms` set to how long it has waited since it finished.
@@ -154,19 +205,25 @@ impl ServerClient {
                 "this client has no node identity to sign with".into(),
             ));
         };
-        let body = encode(body)?;
-        let creds = self.session(node).await?;
-        let auth = Auth::Session(&node.identity, &creds);
-        match self.call(path, &body, auth, timeout).await {
-            Err(e) if e.is_credential_error() => {
-                tracing::debug!(error = %describe(&e), "session credentials refused; fetching new ones");
-                node.session.forget(&creds).await;
-                let fresh = self.session(node).await?;
-                self.call(path, &body, Auth::Session(&node.identity, &fresh), timeout)
-                    .await
-            }
-            other => other,
+        if node.deregistered.load(Ordering::Relaxed) {
+            return Err(self.deregistered_error(node));
         }
+        let body = encode(body)?;
+        let answer = async {
+            let creds = self.session(node).await?;
+            let auth = Auth::Session(&node.identity, &creds);
+            match self.call(path, &body, auth, timeout).await {
+                Err(e) if e.is_credential_error() => {
+                    tracing::debug!(error = %describe(&e), "session credentials refused; fetching new ones");
+                    node.session.forget(&creds).await;
+                    let fresh = self.session(node).await?;
+                    self.call(path, &body, Auth::Session(&node.identity, &fresh), timeout)
+                        .await
+                }
+                other => other,
+            }
+        };
+        answer.await.map_err(|e| self.unless_deregistered(node, e))
     }
 
     /// The node's session credentials, from `/agent/v2/token` when none are held or they are
@@ -277,26 +334,86 @@ fn refusal(base: &str, path: &str, status: u16, body: &[u8]) -> AgentError {
     }
 }
 
-/// Retry delays: 0.5 s doubling to 10 s, each jittered to between half and all of its value so
-/// that many agents do not reconnect in lockstep after a server restart.
+/// Retry delays: 0.5 s doubling to 10 s (registration: 1 s to 30 s), each jittered to between
+/// half and all of its value so that many agents do not reconnect in lockstep after a server
+/// restart.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Backoff {
     pub(crate) fn new() -> Self {
-        Self {
-            next: BACKOFF_FIRST,
-        }
+        Self::between(BACKOFF_FIRST, BACKOFF_MAX)
+    }
+
+    pub(crate) fn between(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
     }
 
     pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
+        self.next = (self.next * 2).min(self.max);
         let half = base / 2;
         let millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).max(1);
         half + Duration::from_millis(random_u64() % (millis + 1))
+    }
+}
+
+/// Registers with `request`, retrying with backoff (1 s doubling to 30 s, jittered; each retry
+/// logged at WARN with its cause and delay) while the server cannot be reached or is busy
+/// ([`AgentError::registration_may_succeed_later`]), for at most `patience` (`None`: until it
+/// succeeds; dropping the future stops it). Every attempt sends the same request, public key
+/// included, so an attempt whose answer was lost is recognised by the server and answered with
+/// the node it created. A refusal that cannot change is [`AgentError::RegistrationRefused`];
+/// running out of patience is [`AgentError::RegistrationGaveUp`].
+pub(crate) async fn register_patiently(
+    client: &ServerClient,
+    request: &RegisterRequest,
+    patience: Option<Duration>,
+) -> Result<RegisterResponse, AgentError> {
+    let started = Instant::now();
+    let mut backoff = Backoff::between(REGISTER_BACKOFF_FIRST, REGISTER_BACKOFF_MAX);
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let e = match client.register(request).await {
+            Ok(answer) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "the server answered; registered");
+                }
+                return Ok(answer);
+            }
+            Err(e) if e.registration_may_succeed_later() => e,
+            Err(AgentError::Server {
+                status,
+                code,
+                message,
+            }) => {
+                return Err(AgentError::RegistrationRefused {
+                    status,
+                    code,
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut delay = backoff.next_delay();
+        if let Some(patience) = patience {
+            let left = patience.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(AgentError::RegistrationGaveUp {
+                    url: client.base.clone(),
+                    waited: started.elapsed(),
+                    last: Box::new(e),
+                });
+            }
+            delay = delay.min(left);
+        }
+        tracing::warn!(attempt, error = %describe(&e), retry_in = ?delay,
+            "cannot register with the server; retrying");
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -382,10 +499,17 @@ pub(crate) async fn poll_loop<F: Future<Output = ()>>(
                     }
                 }
             }
+            // Nothing to retry: `run` stops and returns the error (`outcome`).
+            Err(AgentError::Deregistered { .. }) => return,
             Err(e) => {
                 if !outage {
                     outage = true;
-                    tracing::warn!(error = %describe(&e), "cannot poll the server; retrying with backoff");
+                    if e.is_clock_skew() {
+                        tracing::warn!(error = %describe(&e),
+                            "the server refuses this node's clock: it is more than 5 minutes from the server's; fix it (NTP). Retrying with backoff");
+                    } else {
+                        tracing::warn!(error = %describe(&e), "cannot poll the server; retrying with backoff");
+                    }
                 } else {
                     tracing::debug!(error = %describe(&e), "poll failed again");
                 }
@@ -445,6 +569,8 @@ pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
                     acknowledged(agent, &report, &ack);
                     continue;
                 }
+                // The node is gone: nothing will be taken; the poll loop stops the agent.
+                Err(AgentError::Deregistered { .. }) => return,
                 // Refused: the background task below sends the fallback (or drops the command).
                 Err(e) if !e.is_retryable() => {}
                 Err(e) => {
@@ -533,6 +659,8 @@ async fn post_until_settled(agent: &Agent, report: &ResultReport) -> Sent {
     loop {
         match agent.client.post_result(report).await {
             Ok(ack) => return Sent::Acked(ack),
+            // Kept in the outbox, as at shutdown: the agent is stopping.
+            Err(AgentError::Deregistered { .. }) => return Sent::Stopped,
             Err(e) if !e.is_retryable() => return Sent::Refused(e),
             Err(e) => {
                 if !warned {
@@ -549,6 +677,35 @@ async fn post_until_settled(agent: &Agent, report: &ResultReport) -> Sent {
                 }
             }
         }
+    }
+}
+
+/// How the agent's run ends once it has shut down: [`AgentError::Deregistered`] when the server
+/// said it does not know this node, else `Ok`.
+pub(crate) fn outcome(agent: &Agent) -> Result<(), AgentError> {
+    match &agent.client.node {
+        Some(node) if node.deregistered.load(Ordering::Relaxed) => {
+            Err(agent.client.deregistered_error(node))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The last word of a clean stop: tells the server this agent is going, so its node shows
+/// `ConnectionLost` at once (not after the ping timeout) and work sent meanwhile waits as
+/// `Delayed`; commands it was running stay InProgress. Never delays shutdown by more than
+/// [`GOODBYE_TIMEOUT`]; failing (server down) only costs the early `ConnectionLost`. Skipped when
+/// the server has said it does not know this node.
+pub(crate) async fn say_goodbye(agent: &Agent) {
+    if agent.client.is_deregistered() {
+        return;
+    }
+    match tokio::time::timeout(GOODBYE_TIMEOUT, agent.client.goodbye()).await {
+        Ok(Ok(_)) => tracing::info!("told the server this agent has stopped"),
+        Ok(Err(e)) => tracing::warn!(error = %describe(&e),
+            "cannot tell the server this agent has stopped; it shows the node ConnectionLost after its ping timeout"),
+        Err(_) => tracing::warn!(timeout = ?GOODBYE_TIMEOUT,
+            "the server did not answer the goodbye in time; it shows the node ConnectionLost after its ping timeout"),
     }
 }
 

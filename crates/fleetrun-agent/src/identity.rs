@@ -84,8 +84,8 @@ pub fn load_identity(state_dir: &Path) -> Result<SavedIdentity, AgentError> {
 
 /// Loads `state_dir/identity.json`, or, when there is none (or only a protocol v1 one), registers
 /// with `cfg.activation` and saves the answer. Fails when the file is unusable, when there is no
-/// usable file and no activation, or when registration fails (one attempt; the caller decides
-/// on retries).
+/// usable file and no activation, or when registration fails (see [`register`]: it waits for an
+/// unreachable server up to `cfg.register_timeout`).
 pub async fn register_or_load(cfg: &AgentConfig) -> Result<Identity, AgentError> {
     let saved = load_identity(&cfg.state_dir)?;
     if let SavedIdentity::Current(identity) = saved {
@@ -105,6 +105,11 @@ pub async fn register_or_load(cfg: &AgentConfig) -> Result<Identity, AgentError>
 /// key, and saves the `mi-` id, the region and the private key to `state_dir/identity.json`
 /// (0600). A usable saved identity is replaced only when `replace` is set (else
 /// [`AgentError::AlreadyRegistered`]); a protocol v1 one always is.
+///
+/// While the server is unreachable or busy the attempt is repeated with backoff, for up to
+/// `cfg.register_timeout` (default: until it succeeds; drop the future to stop waiting, e.g. on
+/// Ctrl-C), then [`AgentError::RegistrationGaveUp`]. A refusal that cannot change (wrong code;
+/// unknown, expired, deleted or used-up activation) is [`AgentError::RegistrationRefused`] at once.
 pub async fn register(
     cfg: &AgentConfig,
     activation: &Activation,
@@ -133,7 +138,8 @@ pub async fn register(
         public_key_type: KEY_TYPE_ED25519.into(),
         machine,
     };
-    let answer = client.register(&request).await?;
+    let answer =
+        crate::channel::register_patiently(&client, &request, cfg.register_timeout).await?;
     if answer.instance_id.is_empty() || answer.region.is_empty() {
         return Err(AgentError::Protocol {
             url: cfg.server_url.clone(),

@@ -15,7 +15,7 @@
 //! command's persisted progress, `environment`, `capture`: what a script gets and where its
 //! output goes), `report` (the report's size bound, the fallback for a refused one),
 //! `outbox` (persisted results), `workdir` (retention), `machine` (host facts), `tls` (trust in an
-//! https server).
+//! https server), [`cli`] (exit codes and the help both binaries share).
 //!
 //! ```text
 //! state_dir/identity.json          instance id, region, Ed25519 private key (0600; dir 0700)
@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 
 mod capture;
 mod channel;
+pub mod cli;
 mod commands;
 mod credentials;
 mod environment;
@@ -113,6 +114,9 @@ pub struct AgentConfig {
     /// On shutdown, how long to wait for running commands to finish (default 5 s); the ones
     /// still running after it keep running and are resumed by the next start.
     pub drain_grace: Duration,
+    /// How long registration keeps retrying while the server is unreachable or busy; `None`
+    /// (the default) keeps trying, `Some(ZERO)` tries once.
+    pub register_timeout: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -135,6 +139,7 @@ impl AgentConfig {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             work_retention: DEFAULT_WORK_RETENTION,
             drain_grace: DEFAULT_DRAIN_GRACE,
+            register_timeout: None,
         }
     }
 }
@@ -173,7 +178,8 @@ impl Agent {
 
 /// Runs the agent until `shutdown` resolves: resends results left in the outbox, then long-polls
 /// and executes commands. Server outages are retried forever; errors are returned only for
-/// problems found while starting (state directory, configuration).
+/// problems found while starting (state directory, configuration) and for
+/// [`AgentError::Deregistered`] (the server no longer knows this node; it stops as if shut down).
 ///
 /// On shutdown it drains: stops polling, drops queued commands (unreported: the next session's
 /// poll omits them, which tells the server they died with this process), and lets running
@@ -229,7 +235,7 @@ pub async fn run(
         channel::poll_loop(&agent, &mut tasks, shutdown.as_mut()).await;
     }
     shut_down(&agent, &mut tasks).await;
-    Ok(())
+    channel::outcome(&agent)
 }
 
 async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
@@ -252,6 +258,7 @@ async fn shut_down(agent: &Agent, tasks: &mut JoinSet<()>) {
         unacknowledged = agent.known_commands().len(),
         "agent stopped"
     );
+    channel::say_goodbye(agent).await;
 }
 
 /// Waits for every task to end, at most `limit`; true if they all did.

@@ -1,7 +1,8 @@
 //! The agent against a tiny fake server (hand-rolled HTTP/1.1 on a `TcpListener`): registration,
 //! session credentials and their rotation, the long-poll loop, result delivery signed with the
 //! node's credentials (the fake verifies every signature as the server does), the outbox across
-//! restarts, the queue limit, cancel, and shutdown.
+//! restarts, the queue limit, cancel, and shutdown; registration retries while the server is
+//! unreachable or busy (and none for a refusal), a deregistered node, and the goodbye.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -15,8 +16,8 @@ use fleetrun_agent::signing::NodeKey;
 use fleetrun_agent::{register_or_load, run, Activation, AgentConfig, AgentError, Identity};
 use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
-    AgentMessage, Outcome, PollRequest, RegisterRequest, ResultReport, StepSpec, POLL_PATH,
-    REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
+    AgentMessage, Outcome, PollRequest, RegisterRequest, ResultReport, StepSpec, GOODBYE_PATH,
+    POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,6 +71,12 @@ struct State {
     expire_next: usize,
     /// Answer every request 404 (a server that predates agent protocol v2).
     v1_server: bool,
+    /// Answer the next this-many registrations 503 (a server still starting).
+    busy_registrations: usize,
+    /// Answer every signed request `InvalidInstanceId` (the node was deregistered).
+    deregistered: bool,
+    /// Never answer a goodbye (a server that hangs).
+    hang_goodbye: bool,
 }
 
 #[derive(Clone)]
@@ -80,7 +87,11 @@ struct Fake {
 
 impl Fake {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    async fn start_on(addr: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let fake = Self {
             url,
@@ -185,7 +196,10 @@ impl Fake {
 
     async fn answer(&self, request: &Request) -> (u16, String) {
         let mut request = request.clone();
-        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH) {
+        if matches!(
+            request.path.as_str(),
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+        ) {
             request.signed_by = self.session_signer(&request);
         }
         self.state().requests.push(request.clone());
@@ -193,7 +207,15 @@ impl Fake {
         if self.state().v1_server {
             return (404, String::new());
         }
-        if matches!(request.path.as_str(), POLL_PATH | RESULT_PATH) {
+        if request.path != REGISTER_PATH && self.state().deregistered {
+            let body = serde_json::json!({"__type": "InvalidInstanceId",
+                "Message": format!("Managed node {INSTANCE} is not registered with this server")});
+            return (400, body.to_string());
+        }
+        if matches!(
+            request.path.as_str(),
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+        ) {
             if request.signed_by.is_none() {
                 return (
                     400,
@@ -235,7 +257,18 @@ impl Fake {
             }
             REGISTER_PATH => {
                 let r: RegisterRequest = request.json();
-                if r.activation_code == "good-code" {
+                let busy = {
+                    let mut state = self.state();
+                    let busy = state.busy_registrations > 0;
+                    state.busy_registrations = state.busy_registrations.saturating_sub(1);
+                    busy
+                };
+                if busy {
+                    (
+                        503,
+                        r#"{"__type":"ServiceUnavailable","Message":"starting"}"#.into(),
+                    )
+                } else if r.activation_code == "good-code" {
                     self.state().public_key = Some(r.public_key);
                     (
                         200,
@@ -257,6 +290,13 @@ impl Fake {
                     tokio::time::sleep(Duration::from_millis(p.wait_ms.min(100))).await;
                 }
                 (200, serde_json::json!({ "messages": messages }).to_string())
+            }
+            GOODBYE_PATH => {
+                let hang = self.state().hang_goodbye;
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                (200, "{}".into())
             }
             RESULT_PATH => match self.state().result_status.unwrap_or(200) {
                 200 => (200, r#"{"applied":true}"#.into()),
@@ -409,12 +449,18 @@ async fn register_saves_identity_and_a_restart_reuses_it() {
         code: "wrong".into(),
     });
     match register_or_load(&cfg).await {
-        Err(AgentError::Server {
-            status: 400, code, ..
-        }) => assert_eq!(code, "InvalidActivation"),
+        Err(e @ AgentError::RegistrationRefused { .. }) => {
+            assert!(e.to_string().contains("InvalidActivation"), "{e}");
+            assert_eq!(
+                e.exit_code(),
+                fleetrun_agent::cli::exit::REGISTRATION_REFUSED
+            );
+        }
         other => panic!("expected InvalidActivation, got {other:?}"),
     }
     assert!(!state.join("identity.json").exists());
+    // A refusal that cannot change is not retried.
+    assert_eq!(fake.requests(REGISTER_PATH).len(), 1);
 
     cfg.activation = Some(Activation {
         id: "act-1".into(),
@@ -944,4 +990,344 @@ async fn credentials_the_server_refuses_are_replaced_and_the_request_retried() {
     agent.stop().await;
     assert!(!dir.path().join("outbox/rejected/cmd-x.json").exists());
     assert!(!dir.path().join("outbox/rejected/cmd-y.json").exists());
+}
+
+/// A free loopback address nothing listens on (yet).
+fn free_addr() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr")
+}
+
+fn good_activation() -> Option<Activation> {
+    Some(Activation {
+        id: "act-1".into(),
+        code: "good-code".into(),
+    })
+}
+
+/// The agent starts before its server: registration retries (connection refused) until the
+/// server is up, then succeeds; a busy server (503) is waited for the same way.
+#[tokio::test]
+async fn registration_waits_for_a_server_that_comes_up_late() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let mut cfg = AgentConfig::new(format!("http://{addr}"), &state, good_activation(), REGION);
+    cfg.poll_wait = Duration::from_millis(200);
+    let t0 = Instant::now();
+    let registering = tokio::spawn({
+        let cfg = cfg.clone();
+        async move { register_or_load(&cfg).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!registering.is_finished(), "no server yet: still waiting");
+    let fake = Fake::start_on(addr).await;
+    fake.state().busy_registrations = 1;
+    let identity = tokio::time::timeout(Duration::from_secs(20), registering)
+        .await
+        .expect("registers once the server is up")
+        .expect("join")
+        .expect("registered");
+    assert_eq!(identity.instance_id, INSTANCE);
+    assert!(t0.elapsed() >= Duration::from_millis(1500));
+    let attempts = fake.requests(REGISTER_PATH);
+    assert_eq!(attempts.len(), 2, "one answered 503, then success");
+    // Every attempt carries the same public key, so a server that registered an attempt whose
+    // answer was lost recognises the retry.
+    let keys: Vec<String> = attempts
+        .iter()
+        .map(|r| r.json::<RegisterRequest>().public_key)
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_eq!(keys[0], identity.key.public_key_base64());
+    assert!(state.join("identity.json").exists());
+}
+
+/// `register_timeout` bounds the waiting: 0 tries once, a short one gives up after it.
+#[tokio::test]
+async fn registration_gives_up_after_its_timeout() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = AgentConfig::new(
+        format!("http://{addr}"),
+        dir.path(),
+        good_activation(),
+        REGION,
+    );
+    cfg.register_timeout = Some(Duration::ZERO);
+    let t0 = Instant::now();
+    let err = register_or_load(&cfg).await.expect_err("nothing listens");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(
+        matches!(err, AgentError::RegistrationGaveUp { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.exit_code(),
+        fleetrun_agent::cli::exit::REGISTRATION_GAVE_UP
+    );
+    let cause = std::error::Error::source(&err).expect("the last failure");
+    assert!(cause.to_string().starts_with("cannot reach"), "{cause:?}");
+
+    cfg.register_timeout = Some(Duration::from_secs(2));
+    let t0 = Instant::now();
+    let err = register_or_load(&cfg).await.expect_err("nothing listens");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    assert!(err.to_string().contains("gave up registering"), "{err}");
+    assert!(!dir.path().join("identity.json").exists());
+}
+
+/// A node the server says it does not know (deregistered) stops the agent with a distinct error
+/// naming the node and the state dir; results waiting in the outbox are not set aside as refused.
+#[tokio::test]
+async fn a_deregistered_node_stops_the_agent_with_a_clear_error() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake.send(run_message("cmd-d", &["echo before"]));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(config(&fake, dir.path()), identity(), async move {
+        let _ = stopped.await;
+    }));
+    fake.wait_until("cmd-d's result", |f| !f.results().is_empty())
+        .await;
+    // Deregistered while running: the next poll (with credentials still valid) is refused.
+    fake.state().deregistered = true;
+    let ended = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the agent stops by itself")
+        .expect("join");
+    drop(stop);
+    let err = ended.expect_err("a deregistered node is an error");
+    match &err {
+        AgentError::Deregistered {
+            instance_id,
+            state_dir,
+        } => {
+            assert_eq!(instance_id, INSTANCE);
+            assert_eq!(
+                state_dir.canonicalize().expect("dir"),
+                dir.path().canonicalize().expect("dir")
+            );
+        }
+        other => panic!("expected Deregistered, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("deregistered on the server; register again with a new activation"),
+        "{text}"
+    );
+    assert_eq!(err.exit_code(), fleetrun_agent::cli::exit::DEREGISTERED);
+    // It stopped asking: no goodbye to a server that does not know it, no more polls.
+    let polls = fake.requests(POLL_PATH).len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.requests(POLL_PATH).len(), polls);
+    assert!(fake.requests(GOODBYE_PATH).is_empty());
+
+    // Restarted with the same identity, it fails at once (the token request is refused), and a
+    // result waiting in the outbox stays there rather than being set aside as refused.
+    let outbox = dir.path().join("outbox");
+    let pending = ResultReport {
+        command_id: "cmd-e".into(),
+        outcome: Outcome::Success,
+        response_code: 0,
+        elapsed_ms: 1,
+        steps: Vec::new(),
+        finished_at_ms: None,
+        held_ms: 0,
+    };
+    std::fs::write(
+        outbox.join("cmd-e.json"),
+        serde_json::to_vec(&pending).expect("json"),
+    )
+    .expect("pending result");
+    let t0 = Instant::now();
+    let again = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(
+            config(&fake, dir.path()),
+            identity(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("stops by itself");
+    assert!(
+        matches!(again, Err(AgentError::Deregistered { .. })),
+        "{again:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(outbox.join("cmd-e.json").exists());
+    assert!(!outbox.join("rejected/cmd-e.json").exists());
+}
+
+/// A clean stop ends with a goodbye signed with the session credentials; a server that does not
+/// answer it delays the stop by at most about two seconds, and one that is down not at all.
+#[tokio::test]
+async fn a_clean_stop_says_goodbye_and_a_hung_server_delays_it_at_most_two_seconds() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = start(config(&fake, dir.path()));
+    fake.wait_until("a poll", |f| !f.requests(POLL_PATH).is_empty())
+        .await;
+    let took = agent.stop().await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let goodbyes = fake.requests(GOODBYE_PATH);
+    assert_eq!(goodbyes.len(), 1);
+    assert!(
+        goodbyes[0]
+            .signed_by
+            .as_deref()
+            .is_some_and(|k| k.starts_with("ASIA")),
+        "signed with the session credentials"
+    );
+    // The goodbye is the last request.
+    assert_eq!(
+        fake.state().requests.last().map(|r| r.path.clone()),
+        Some(GOODBYE_PATH.to_owned())
+    );
+
+    fake.state().hang_goodbye = true;
+    let polls = fake.requests(POLL_PATH).len();
+    let agent = start(config(&fake, dir.path()));
+    fake.wait_until("a poll of the second run", |f| {
+        f.requests(POLL_PATH).len() > polls
+    })
+    .await;
+    let took = agent.stop().await;
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // No server at all: the goodbye fails at once.
+    let addr = free_addr();
+    let mut cfg = AgentConfig::new(format!("http://{addr}"), dir.path(), None, REGION);
+    cfg.poll_wait = Duration::from_millis(200);
+    let agent = start(cfg);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let took = agent.stop().await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// The `fleetrun-agent` binary against the fake, with an environment of its own.
+fn agent_binary() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fleetrun-agent"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETRUN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::piped());
+    cmd
+}
+
+/// Runs `cmd` (with `input` on stdin) on a blocking thread; its exit code and stderr.
+async fn exit_and_stderr(mut cmd: std::process::Command, input: &str) -> (i32, String) {
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn fleetrun-agent");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+/// The exit codes `--help` documents, from the real binary: 2 for a usage error, 3 for a refused
+/// registration (tried once), 4 with one clear ERROR line for a deregistered node.
+#[tokio::test]
+async fn the_binary_exits_with_the_documented_codes() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut help = agent_binary();
+    help.arg("--help");
+    let out = tokio::task::spawn_blocking(move || help.output().expect("help"))
+        .await
+        .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "Exit codes:",
+        "deregistered on the server",
+        "--register-timeout",
+        "FLEETRUN_REGISTER_TIMEOUT",
+        "identity.json",
+        "outbox/",
+        "work/<command-id>/<step>/",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(text.contains(fleetrun_agent::cli::HELP_DETAILS));
+
+    let mut usage = agent_binary();
+    usage.args(["--no-such-flag"]);
+    assert_eq!(exit_and_stderr(usage, "").await.0, 2);
+    let mut bad_timeout = agent_binary();
+    bad_timeout.args([
+        "--server",
+        &fake.url,
+        "--state-dir",
+        "/nonexistent",
+        "--register-timeout",
+        "soon",
+    ]);
+    assert_eq!(exit_and_stderr(bad_timeout, "").await.0, 2);
+
+    let state = dir.path().join("refused");
+    let mut refused = agent_binary();
+    refused.args([
+        "register",
+        "--server",
+        &fake.url,
+        "--activation-id",
+        "act-1",
+    ]);
+    refused
+        .args(["--activation-code-file", "-", "--state-dir"])
+        .arg(&state);
+    let (code, stderr) = exit_and_stderr(refused, "wrong-code\n").await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("refused the registration (InvalidActivation)"),
+        "{stderr}"
+    );
+    assert_eq!(fake.requests(REGISTER_PATH).len(), 1, "not retried");
+
+    let state = dir.path().join("gone");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let saved = serde_json::json!({"protocol": 2, "instanceId": INSTANCE, "region": REGION,
+        "keyType": "Ed25519", "privateKey": identity().key.to_base64()});
+    std::fs::write(state.join("identity.json"), saved.to_string()).expect("identity");
+    fake.state().deregistered = true;
+    let mut gone = agent_binary();
+    gone.args(["--server", &fake.url, "--state-dir"])
+        .arg(&state);
+    let (code, stderr) = exit_and_stderr(gone, "").await;
+    assert_eq!(code, 4, "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(INSTANCE)
+            && errors[0]
+                .contains("deregistered on the server; register again with a new activation")
+            && errors[0].contains(&state.display().to_string()),
+        "{stderr}"
+    );
 }

@@ -88,12 +88,22 @@ pub struct Node {
     /// authenticate until it registers again.
     pub public_key: String,
     pub info: NodeInfo,
+    /// When the node's agent last said goodbye (stopped cleanly), unless it has polled since:
+    /// such a node is unreachable at once, without waiting for its ping timeout.
+    pub signed_off_at: Option<Millis>,
 }
 
 impl Node {
-    /// Online while the node polled within `ping_timeout_ms`.
+    /// Whether the node's channel is up: it polled within `ping_timeout_ms` and has not signed off
+    /// since. The one reachability rule: PingStatus shows it, and the store's
+    /// [`crate::Store::mark_unreachable`] applies the same rule to released work.
+    pub fn reachable(&self, now: Millis, ping_timeout_ms: Millis) -> bool {
+        self.signed_off_at.is_none() && now - self.last_ping_at <= ping_timeout_ms
+    }
+
+    /// `Online` while [`Node::reachable`], else `ConnectionLost`.
     pub fn ping_status(&self, now: Millis, ping_timeout_ms: Millis) -> &'static str {
-        if now - self.last_ping_at <= ping_timeout_ms {
+        if self.reachable(now, ping_timeout_ms) {
             "Online"
         } else {
             "ConnectionLost"
@@ -135,11 +145,16 @@ mod tests {
             last_ping_at: 1_000,
             public_key: String::new(),
             info: NodeInfo::default(),
+            signed_off_at: None,
         };
         assert_eq!(n.ping_status(1_000 + 60_000, 60_000), "Online");
         assert_eq!(n.ping_status(1_000 + 60_001, 60_000), "ConnectionLost");
         n.last_ping_at = 100_000;
         assert_eq!(n.ping_status(100_500, 60_000), "Online");
+        // A goodbye makes it ConnectionLost at once, however recent its last poll.
+        n.signed_off_at = Some(100_400);
+        assert_eq!(n.ping_status(100_500, 60_000), "ConnectionLost");
+        assert!(!n.reachable(100_500, 60_000));
     }
 
     #[test]

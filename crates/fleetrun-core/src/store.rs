@@ -51,7 +51,8 @@ pub trait Store: Send + Sync + 'static {
     async fn node(&self, id: &InstanceId) -> CoreResult<Option<Node>>;
     /// All registered nodes, ordered by id.
     async fn nodes(&self) -> CoreResult<Vec<Node>>;
-    /// Records a heartbeat and, when given, fresh machine facts.
+    /// Records a heartbeat and, when given, fresh machine facts; a node that had signed off is
+    /// reachable again.
     async fn touch_node(
         &self,
         id: &InstanceId,
@@ -110,13 +111,18 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_due(&self, now: Millis) -> CoreResult<usize>;
     /// Deletes commands requested before `before` (retention). Returns how many were removed.
     async fn purge_before(&self, before: Millis) -> CoreResult<usize>;
-    /// Released invocations still Pending on nodes that have not polled since `silent_since` become
-    /// Delayed (they are delivered when the node is back). Returns nodes that got work meanwhile.
+    /// Released invocations still Pending on unreachable nodes ([`crate::node::Node::reachable`]:
+    /// silent since `silent_since`, or signed off) become Delayed (they are delivered when the node
+    /// is back). Returns nodes that got work meanwhile.
     async fn mark_unreachable(
         &self,
         silent_since: Millis,
         now: Millis,
     ) -> CoreResult<Vec<InstanceId>>;
+    /// Records that the node's agent stopped cleanly (its goodbye): the node is unreachable from
+    /// now until its next poll or heartbeat. Nothing else changes; the caller applies
+    /// [`Store::mark_unreachable`] to its work. Unknown node → `UnknownInstance`.
+    async fn sign_off_node(&self, node: &InstanceId, now: Millis) -> CoreResult<()>;
     /// Removes a node: its undelivered invocations become Undeliverable, its credentials stop
     /// working. Unknown node → `UnknownInstance`. Returns nodes that got work meanwhile.
     async fn deregister_node(&self, node: &InstanceId, now: Millis) -> CoreResult<Vec<InstanceId>>;

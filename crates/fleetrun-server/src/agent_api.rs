@@ -1,5 +1,6 @@
 //! The agent endpoints (protocol v2, see `fleetrun_wire::agent`): registration, session
-//! credentials, the long poll that is also the heartbeat, and result reports. Who is calling is
+//! credentials, the long poll that is also the heartbeat, result reports, and the goodbye of an
+//! agent that stops cleanly (its node is `ConnectionLost` at once). Who is calling is
 //! decided by `node_auth` before a handler reads the body; the authenticated node is the only
 //! identity used, so a node can fetch, acknowledge and report only its own invocations. Paths
 //! under `/agent/v1/` answer 426 `UnsupportedAgentProtocolException`.
@@ -25,9 +26,10 @@ use fleetrun_core::node::{NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
 use fleetrun_core::step_skips;
 use fleetrun_wire::agent::{
-    AgentMessage, MachineInfo, Outcome, PollRequest, PollResponse, RegisterRequest,
-    RegisterResponse, ResultAck, ResultReport, StepSpec, TokenRequest, TokenResponse,
-    KEY_TYPE_ED25519, POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
+    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, Outcome, PollRequest, PollResponse,
+    RegisterRequest, RegisterResponse, ResultAck, ResultReport, StepSpec, TokenRequest,
+    TokenResponse, GOODBYE_PATH, KEY_TYPE_ED25519, POLL_PATH, REGISTER_PATH, RESULT_PATH,
+    TOKEN_PATH,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -40,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route(TOKEN_PATH, post(token))
         .route(POLL_PATH, post(poll))
         .route(RESULT_PATH, post(result))
+        .route(GOODBYE_PATH, post(goodbye))
         .route("/agent/v1/{*rest}", any(legacy))
 }
 
@@ -265,7 +268,47 @@ async fn poll(
             _ = tokio::time::sleep_until(until) => return Ok(Json(PollResponse { messages: resent })),
             _ = shutting_down.changed() => return Ok(Json(PollResponse { messages: resent })),
         }
+        // DeregisterManagedInstance wakes the node's poll: it answers at once that the node is
+        // gone, instead of at the end of the wait.
+        if st.store.node(&node).await?.is_none() {
+            return Err(ApiError::NodeNotRegistered(node.to_string()));
+        }
     }
+}
+
+/// An agent stopping cleanly: its node is unreachable (`ConnectionLost`) from now until it polls
+/// again, and the reachability pass the timekeeper runs every tick runs now, so the node's released
+/// Pending work becomes `Delayed` at once, exactly as after the ping timeout. Work the node is
+/// running (InProgress) is left alone: the agent may leave scripts running across a restart and
+/// report them when it is back.
+async fn goodbye(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<GoodbyeAck>> {
+    let request = AgentRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let node = node_auth::authenticate_session(&st, &request)
+        .await?
+        .instance_id;
+    let _: GoodbyeRequest = decode(&body)?;
+    let now = now_millis();
+    match st.store.sign_off_node(&node, now).await {
+        Ok(()) => {}
+        Err(fleetrun_core::CoreError::UnknownInstance(_)) => {
+            return Err(ApiError::NodeNotRegistered(node.to_string()))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crate::timekeeper::mark_unreachable(&st, now).await?;
+    tracing::info!(instance_id = %node, "agent said goodbye: ConnectionLost until it polls again");
+    Ok(Json(GoodbyeAck {}))
 }
 
 /// The shortest time a poll answering only with re-sent work is held, even when the agent asked

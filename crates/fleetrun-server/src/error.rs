@@ -48,6 +48,9 @@ pub enum ApiError {
     UnsupportedPlatformType(String),
     /// Agent endpoints: credentials missing or wrong.
     UnrecognizedClient(String),
+    /// Agent endpoints: a node the server does not know (deregistered, or never registered here)
+    /// signed the request; it holds the `mi-` id.
+    NodeNotRegistered(String),
     /// A request that failed SigV4 verification (security-facts §1 rows 1 and 3–9).
     Signature(fleetrun_sigv4::AuthError),
     /// A session token past its expiry.
@@ -120,6 +123,7 @@ impl ApiError {
             Self::InvalidTarget(_) => "InvalidTarget",
             Self::UnsupportedPlatformType(_) => "UnsupportedPlatformType",
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
+            Self::NodeNotRegistered(_) => fleetrun_wire::agent::NOT_REGISTERED_CODE,
             Self::Signature(e) => signature_code(e),
             Self::ExpiredToken => "ExpiredTokenException",
             Self::ReplayedRequest => "InvalidSignatureException",
@@ -206,6 +210,9 @@ impl ApiError {
             // AWS has no replay check (SigV4 allows replays inside the window); our sentence.
             Self::ReplayedRequest => "The request signature has already been used; sign every request anew.".into(),
             Self::AgentProtocolMismatch => fleetrun_wire::agent::PROTOCOL_MISMATCH_MESSAGE.into(),
+            Self::NodeNotRegistered(id) => format!(
+                "Managed node {id} is not registered with this server (it was deregistered); register it again with a new activation."
+            ),
             // AWS's form since 2021 (security-facts §1 row 11).
             Self::AccessDenied {
                 principal,

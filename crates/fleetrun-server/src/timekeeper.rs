@@ -1,5 +1,5 @@
-//! Server-owned clocks: expiry of undelivered invocations (ExpiresAfter → DeliveryTimedOut) and the
-//! optional history retention. Deadlines live in the store, so a restart loses none of them.
+//! Server-owned clocks: expiry of undelivered invocations (ExpiresAfter → DeliveryTimedOut), work
+//! for unreachable nodes (→ Delayed), and the optional history retention. Deadlines live in the store, so a restart loses none of them.
 
 use std::time::Duration;
 
@@ -7,11 +7,27 @@ use fleetrun_core::clock::now_millis;
 
 use crate::AppState;
 
+/// The reachability pass: work released to a node whose channel is down (no poll within the ping
+/// timeout, or a goodbye since its last poll: `fleetrun_core::node::Node::reachable`) waits as
+/// Delayed until it polls again. Run every tick, and at once when an agent says goodbye.
+pub(crate) async fn mark_unreachable(
+    state: &AppState,
+    now: fleetrun_core::clock::Millis,
+) -> Result<(), fleetrun_core::CoreError> {
+    let wake = state
+        .store
+        .mark_unreachable(now - state.ping_timeout_ms(), now)
+        .await?;
+    for node in &wake {
+        state.notifier.wake(node.as_str());
+    }
+    Ok(())
+}
+
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_purge = tokio::time::Instant::now() - Duration::from_secs(3600);
-    let ping_timeout = state.ping_timeout_ms();
     loop {
         tick.tick().await;
         let now = now_millis();
@@ -20,14 +36,8 @@ pub async fn run(state: AppState) {
             Ok(n) => tracing::info!(invocations = n, "delivery timed out"),
             Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
         }
-        // Work released to a node whose channel is down waits as Delayed until it polls again.
-        match state.store.mark_unreachable(now - ping_timeout, now).await {
-            Ok(wake) => {
-                for node in &wake {
-                    state.notifier.wake(node.as_str());
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reachability pass failed"),
+        if let Err(e) = mark_unreachable(&state, now).await {
+            tracing::warn!(error = %e, "reachability pass failed");
         }
         if let Some(retention) = state.config.retention {
             if last_purge.elapsed() >= Duration::from_secs(60) {

@@ -1,7 +1,7 @@
 //! Node authentication over real HTTP (agent protocol v2): a node presenting another node's id,
 //! stale credentials, replayed, tampered or unsigned requests each get nothing and change nothing
 //! (the invocation's state is checked through the SSM API afterwards); a deregistered node is
-//! refused on its next request; credentials rotate under a running agent; an old v1 agent gets a
+//! refused on its next request with `InvalidInstanceId` (a parked poll at once); credentials rotate under a running agent; an old v1 agent gets a
 //! clear error; wrong activation codes are throttled.
 
 mod common;
@@ -249,17 +249,67 @@ async fn a_deregistered_node_is_refused_on_its_next_request() {
         .send()
         .await
         .expect("deregister");
-    // Its credentials are still within their lifetime, but the node is gone.
+    // Its credentials are still within their lifetime, but the node is gone: every signed
+    // request says so with one distinct code (the agent stops instead of retrying), as AWS
+    // answers a deregistered hybrid node ("InvalidInstanceId: Not existing InstanceId").
     let (st, v) = n.poll(&creds).await;
-    assert_eq!((st, code(&v)), (400, "UnrecognizedClientException"), "{v}");
+    assert_eq!((st, code(&v)), (400, "InvalidInstanceId"), "{v}");
+    assert!(
+        message(&v).contains(&n.instance_id) && message(&v).contains("deregistered"),
+        "{v}"
+    );
     let (st, v) = n
         .result(&creds, "00000000-0000-0000-0000-000000000000", "Success")
         .await;
-    assert_eq!((st, code(&v)), (400, "UnrecognizedClientException"), "{v}");
+    assert_eq!((st, code(&v)), (400, "InvalidInstanceId"), "{v}");
     let (st, v) = n
         .send(&n.token_request(&n.instance_id, &n.key, unix_now()))
         .await;
-    assert_eq!((st, code(&v)), (400, "UnrecognizedClientException"), "{v}");
+    assert_eq!((st, code(&v)), (400, "InvalidInstanceId"), "{v}");
+    let (st, v) = n
+        .send(&n.session_request(
+            fleetrun_wire::agent::GOODBYE_PATH,
+            b"{}".to_vec(),
+            &creds,
+            unix_now(),
+        ))
+        .await;
+    assert_eq!((st, code(&v)), (400, "InvalidInstanceId"), "{v}");
+    // A clock-skewed request is refused for its time first, with the code the agent retries.
+    let (st, v) = n
+        .send(&n.token_request(&n.instance_id, &n.key, unix_now() - 400))
+        .await;
+    assert_eq!((st, code(&v)), (400, "InvalidSignatureException"), "{v}");
+    assert!(message(&v).starts_with("Signature expired"), "{v}");
+}
+
+/// A node's long poll parked on the server answers at once when the node is deregistered,
+/// instead of at the end of its wait.
+#[tokio::test]
+async fn deregistering_ends_the_nodes_parked_poll_at_once() {
+    let s = TestServer::start().await;
+    let n = s.fake_node("Linux").await;
+    let creds = n.credentials().await;
+    let body = serde_json::json!({"sessionId": "s", "knownCommands": [], "waitMs": 20_000})
+        .to_string()
+        .into_bytes();
+    let parked = n.session_request(POLL_PATH, body, &creds, unix_now());
+    let id = n.instance_id.clone();
+    let poll = tokio::spawn(async move { n.send(&parked).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = std::time::Instant::now();
+    s.client
+        .deregister_managed_instance()
+        .instance_id(id)
+        .send()
+        .await
+        .expect("deregister");
+    let (st, v) = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the poll answers at once")
+        .expect("join");
+    assert_eq!((st, code(&v)), (400, "InvalidInstanceId"), "{v}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
 }
 
 /// Credentials that last 3 s: a real agent keeps running commands across several rotations.

@@ -267,7 +267,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));

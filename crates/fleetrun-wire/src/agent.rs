@@ -5,6 +5,7 @@
 //! POST /agent/v2/token      TokenRequest    → TokenResponse      signed with the node's Ed25519 key
 //! POST /agent/v2/poll       PollRequest     → PollResponse       SigV4 (HMAC) with session credentials
 //! POST /agent/v2/result     ResultReport    → ResultAck          SigV4 (HMAC) with session credentials
+//! POST /agent/v2/goodbye    GoodbyeRequest  → GoodbyeAck         SigV4 (HMAC) with session credentials
 //! ```
 //! As with AWS hybrid nodes: registration sends the node's public key once (the private key never
 //! leaves the node); `token` is signed in the SigV4 layout with the `mi-` id as access key id and
@@ -14,9 +15,14 @@
 //! signed with them and carrying `X-Amz-Security-Token`. The agent refreshes them at half their
 //! lifetime. A request is accepted once: replays inside the 5-minute window are refused.
 //!
+//! `goodbye` is sent by an agent that stops cleanly: the server reports the node `ConnectionLost`
+//! at once instead of after its ping timeout; the node's next poll makes it `Online` again.
+//!
 //! Errors are `{"__type": code, "Message": text}` with HTTP 4xx/5xx, like the AWS API; `/agent/v1/*`
-//! answers 426 [`PROTOCOL_MISMATCH_CODE`]. The server owns every clock: agents send durations, not
-//! times (the SigV4 `X-Amz-Date` is checked against a window, never stored).
+//! answers 426 [`PROTOCOL_MISMATCH_CODE`]. A node the server no longer knows (deregistered) gets
+//! [`NOT_REGISTERED_CODE`] from `token`, `poll`, `result` and `goodbye`. The server owns every
+//! clock: agents send durations, not times (the SigV4 `X-Amz-Date` is checked against a window,
+//! never stored).
 
 use std::fmt;
 
@@ -28,6 +34,7 @@ pub const REGISTER_PATH: &str = "/agent/v2/register";
 pub const TOKEN_PATH: &str = "/agent/v2/token";
 pub const POLL_PATH: &str = "/agent/v2/poll";
 pub const RESULT_PATH: &str = "/agent/v2/result";
+pub const GOODBYE_PATH: &str = "/agent/v2/goodbye";
 /// Prefix of the retired protocol v1; the server answers every path under it with
 /// [`PROTOCOL_MISMATCH_CODE`].
 pub const V1_PREFIX: &str = "/agent/v1/";
@@ -42,6 +49,11 @@ pub const PROTOCOL_MISMATCH_CODE: &str = "UnsupportedAgentProtocolException";
 /// Its message.
 pub const PROTOCOL_MISMATCH_MESSAGE: &str =
     "this server speaks agent protocol v2; upgrade fleetrun-agent and register it again";
+/// `__type` of the answer to a signed request from a node the server does not know: it was
+/// deregistered (`DeregisterManagedInstance`), or never registered there. AWS answers a
+/// deregistered hybrid node's token request with the same code ("Not existing InstanceId"). Only
+/// registering again, with a new activation, cures it.
+pub const NOT_REGISTERED_CODE: &str = "InvalidInstanceId";
 
 /// Facts about the machine the agent runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +263,16 @@ pub struct ResultAck {
     /// False when the server already had a final result (a retry after a lost response).
     pub applied: bool,
 }
+
+/// The body of a goodbye: nothing yet (the signature says who is leaving).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoodbyeRequest {}
+
+/// The answer to a goodbye.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoodbyeAck {}
 
 #[cfg(test)]
 mod tests {

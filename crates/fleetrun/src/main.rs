@@ -1,16 +1,20 @@
 //! The `fleetrun` binary: `fleetrun server` (the control plane, optionally with this machine as a node)
 //! and `fleetrun agent` (the node agent). `main` parses flags, sets up logging and hands over.
+//! `fleetrun agent` ends with the exit codes of `fleetrun_agent::cli::exit` (its `--help` lists
+//! them, in the same words as `fleetrun-agent --help`); the other commands exit 1 on any error.
 
 mod admin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use fleetrun_agent::{Activation, AgentConfig};
+use fleetrun_agent::cli::{self as agent_cli, exit};
+use fleetrun_agent::{Activation, AgentConfig, AgentError};
 use fleetrun_server::{tls, Server, ServerConfig};
 use fleetrun_store::SqliteStore;
 
@@ -110,7 +114,11 @@ impl TrustArgs {
 
 /// `fleetrun agent [--server …]` runs the agent; `fleetrun agent register …` registers once.
 #[derive(Parser)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = agent_cli::HELP_DETAILS
+)]
 struct AgentArgs {
     #[command(subcommand)]
     action: Option<AgentAction>,
@@ -139,6 +147,10 @@ struct AgentArgs {
     /// next start of the agent watches them again and reports their real results.
     #[arg(long, env = "FLEETRUN_DRAIN_GRACE", default_value_t = 5.0)]
     drain_grace_secs: f64,
+    /// With --activation-id: how long to keep retrying registration while the server is
+    /// unreachable (seconds, or 30s / 5m / 2h; 0 tries once). Default: keep trying.
+    #[arg(long, env = "FLEETRUN_REGISTER_TIMEOUT", value_parser = agent_cli::parse_duration)]
+    register_timeout: Option<Duration>,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -147,6 +159,7 @@ struct AgentArgs {
 enum AgentAction {
     /// Register this node once (a fresh Ed25519 key; only its public half is sent), save the
     /// identity in the state dir, and exit.
+    #[command(after_help = agent_cli::HELP_DETAILS)]
     Register(AgentRegisterArgs),
 }
 
@@ -168,6 +181,10 @@ struct AgentRegisterArgs {
     /// Register even if the state dir already holds an identity.
     #[arg(long)]
     force: bool,
+    /// How long to keep retrying while the server is unreachable (seconds, or 30s / 5m / 2h;
+    /// 0 tries once). Default: keep trying.
+    #[arg(long, env = "FLEETRUN_REGISTER_TIMEOUT", value_parser = agent_cli::parse_duration)]
+    register_timeout: Option<Duration>,
     #[command(flatten)]
     trust: TrustArgs,
 }
@@ -203,26 +220,44 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     // One TLS crypto provider for every client and server in the process (rustls is built
     // without a default one, see ARCHITECTURE.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
+    let ran = match cli.command {
         Cmd::Server(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?
-            .block_on(server(args)),
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(server(args))),
         // One thread keeps the agent's footprint small.
         Cmd::Admin(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?
-            .block_on(admin::run(args)),
-        Cmd::Agent(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(agent(args)),
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(admin::run(args))),
+        Cmd::Agent(args) => {
+            let code = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(agent(args)),
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the runtime");
+                    exit::STARTUP
+                }
+            };
+            return ExitCode::from(code);
+        }
+    };
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -264,7 +299,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // The local agent drains first, while the server still takes its results.
+    // The local agent stops first, while the server still serves: the results of commands it
+    // finishes during its shutdown grace, and its goodbye, reach the server.
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let local = if args.local_node {
         let state_dir = args.data_dir.join("local-node");
@@ -427,22 +463,46 @@ fn activation(
     Ok(Some(Activation { id, code }))
 }
 
-async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+/// `fleetrun agent …`: the exit code (`fleetrun_agent::cli::exit`); a failure is logged once, at
+/// ERROR, with its causes.
+async fn agent(args: AgentArgs) -> u8 {
+    match agent_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            // Context layers keep the agent's own error reachable, and with it its exit code.
+            let code = e
+                .downcast_ref::<AgentError>()
+                .map_or(exit::STARTUP, AgentError::exit_code);
+            tracing::error!(exit_code = code, "{e:#}");
+            code
+        }
+    }
+}
+
+async fn agent_inner(args: AgentArgs) -> anyhow::Result<u8> {
     if let Some(AgentAction::Register(r)) = args.action {
         let activation = activation(Some(r.activation_id), r.activation_code_file.as_deref())?
             .context("an activation is required")?;
         let mut cfg = AgentConfig::new(&r.server, &r.state_dir, None, "us-east-1");
+        cfg.register_timeout = r.register_timeout;
         r.trust.apply(&mut cfg);
-        let identity = fleetrun_agent::register(&cfg, &activation, r.force)
-            .await
-            .context("registering with the server")?;
+        let identity = tokio::select! {
+            registered = fleetrun_agent::register(&cfg, &activation, r.force) => {
+                registered.context("registering with the server")?
+            }
+            () = shutdown_signal() => {
+                tracing::error!(exit_code = exit::INTERRUPTED,
+                    "interrupted before the server answered; this node is not registered");
+                return Ok(exit::INTERRUPTED);
+            }
+        };
         println!(
             "registered as managed node {}; run it with: fleetrun agent --server {} --state-dir {}",
             identity.instance_id,
             r.server,
             r.state_dir.display()
         );
-        return Ok(());
+        return Ok(exit::CLEAN);
     }
     let activation = activation(args.activation_id, args.activation_code_file.as_deref())?;
     let server = args.server.context("--server is required")?;
@@ -450,12 +510,20 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let mut cfg = AgentConfig::new(&server, state_dir, activation, &args.region);
     cfg.max_concurrent = args.max_concurrent.max(1);
     cfg.drain_grace = drain_grace(args.drain_grace_secs)?;
+    cfg.register_timeout = args.register_timeout;
     args.trust.apply(&mut cfg);
-    let identity = fleetrun_agent::register_or_load(&cfg)
-        .await
-        .context("registering with the server")?;
+    // Stopping while still waiting for the server to register is a clean stop.
+    let identity = tokio::select! {
+        loaded = fleetrun_agent::register_or_load(&cfg) => {
+            loaded.context("registering with the server")?
+        }
+        () = shutdown_signal() => {
+            tracing::info!("stopped before registering");
+            return Ok(exit::CLEAN);
+        }
+    };
     tracing::info!(instance_id = %identity.instance_id, %server, "agent started");
     fleetrun_agent::run(cfg, identity, shutdown_signal()).await?;
     tracing::info!("agent stopped");
-    Ok(())
+    Ok(exit::CLEAN)
 }

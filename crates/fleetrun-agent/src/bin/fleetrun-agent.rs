@@ -2,7 +2,9 @@
 //! behaviour as `fleetrun agent`, but this binary links no server, SQL or AWS SDK code, so far fewer
 //! pages are mapped and touched: its idle RSS is what BENCHMARKS.md reports against the ≤ 5 MB target.
 //!
-//! Flags are parsed by hand (no clap) to keep the binary small; `--help` lists them.
+//! Flags are parsed by hand (no clap) to keep the binary small; `--help` lists them, then the
+//! registration behaviour, state dir layout, environment and exit codes in the words
+//! `fleetrun agent --help` uses (`fleetrun_agent::cli::HELP_DETAILS`).
 //!
 //! Registration is a one-shot step (`fleetrun-agent register …`) that reads the activation code
 //! from a file, standard input or `FLEETRUN_ACTIVATION_CODE` (removed from the environment once
@@ -11,15 +13,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use fleetrun_agent::{Activation, AgentConfig, DEFAULT_MAX_CONCURRENT};
+use fleetrun_agent::cli::{self, exit};
+use fleetrun_agent::{Activation, AgentConfig, AgentError, DEFAULT_MAX_CONCURRENT};
 
 const HELP: &str = "fleetrun-agent: the fleetrun node agent
 
 Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
-                               [--activation-code-file FILE|-] [--force]
+                               [--activation-code-file FILE|-] [--force] [--register-timeout T]
        fleetrun-agent [run] --server URL --state-dir DIR [--region REGION] [--max-concurrent N]
                             [--activation-id ID [--activation-code-file FILE|-]]
+                            [--register-timeout T]
 
   register               register this node once (a fresh Ed25519 key; only its public half
                          is sent), save the identity in the state dir, and exit
@@ -35,11 +40,38 @@ Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
   --max-concurrent       commands run at once; the rest wait in order (5)   [env FLEETRUN_MAX_CONCURRENT]
   --drain-grace-secs     on shutdown, seconds to wait for running commands (5); those still
                          running are not killed: the next start reports them [env FLEETRUN_DRAIN_GRACE]
+  --register-timeout     how long to keep retrying registration while the server is unreachable:
+                         seconds or 30s/5m/2h; 0 tries once (default: keep trying)
+                                                                     [env FLEETRUN_REGISTER_TIMEOUT]
   --ca-cert              PEM CA (or the server's self-signed certificate) an https:// server
                          must chain to (default: the system's CAs)         [env FLEETRUN_CA_CERT]
   --server-fingerprint   SHA-256 of the server's certificate, hex, colons optional: pins it
                                                                    [env FLEETRUN_SERVER_FINGERPRINT]
 Logging: RUST_LOG=error|warn|info|debug|trace (a level only; default info), to stderr.";
+
+/// How the binary ends: an exit code, and for failures the message to log.
+enum Ending {
+    Code(u8),
+    Failed(u8, String),
+}
+
+impl From<AgentError> for Ending {
+    fn from(e: AgentError) -> Self {
+        Self::Failed(e.exit_code(), chain(&e))
+    }
+}
+
+/// The error with its causes.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 
 /// The flags, each falling back to its environment variable.
 struct Flags {
@@ -54,6 +86,7 @@ struct Flags {
     drain_grace: std::time::Duration,
     ca_cert: Option<PathBuf>,
     server_fingerprint: Option<String>,
+    register_timeout: Option<Duration>,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
@@ -70,9 +103,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
         drain_grace: fleetrun_agent::DEFAULT_DRAIN_GRACE,
         ca_cert: env("FLEETRUN_CA_CERT").map(PathBuf::from),
         server_fingerprint: env("FLEETRUN_SERVER_FINGERPRINT"),
+        register_timeout: None,
     };
     let mut max = env("FLEETRUN_MAX_CONCURRENT");
     let mut drain = env("FLEETRUN_DRAIN_GRACE");
+    let mut register_timeout = env("FLEETRUN_REGISTER_TIMEOUT");
     let mut args = args.peekable();
     match args.peek().map(String::as_str) {
         Some("register") => {
@@ -115,6 +150,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
             "--drain-grace-secs" => drain = Some(value),
             "--ca-cert" => f.ca_cert = Some(PathBuf::from(value)),
             "--server-fingerprint" => f.server_fingerprint = Some(value),
+            "--register-timeout" => register_timeout = Some(value),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -130,6 +166,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Flags, String> {
             .ok()
             .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
             .ok_or_else(|| format!("--drain-grace-secs: {d:?} is not a number of seconds"))?;
+    }
+    if let Some(t) = register_timeout {
+        f.register_timeout =
+            Some(cli::parse_duration(&t).map_err(|e| format!("--register-timeout: {e}"))?);
     }
     Ok(f)
 }
@@ -167,53 +207,79 @@ fn activation(f: &Flags) -> Result<Option<Activation>, String> {
     Ok(Some(Activation { id, code }))
 }
 
-async fn agent(f: Flags, activation: Option<Activation>) -> Result<(), String> {
-    let server = f.server.ok_or("--server is required")?;
-    let state_dir = f.state_dir.ok_or("--state-dir is required")?;
+/// Registers (`register`) or runs the agent; the exit code, or the failure to report.
+async fn agent(f: Flags, activation: Option<Activation>) -> Ending {
+    let usage = |m: &str| Ending::Failed(exit::USAGE, m.to_owned());
+    let Some(server) = f.server else {
+        return usage("--server is required");
+    };
+    let Some(state_dir) = f.state_dir else {
+        return usage("--state-dir is required");
+    };
     if f.register {
-        let activation = activation.ok_or("register needs --activation-id")?;
+        let Some(activation) = activation else {
+            return usage("register needs --activation-id");
+        };
         let mut cfg = AgentConfig::new(&server, &state_dir, None, &f.region);
         cfg.ca_cert = f.ca_cert;
         cfg.server_fingerprint = f.server_fingerprint;
-        let identity = fleetrun_agent::register(&cfg, &activation, f.force)
-            .await
-            .map_err(|e| format!("registering with the server: {e}"))?;
+        cfg.register_timeout = f.register_timeout;
+        let identity = tokio::select! {
+            registered = fleetrun_agent::register(&cfg, &activation, f.force) => match registered {
+                Ok(identity) => identity,
+                Err(e) => return e.into(),
+            },
+            () = shutdown_signal() => {
+                return Ending::Failed(exit::INTERRUPTED,
+                    "interrupted before the server answered; this node is not registered".into());
+            }
+        };
         println!(
             "registered as managed node {}; run it with: fleetrun-agent --server {server} --state-dir {state_dir}",
             identity.instance_id
         );
-        return Ok(());
+        return Ending::Code(exit::CLEAN);
     }
     let mut cfg = AgentConfig::new(&server, state_dir, activation, &f.region);
     cfg.max_concurrent = f.max_concurrent;
     cfg.drain_grace = f.drain_grace;
     cfg.ca_cert = f.ca_cert;
     cfg.server_fingerprint = f.server_fingerprint;
-    let identity = fleetrun_agent::register_or_load(&cfg)
-        .await
-        .map_err(|e| format!("registering with the server: {e}"))?;
-    fleetrun_agent::run(cfg, identity, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    cfg.register_timeout = f.register_timeout;
+    // Stopping while still waiting for the server to register is a clean stop.
+    let identity = tokio::select! {
+        loaded = fleetrun_agent::register_or_load(&cfg) => match loaded {
+            Ok(identity) => identity,
+            Err(e) => return e.into(),
+        },
+        () = shutdown_signal() => {
+            tracing::info!("stopped before registering");
+            return Ending::Code(exit::CLEAN);
+        }
+    };
+    match fleetrun_agent::run(cfg, identity, shutdown_signal()).await {
+        Ok(()) => Ending::Code(exit::CLEAN),
+        Err(e) => e.into(),
+    }
 }
 
 fn main() -> ExitCode {
     let flags = match parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(msg) if msg.is_empty() => {
-            println!("{HELP}");
+            println!("{HELP}\n\n{}", cli::HELP_DETAILS);
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
             eprintln!("fleetrun-agent: {msg}\n\n{HELP}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let activation = match activation(&flags) {
         Ok(a) => a,
         Err(msg) => {
             eprintln!("fleetrun-agent: {msg}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::USAGE);
         }
     };
     // A plain level, not `EnvFilter`: its directive syntax links the regex engine, about a
@@ -234,14 +300,16 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fleetrun-agent: starting the runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(exit::STARTUP);
         }
     };
     match runtime.block_on(agent(flags, activation)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fleetrun-agent: {e}");
-            ExitCode::FAILURE
+        Ending::Code(code) => ExitCode::from(code),
+        Ending::Failed(code, message) => {
+            // Logged (once), so it lands wherever the agent's log goes; usage errors, before
+            // logging starts, are printed above.
+            tracing::error!(exit_code = code, "{message}");
+            ExitCode::from(code)
         }
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Order of checks for a session request: parse → session token (ours, for this access key id,
 //! not expired) → scope (region from the config, service `ssm`) → 5-minute window → signature →
-//! replay → the node still exists (so `DeregisterManagedInstance` cuts it off at once).
+//! replay → the node still exists (so `DeregisterManagedInstance` cuts it off at once, with
+//! `InvalidInstanceId`: the agent stops and says to register again).
 
 mod replay;
 mod session;
@@ -165,8 +166,15 @@ fn scope_and_time(st: &AppState, signed: &SignedRequest, now: i64) -> ApiResult<
     fleetrun_sigv4::check_time(signed, now, CLOCK_WINDOW_SECS).map_err(ApiError::Signature)
 }
 
-/// The registered node behind `id`, or `UnrecognizedClientException` (deregistered, or never
-/// registered with a key: a node from agent protocol v1).
+/// The registered node behind `id`; `InvalidInstanceId` ([`ApiError::NodeNotRegistered`]) when
+/// there is none (deregistered, or never registered here: only registering again helps, and the
+/// agent stops instead of retrying), `UnrecognizedClientException` for a node registered with
+/// agent protocol v1 (no key).
+///
+/// For a token request this is answered before the signature is checked (there is no key to
+/// check it with), as AWS answers a deregistered node's token request ("InvalidInstanceId: Not
+/// existing InstanceId"); whether an `mi-` id exists is no secret from anyone who can send
+/// requests (an unknown id and a bad signature were always told apart).
 async fn registered_node(st: &AppState, id: &InstanceId) -> ApiResult<Node> {
     match st.store.node(id).await? {
         Some(node) if !node.public_key.is_empty() => Ok(node),
@@ -174,7 +182,10 @@ async fn registered_node(st: &AppState, id: &InstanceId) -> ApiResult<Node> {
             tracing::info!(instance_id = %id, "node registered with agent protocol v1 has no key; it must register again");
             Err(unrecognized())
         }
-        None => Err(unrecognized()),
+        None => {
+            tracing::debug!(instance_id = %id, "request from a node that is not registered");
+            Err(ApiError::NodeNotRegistered(id.to_string()))
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub async fn deregister_managed_instance(
     for node in &wake {
         st.notifier.wake(node.as_str());
     }
+    // The node's own long poll, if parked, answers at once that it is gone: its agent stops.
+    st.notifier.wake(id.as_str());
     tracing::info!(instance_id = %id, "node deregistered");
     Ok(serde_json::json!({}))
 }

@@ -1,5 +1,6 @@
 //! Hybrid activations and the managed nodes they register: creating, listing and deleting
-//! activations, the registration check (code, expiry, deletion, limit) and node heartbeats.
+//! activations, the registration check (code, a repeated attempt, expiry, deletion, limit), node
+//! heartbeats and goodbyes.
 //!
 //! Activation codes arrive here already hashed (`fleetrun_core::node::hash_secret`); the plain
 //! activation code of a registration attempt is hashed and compared in constant time. Of a node's
@@ -22,7 +23,7 @@ const ACTIVATION_COLUMNS: &str = "activation_id, description, default_instance_n
 const NODE_COLUMNS: &str =
     "instance_id, activation_id, name, iam_role, registered_at, last_ping_at, \
      public_key, computer_name, ip_address, platform_type, platform_name, platform_version, \
-     agent_version";
+     agent_version, signed_off_at";
 
 fn activation_from_row(row: &Row<'_>) -> Result<Activation> {
     let id: String = row.get(0)?;
@@ -59,6 +60,7 @@ fn node_from_row(row: &Row<'_>) -> Result<Node> {
             platform_version: row.get(11)?,
             agent_version: row.get(12)?,
         },
+        signed_off_at: row.get(13)?,
     })
 }
 
@@ -148,6 +150,23 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
             "the activation code does not match activation {id}"
         )));
     }
+    // The same fresh public key on the same activation is the same agent trying again after an
+    // answer it never got (a timeout): it gets the node it created, whatever the activation's
+    // limit, expiry or deletion say now, and nothing is counted twice. A key is generated per
+    // registration attempt, so no other node can present it.
+    let existing: Option<String> = tx
+        .prepare_cached(
+            "SELECT instance_id FROM nodes INDEXED BY nodes_by_public_key
+             WHERE public_key = ?1 AND activation_id = ?2",
+        )?
+        .query_row(params![reg.public_key, id.as_str()], |r| r.get(0))
+        .optional()?;
+    if let Some(existing) = existing.filter(|_| !reg.public_key.is_empty()) {
+        let node = node(&tx, &instance_id(&existing)?)?
+            .ok_or_else(|| Error::Corrupt(format!("node {existing} vanished")))?;
+        tx.commit()?;
+        return Ok(node);
+    }
     if deleted {
         return Err(refused(format!("activation {id} has been deleted")));
     }
@@ -172,6 +191,7 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
         last_ping_at: now,
         public_key: reg.public_key,
         info: reg.info,
+        signed_off_at: None,
     };
     tx.prepare_cached(
         "INSERT INTO nodes (instance_id, activation_id, name, iam_role, registered_at, last_ping_at,
@@ -238,11 +258,13 @@ pub(crate) fn touch(
 ) -> Result<()> {
     let changed = match info {
         None => conn
-            .prepare_cached("UPDATE nodes SET last_ping_at = ?2 WHERE instance_id = ?1")?
+            .prepare_cached(
+                "UPDATE nodes SET last_ping_at = ?2, signed_off_at = NULL WHERE instance_id = ?1",
+            )?
             .execute(params![id.as_str(), now])?,
         Some(info) => conn
             .prepare_cached(
-                "UPDATE nodes SET last_ping_at = ?2, computer_name = ?3, ip_address = ?4,
+                "UPDATE nodes SET last_ping_at = ?2, signed_off_at = NULL, computer_name = ?3, ip_address = ?4,
                      platform_type = ?5, platform_name = ?6, platform_version = ?7, agent_version = ?8
                  WHERE instance_id = ?1",
             )?
@@ -257,6 +279,18 @@ pub(crate) fn touch(
                 info.agent_version,
             ])?,
     };
+    if changed == 0 {
+        return Err(CoreError::UnknownInstance(id.to_string()).into());
+    }
+    Ok(())
+}
+
+/// A goodbye from the node's agent: unreachable until its next heartbeat. An unknown node is
+/// `UnknownInstance`.
+pub(crate) fn sign_off(conn: &mut Connection, id: &InstanceId, now: Millis) -> Result<()> {
+    let changed = conn
+        .prepare_cached("UPDATE nodes SET signed_off_at = ?2 WHERE instance_id = ?1")?
+        .execute(params![id.as_str(), now])?;
     if changed == 0 {
         return Err(CoreError::UnknownInstance(id.to_string()).into());
     }

@@ -260,16 +260,19 @@ fn node_work(tx: &Connection, sql: &str, node: &InstanceId, now: Millis) -> Resu
 const PING_REFRESH_MS: Millis = 5_000;
 
 /// Whether a poll can be answered "nothing to do" without a write: the node holds no invocation
-/// (nothing to reconcile or cancel), has none released and waiting, and its heartbeat is fresh.
+/// (nothing to reconcile or cancel), has none released and waiting, its heartbeat is fresh and it
+/// has not signed off (the poll after a goodbye must make it reachable again).
 pub(crate) fn idle_poll(conn: &Connection, node: &InstanceId, now: Millis) -> Result<bool> {
-    let last_ping: Option<Millis> = conn
-        .prepare_cached("SELECT last_ping_at FROM nodes WHERE instance_id = ?1")?
-        .query_row([node.as_str()], |r| r.get(0))
+    let last_ping: Option<(Millis, bool)> = conn
+        .prepare_cached(
+            "SELECT last_ping_at, signed_off_at IS NOT NULL FROM nodes WHERE instance_id = ?1",
+        )?
+        .query_row([node.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(last_ping) = last_ping else {
+    let Some((last_ping, signed_off)) = last_ping else {
         return Ok(false);
     };
-    if now - last_ping >= PING_REFRESH_MS {
+    if signed_off || now - last_ping >= PING_REFRESH_MS {
         return Ok(false);
     }
     let busy: bool = conn
@@ -298,8 +301,10 @@ pub(crate) fn claim(
 ) -> Result<Claim> {
     let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
     let (mut claim, wake) = with_transitions(conn, |tx, tr| {
-        tx.prepare_cached("UPDATE nodes SET last_ping_at = ?2 WHERE instance_id = ?1")?
-            .execute(params![node.as_str(), now])?;
+        tx.prepare_cached(
+            "UPDATE nodes SET last_ping_at = ?2, signed_off_at = NULL WHERE instance_id = ?1",
+        )?
+        .execute(params![node.as_str(), now])?;
         let mut claim = Claim::default();
 
         for held in node_work(tx, HELD_SQL, node, Millis::MIN)? {

@@ -469,6 +469,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn sign_off_node(&self, node: &InstanceId, now: Millis) -> CoreResult<()> {
+        let node = node.clone();
+        self.write(move |c| activations::sign_off(c, &node, now))
+            .await
+    }
+
     async fn deregister_node(
         &self,
         node: &InstanceId,

@@ -1,6 +1,6 @@
 //! Rate control and reachability: releasing a command's invocations to their nodes under the
 //! MaxConcurrency ramp, terminating what was never sent once MaxErrors is exceeded, marking work for
-//! silent nodes Delayed, and deregistering nodes (their undelivered work becomes Undeliverable).
+//! unreachable nodes Delayed, and deregistering nodes (their undelivered work becomes Undeliverable).
 //!
 //! The arithmetic lives in `fleetrun_core::rate`; this module only reads and writes rows. It runs
 //! inside the same transaction as the transition that triggered it (see `lifecycle::Transitions`).
@@ -91,13 +91,15 @@ impl Transitions {
     }
 }
 
-/// Released, still-Pending invocations on nodes silent since `silent_since`.
+/// Released, still-Pending invocations on unreachable nodes: silent since `silent_since`, or
+/// signed off (`fleetrun_core::node::Node::reachable`, in SQL).
 const SILENT_SQL: &str = "SELECT i.command_id, i.instance_id, i.state, i.released, i.command_seq
      FROM invocations i JOIN nodes n ON n.instance_id = i.instance_id
-     WHERE i.state = 'Pending' AND i.released = 1 AND n.last_ping_at < ?1";
+     WHERE i.state = 'Pending' AND i.released = 1
+       AND (n.last_ping_at < ?1 OR n.signed_off_at IS NOT NULL)";
 
-/// Work released to nodes whose channel is down becomes Delayed; it is delivered when they poll
-/// again. Returns nodes that received work as the rollouts moved on.
+/// Work released to nodes whose channel is down (silent, or signed off) becomes Delayed; it is
+/// delivered when they poll again. Returns nodes that received work as the rollouts moved on.
 pub(crate) fn mark_unreachable(
     conn: &mut Connection,
     silent_since: Millis,

@@ -178,6 +178,15 @@ ALTER TABLE nodes RENAME COLUMN secret_hash TO public_key;
 UPDATE nodes SET public_key = '';
 "#;
 
+/// Version 7: agents that stop cleanly say goodbye; the node is unreachable (ConnectionLost) from
+/// then until it polls again. NULL: connected, or silent without a goodbye. The index serves the
+/// lookup that makes a repeated registration (same activation, same fresh public key: a retry
+/// after a lost answer) return the node it already created.
+const V7_SIGN_OFF: &str = r#"
+ALTER TABLE nodes ADD COLUMN signed_off_at INTEGER;
+CREATE INDEX nodes_by_public_key ON nodes (public_key);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     V1,
     V2,
@@ -185,6 +194,7 @@ const MIGRATIONS: &[&str] = &[
     V4_RENDERED,
     V5_ACCESS_KEYS,
     V6_NODE_KEYS,
+    V7_SIGN_OFF,
 ];
 
 /// The schema version this build writes.
@@ -221,7 +231,7 @@ mod tests {
     #[test]
     fn v6_turns_node_secrets_into_empty_public_keys() {
         let mut conn = Connection::open_in_memory().expect("open");
-        let before = MIGRATIONS.len() - 1;
+        let before = 5;
         for sql in &MIGRATIONS[..before] {
             conn.execute_batch(sql).expect("old migration");
         }
@@ -245,5 +255,35 @@ mod tests {
             )
             .expect("node kept");
         assert_eq!((key.as_str(), host.as_str()), ("", "host"));
+    }
+
+    /// Nodes stored before version 7 are connected (no goodbye recorded).
+    #[test]
+    fn v7_leaves_existing_nodes_connected() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let before = 6;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", super::super::to_i64(before))
+            .expect("version");
+        conn.execute(
+            "INSERT INTO nodes (instance_id, activation_id, name, iam_role, registered_at,
+                 last_ping_at, public_key, computer_name, ip_address, platform_type,
+                 platform_name, platform_version, agent_version)
+             VALUES ('mi-0123456789abcdef0', 'a', 'n', 'r', 1, 2, 'key', 'host', '10.0.0.1',
+                 'Linux', 'Debian', '12', '0.1.0')",
+            [],
+        )
+        .expect("v6 node");
+        migrate(&mut conn).expect("migrate");
+        let signed_off: Option<i64> = conn
+            .query_row(
+                "SELECT signed_off_at FROM nodes WHERE instance_id = 'mi-0123456789abcdef0'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("node kept");
+        assert_eq!(signed_off, None);
     }
 }

@@ -46,6 +46,27 @@ pub async fn check_activations(store: &dyn Store) {
         matches!(refused, Err(CoreError::ActivationRefused(ref m)) if m.contains("limit")),
         "{refused:?}"
     );
+    // The same attempt again (same activation, same public key: an agent retrying after a lost
+    // answer) gets the node it created, although the limit is now reached; nothing is counted.
+    let mut retry = registration(&a, "code-a", 2);
+    retry.instance_id = node(7);
+    let again = store.register_node(retry.clone(), now + 1).await;
+    assert_eq!(
+        again.as_ref().ok().map(|n| n.instance_id.clone()),
+        Some(node(2)),
+        "{again:?}"
+    );
+    assert_eq!(again.expect("same node").registered_at, now);
+    assert_eq!(
+        store.activations().await.expect("list")[0].registrations_count,
+        2
+    );
+    // Only with the right code, and only on the same activation.
+    retry.activation_code = "wrong".into();
+    assert!(matches!(
+        store.register_node(retry.clone(), now).await,
+        Err(CoreError::ActivationRefused(_))
+    ));
 
     // Wrong code, expired, deleted, unknown.
     let mut c = activation(5, T0 + HOUR, "code-c");

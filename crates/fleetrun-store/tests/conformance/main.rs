@@ -59,6 +59,7 @@ mod sqlite {
         check_ramp,
         check_max_errors,
         check_unreachable_then_back,
+        check_sign_off_then_back,
         check_deregister,
         check_tags,
         check_resolve_targets,

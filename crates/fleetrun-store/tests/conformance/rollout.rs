@@ -146,6 +146,98 @@ pub async fn check_unreachable_then_back(store: &dyn Store) {
     );
 }
 
+/// A node whose agent said goodbye is unreachable at once: its released Pending work becomes
+/// Delayed by the same pass that handles silent nodes (long before the cutoff), work it is
+/// running is left alone, and its next poll makes it reachable and delivers the Delayed work.
+pub async fn check_sign_off_then_back(store: &dyn Store) {
+    let a = activation(5, T0 + 100 * HOUR, "code-code-code-code3");
+    store
+        .create_activation(a.clone())
+        .await
+        .expect("activation");
+    let n = store
+        .register_node(registration(&a, "code-code-code-code3", 1), T0)
+        .await
+        .expect("register")
+        .instance_id;
+    let send = |at| new_command(at, "AWS-RunShellScript", std::slice::from_ref(&n));
+    let running = store.insert_command(send(T0 + 10)).await.expect("insert");
+    assert_eq!(runs(store, &n, T0 + 20).await, 1);
+    let waiting = store
+        .insert_command(send(T0 + 30))
+        .await
+        .expect("insert")
+        .command
+        .id;
+    let running = running.command.id;
+
+    store.sign_off_node(&n, T0 + 40).await.expect("sign off");
+    let node_now = store.node(&n).await.expect("node").expect("exists");
+    assert_eq!(node_now.signed_off_at, Some(T0 + 40));
+    assert_eq!(
+        node_now.last_ping_at,
+        T0 + 20,
+        "the last ping is kept as it was"
+    );
+    assert!(!node_now.reachable(T0 + 41, HOUR));
+    // A cutoff no silent node is behind: only the goodbye makes the node unreachable.
+    store.mark_unreachable(T0 - 1, T0 + 41).await.expect("mark");
+    assert_eq!(
+        invocation_state(store, &waiting, &n).await,
+        InvocationState::Delayed
+    );
+    assert_eq!(
+        invocation_state(store, &running, &n).await,
+        InvocationState::InProgress
+    );
+    assert!(matches!(
+        store.sign_off_node(&node(9), T0).await,
+        Err(fleetrun_core::CoreError::UnknownInstance(_))
+    ));
+
+    // The next poll (even one that finds nothing else to do) makes it reachable again.
+    store
+        .claim(&n, "s2", std::slice::from_ref(&running), T0 + 50)
+        .await
+        .expect("claim");
+    let node_now = store.node(&n).await.expect("node").expect("exists");
+    assert_eq!(
+        (node_now.signed_off_at, node_now.last_ping_at),
+        (None, T0 + 50)
+    );
+    assert!(node_now.reachable(T0 + 51, HOUR));
+    assert_eq!(
+        invocation_state(store, &waiting, &n).await,
+        InvocationState::InProgress
+    );
+    // An idle poll (nothing held, nothing waiting) right after a goodbye is still recorded: the
+    // write-free shortcut for idle polls does not apply to a node that signed off.
+    let idle = store
+        .register_node(registration(&a, "code-code-code-code3", 2), T0)
+        .await
+        .expect("register")
+        .instance_id;
+    assert_eq!(runs(store, &idle, T0 + 100).await, 0);
+    store
+        .sign_off_node(&idle, T0 + 101)
+        .await
+        .expect("sign off");
+    assert_eq!(runs(store, &idle, T0 + 102).await, 0);
+    let idle_now = store.node(&idle).await.expect("node").expect("exists");
+    assert_eq!(
+        (idle_now.signed_off_at, idle_now.last_ping_at),
+        (None, T0 + 102)
+    );
+    // So does a heartbeat.
+    store.sign_off_node(&n, T0 + 70).await.expect("sign off");
+    store.touch_node(&n, T0 + 71, None).await.expect("touch");
+    let node_now = store.node(&n).await.expect("node").expect("exists");
+    assert_eq!(
+        (node_now.signed_off_at, node_now.last_ping_at),
+        (None, T0 + 71)
+    );
+}
+
 /// A deregistered node's undelivered invocations end Undeliverable; the node is gone.
 pub async fn check_deregister(store: &dyn Store) {
     let a = activation(5, T0 + 100 * HOUR, "code-code-code-code2");
