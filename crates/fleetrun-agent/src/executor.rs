@@ -523,7 +523,14 @@ async fn continue_step(
                 "found the step still running; watching it");
             watch_step(cfg, job, index, dirs, &start, watch, stop).await
         }
-        Err(ended) => finish_step(cfg, job, index, dirs, &start, ended).await,
+        Err(ended) => {
+            // It ended while no agent watched: the status file was written at its end.
+            let ended_at_ms = match ended {
+                Ended::Exited(_) => step_process::exit_time_ms(&dirs.records),
+                _ => None,
+            };
+            finish_step(cfg, job, index, dirs, &start, ended, ended_at_ms).await
+        }
     }
 }
 
@@ -559,11 +566,11 @@ async fn watch_step(
         Interrupt::Ended(ended) => ended,
         Interrupt::Stop(reason) => watch.stop(&dirs.records, reason).await,
     };
-    finish_step(cfg, job, index, dirs, start, ended).await
+    finish_step(cfg, job, index, dirs, start, ended, None).await
 }
 
 /// Turns how a step ended into its report: appends AWS's trailer (or the agent's note) to stderr,
-/// then reads the beginning of both streams.
+/// then reads the beginning of both streams. `ended_at_ms`: when it ended, if not just now.
 async fn finish_step(
     cfg: &ExecConfig,
     job: &Job,
@@ -571,18 +578,15 @@ async fn finish_step(
     dirs: &StepDirs,
     start: &StepStart,
     ended: Ended,
+    ended_at_ms: Option<i64>,
 ) -> StepRun {
     let end = StepEnd::from(ended);
     let (stdout_path, stderr_path) = (dirs.output.join("stdout"), dirs.output.join("stderr"));
     if let Some(note) = &end.stderr_note {
         step_process::append_to_stderr(&stderr_path, note);
     }
-    let ended_at_ms = match ended {
-        // The status file was written when the script ended, perhaps while no agent watched.
-        Ended::Exited(_) => step_process::exit_time_ms(&dirs.records),
-        _ => None,
-    }
-    .unwrap_or_else(step_process::unix_millis);
+    // Seen now (a file's mtime is only as fine as the kernel's coarse clock).
+    let ended_at_ms = ended_at_ms.unwrap_or_else(step_process::unix_millis);
     // A process the script left behind may still write; the report takes what is there now.
     let (stdout, stderr) = tokio::join!(
         read_output(stdout_path, cfg.report_stdout_chars),

@@ -259,6 +259,16 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), AgentError> {
 
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename) with mode 0600.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    write_private(path, bytes, true)
+}
+
+/// The same without the fsync: atomic against a crash of the process, not of the machine. For
+/// records that describe running processes, which a machine crash ends anyway (step_process).
+pub(crate) fn write_private_record(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    write_private(path, bytes, false)
+}
+
+fn write_private(path: &Path, bytes: &[u8], sync: bool) -> Result<(), AgentError> {
     let tmp = tmp_path(path);
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
@@ -268,7 +278,9 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), AgentE
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| {

@@ -1,15 +1,17 @@
 //! The job record: what a restarted agent needs to carry on with a command it was running.
 //! `work/<command_id>/job.json` (0600) is written when the command starts and after each step,
-//! and removed once the command's report is in the outbox. A record found at start is a command
-//! whose steps may still be running, detached (`step_process`): the agent lists it as held and
-//! finishes it (ARCHITECTURE.md, "Scripts survive agent restarts").
+//! and removed once the command's report is in the outbox. Written without fsync: it must survive
+//! the agent process, and a crash of the machine ends the processes it describes anyway. A
+//! record found at start is a command whose steps may still be running, detached
+//! (`step_process`): the agent lists it as held and finishes it (ARCHITECTURE.md, "Scripts
+//! survive agent restarts").
 
 use std::path::{Path, PathBuf};
 
 use fleetrun_wire::agent::{StepReport, StepSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::write_private_file;
+use crate::identity::write_private_record;
 use crate::outbox::valid_command_id;
 use crate::AgentError;
 
@@ -41,7 +43,7 @@ fn path(work_root: &Path, command_id: &str) -> PathBuf {
 pub(crate) fn save(work_root: &Path, job: &Job) -> Result<(), AgentError> {
     let json = serde_json::to_vec(job)
         .map_err(|e| AgentError::io("encoding a job record", std::io::Error::other(e)))?;
-    write_private_file(&path(work_root, &job.command_id), &json)
+    write_private_record(&path(work_root, &job.command_id), &json)
 }
 
 /// Forgets a command's record (its report is safe in the outbox). Missing is fine.

@@ -34,7 +34,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::write_private_file;
+use crate::identity::write_private_record;
 use crate::AgentError;
 
 /// How often an agent that is not the step's parent looks whether it has ended.
@@ -117,7 +117,7 @@ pub(crate) fn unix_millis() -> i64 {
 pub(crate) fn record_start(records: &Path, start: &StepStart) -> Result<(), AgentError> {
     let json = serde_json::to_vec(start)
         .map_err(|e| AgentError::io("encoding a step record", std::io::Error::other(e)))?;
-    write_private_file(&records.join(STEP_FILE), &json)
+    write_private_record(&records.join(STEP_FILE), &json)
 }
 
 /// The start record of a step, if it was started at all.
@@ -164,7 +164,7 @@ pub(crate) fn spawn(
         start_ticks: start_ticks(pid).unwrap_or(0),
     };
     if let Ok(json) = serde_json::to_vec(&record) {
-        if let Err(e) = write_private_file(&records.join(PROCESS_FILE), &json) {
+        if let Err(e) = write_private_record(&records.join(PROCESS_FILE), &json) {
             tracing::warn!(error = %crate::error::describe(&e), "cannot record the step's process");
         }
     }
@@ -236,7 +236,7 @@ impl Watch {
     /// Records why, then SIGKILLs the whole group and waits (bounded) for it to go.
     pub(crate) async fn stop(&mut self, records: &Path, reason: Outcome) -> Ended {
         let marker = format!("{reason:?}\n");
-        if let Err(e) = write_private_file(&records.join(STOPPED_FILE), marker.as_bytes()) {
+        if let Err(e) = write_private_record(&records.join(STOPPED_FILE), marker.as_bytes()) {
             tracing::warn!(error = %crate::error::describe(&e), "cannot record why a step is stopped");
         }
         let record = match self {
