@@ -349,6 +349,43 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_name_the_operation_and_the_claimed_key() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonSSM.SendCommand"),
+        );
+        headers.insert("authorization", HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261127/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=ab",
+        ));
+        let root: Uri = "/".parse().expect("uri");
+        assert_eq!(operation_of(&Method::POST, &root, &headers), "SendCommand");
+        assert_eq!(claimed_access_key(&headers).as_deref(), Some("AKIAEXAMPLE"));
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("FleetrunAdmin.CreateAccessKey"),
+        );
+        assert_eq!(
+            operation_of(&Method::POST, &root, &headers),
+            "CreateAccessKey"
+        );
+        let poll: Uri = "/agent/v2/poll".parse().expect("uri");
+        assert_eq!(
+            operation_of(&Method::POST, &poll, &headers),
+            "POST /agent/v2/poll"
+        );
+        headers.insert("authorization", HeaderValue::from_static("Bearer x"));
+        assert_eq!(claimed_access_key(&headers), None);
+    }
+
+    #[test]
+    fn an_error_answer_carries_what_the_edge_logs() {
+        let resp = ApiError::InvalidNextToken.into_response();
+        let answered = resp.extensions().get::<Answered>().expect("answered");
+        assert_eq!(answered.code(), "InvalidNextToken");
+    }
+
+    #[test]
     fn raw_errors_are_complete_typed_responses() {
         let raw = String::from_utf8(raw_error(&parse_failure(431))).expect("utf8");
         let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
