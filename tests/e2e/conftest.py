@@ -195,9 +195,11 @@ class Server:
 
 
 def start_server(
-    binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool, cwd: Path | None = None
+    binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool, cwd: Path | None = None,
+    env: dict | None = None,
 ) -> Server:
-    """Starts `fleetrun server` on a free port; returns once the banner is printed and /healthz answers."""
+    """Starts `fleetrun server` on a free port; returns once the banner is printed and /healthz answers.
+    `env`: the server's whole environment (default: ours with NO_COLOR=1)."""
     last_error = None
     for attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
@@ -209,7 +211,9 @@ def start_server(
         ]
         if local_node:
             argv.append("--local-node")
-        proc = Proc(name if attempt == 0 else f"{name}-retry{attempt}", argv, log_dir, cwd=cwd)
+        proc = Proc(
+            name if attempt == 0 else f"{name}-retry{attempt}", argv, log_dir, env=env, cwd=cwd
+        )
         try:
             banner = proc.wait_for_line(
                 r"this machine is managed node (mi-\w{17})\b|no local node", STARTUP_TIMEOUT

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
+use crate::audit;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::ops;
@@ -77,27 +78,74 @@ async fn dispatch(state: &AppState, caller: Caller, op: &str, body: &Bytes) -> A
         "GetCommandInvocation" => {
             call(state, body, ops::get_invocation::get_command_invocation).await
         }
-        "CancelCommand" => call(state, body, ops::cancel::cancel_command).await,
-        "CreateActivation" => call(state, body, ops::activations::create_activation).await,
+        // Mutating operations get the caller: they write its audit line (`audit`).
+        "CancelCommand" => {
+            call(state, body, |st, req| {
+                ops::cancel::cancel_command(st, caller, req)
+            })
+            .await
+        }
+        "CreateActivation" => {
+            call(state, body, |st, req| {
+                ops::activations::create_activation(st, caller, req)
+            })
+            .await
+        }
         "DescribeActivations" => call(state, body, ops::activations::describe_activations).await,
-        "DeleteActivation" => call(state, body, ops::activations::delete_activation).await,
+        "DeleteActivation" => {
+            call(state, body, |st, req| {
+                ops::activations::delete_activation(st, caller, req)
+            })
+            .await
+        }
         "DeregisterManagedInstance" => {
-            call(state, body, ops::deregister::deregister_managed_instance).await
+            call(state, body, |st, req| {
+                ops::deregister::deregister_managed_instance(st, caller, req)
+            })
+            .await
         }
         "DescribeInstanceInformation" => {
             call(state, body, ops::instances::describe_instance_information).await
         }
-        "AddTagsToResource" => call(state, body, ops::tags::add_tags_to_resource).await,
-        "RemoveTagsFromResource" => call(state, body, ops::tags::remove_tags_from_resource).await,
+        "AddTagsToResource" => {
+            call(state, body, |st, req| {
+                ops::tags::add_tags_to_resource(st, caller, req)
+            })
+            .await
+        }
+        "RemoveTagsFromResource" => {
+            call(state, body, |st, req| {
+                ops::tags::remove_tags_from_resource(st, caller, req)
+            })
+            .await
+        }
         "ListTagsForResource" => call(state, body, ops::tags::list_tags_for_resource).await,
-        "CreateDocument" => call(state, body, ops::documents::create_document).await,
-        "UpdateDocument" => call(state, body, ops::documents::update_document).await,
+        "CreateDocument" => {
+            call(state, body, |st, req| {
+                ops::documents::create_document(st, caller, req)
+            })
+            .await
+        }
+        "UpdateDocument" => {
+            call(state, body, |st, req| {
+                ops::documents::update_document(st, caller, req)
+            })
+            .await
+        }
         "UpdateDocumentDefaultVersion" => {
-            call(state, body, ops::documents::update_document_default_version).await
+            call(state, body, |st, req| {
+                ops::documents::update_document_default_version(st, caller, req)
+            })
+            .await
         }
         "DescribeDocument" => call(state, body, ops::documents::describe_document).await,
         "GetDocument" => call(state, body, ops::documents::get_document).await,
-        "DeleteDocument" => call(state, body, ops::documents::delete_document).await,
+        "DeleteDocument" => {
+            call(state, body, |st, req| {
+                ops::documents::delete_document(st, caller, req)
+            })
+            .await
+        }
         "ListDocuments" => call(state, body, ops::list_documents::list_documents).await,
         other => Err(ApiError::UnknownOperation(format!(
             "Operation {other} is not supported by this server."
@@ -150,20 +198,25 @@ pub async fn handle(
         .map(|a| a.access_key_id)
         .unwrap_or_default();
     let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
-    let result = async {
+    let (caller, result) = async {
         // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
         // whether its target exists.
-        let caller = auth::authenticate(&state, &method, &uri, &headers, &body).await?;
+        let caller = match auth::authenticate(&state, &method, &uri, &headers, &body).await {
+            Ok(caller) => caller,
+            Err(e) => return (None, Err(e)),
+        };
         if op.is_empty() {
-            return Err(ApiError::UnknownOperation(format!(
+            let unknown = ApiError::UnknownOperation(format!(
                 "Missing or unrecognized X-Amz-Target header: '{target}'."
-            )));
+            ));
+            return (Some(caller), Err(unknown));
         }
-        if admin {
-            dispatch_admin(&state, caller, &op, &body).await
+        let result = if admin {
+            dispatch_admin(&state, caller.clone(), &op, &body).await
         } else {
-            dispatch(&state, caller, &op, &body).await
-        }
+            dispatch(&state, caller.clone(), &op, &body).await
+        };
+        (Some(caller), result)
     }
     .instrument(span.clone())
     .await;
@@ -171,7 +224,23 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             let _g = span.enter();
-            e.into_response()
+            if let (
+                Some(caller),
+                ApiError::AccessDenied {
+                    action, resource, ..
+                },
+            ) = (&caller, &e)
+            {
+                if audit::mutating(&op, admin) {
+                    audit::denied(caller, &op, action, resource);
+                }
+            }
+            let mut response = e.into_response();
+            // The verified caller, for the edge's log line of this error (`edge::typed_errors`).
+            if let Some(caller) = caller {
+                response.extensions_mut().insert(caller);
+            }
+            response
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {

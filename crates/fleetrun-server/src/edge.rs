@@ -4,6 +4,9 @@
 //! and request bodies are read (or discarded) in full before any handler sees them, so a refused
 //! body never leaves a half-read connection behind.
 //!
+//! It is also where every error answer is logged, once (`typed_errors`, with the operation and the
+//! caller; `raw_error` for the answers the transport writes itself).
+//!
 //! The codes come from `error.rs`; the choices are in ARCHITECTURE.md ("Choices").
 
 use std::pin::Pin;
@@ -16,7 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::auth::Caller;
+use crate::error::{Answered, ApiError, Asker};
 use crate::AppState;
 
 const AMZ_JSON: &str = "application/x-amz-json-1.1";
@@ -42,15 +46,21 @@ fn closing(mut resp: Response) -> Response {
 
 /// An error as the raw bytes of a complete HTTP/1.1 response that closes the connection, for the
 /// transport to write where hyper would have answered (or said nothing).
+/// Logged here: no request was parsed, so no operation or caller is known.
 pub(crate) fn raw_error(err: &ApiError) -> Vec<u8> {
     let body = fleetrun_wire::error::error_json(err.code(), &err.message());
     let status = err.status();
+    let id = request_id();
+    Answered::of(err).log(&Asker {
+        op: "-",
+        request_id: Some(&id),
+        ..Asker::default()
+    });
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {AMZ_JSON}\r\nx-amzn-errortype: {}\r\nx-amzn-requestid: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: {AMZ_JSON}\r\nx-amzn-errortype: {}\r\nx-amzn-requestid: {id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
         err.code(),
-        request_id(),
         body.len(),
     )
     .into_bytes()
@@ -91,13 +101,70 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )))
 }
 
+/// The operation a request asks for, for log lines: the `X-Amz-Target` operation of `POST /`
+/// (`SendCommand`, `CreateAccessKey`), else the method and path (`POST /agent/v2/poll`).
+fn operation_of(method: &Method, uri: &Uri, headers: &axum::http::HeaderMap) -> String {
+    if method == Method::POST && uri.path() == "/" {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let op = ["AmazonSSM.", "FleetrunAdmin."]
+            .iter()
+            .find_map(|p| target.strip_prefix(p))
+            .unwrap_or(target);
+        return op
+            .chars()
+            .filter(char::is_ascii_graphic)
+            .take(100)
+            .collect();
+    }
+    format!("{method} {}", shown(uri))
+}
+
+/// The access key id a request claims to be signed with (`Credential=<id>/…` of its
+/// Authorization header, whatever the algorithm), before any verification.
+fn claimed_access_key(headers: &axum::http::HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let (_, rest) = auth.split_once("Credential=")?;
+    let id: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(128)
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
 /// Last line of defence: an error response that is not typed awsJson (an axum rejection, a
 /// layer's own answer) is replaced by the typed error for its status; a typed one without a
-/// request id gets one.
+/// request id gets one. Then every error answer is logged here, once ([`Answered::log`]), with
+/// the operation and the caller (the verified one `aws::handle` leaves on its response, else
+/// the key the request claims).
 pub(crate) async fn typed_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let mut resp = next.run(req).await;
+    let op = operation_of(&method, &uri, req.headers());
+    let claimed = claimed_access_key(req.headers());
+    let mut resp = typed(method, uri, next.run(req).await).await;
+    if let Some(answered) = resp.extensions_mut().remove::<Answered>() {
+        let caller = resp.extensions().get::<Caller>();
+        let request_id = resp
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok());
+        answered.log(&Asker {
+            op: &op,
+            access_key_id: caller
+                .map(|c| c.access_key_id.as_str())
+                .or(claimed.as_deref()),
+            user: caller.map(|c| c.user_name.as_str()),
+            request_id,
+        });
+    }
+    resp
+}
+
+async fn typed(method: Method, uri: Uri, mut resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
@@ -279,6 +346,43 @@ mod tests {
                 drained: false
             })
         ));
+    }
+
+    #[test]
+    fn log_lines_name_the_operation_and_the_claimed_key() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonSSM.SendCommand"),
+        );
+        headers.insert("authorization", HeaderValue::from_static(
+            "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20261127/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=ab",
+        ));
+        let root: Uri = "/".parse().expect("uri");
+        assert_eq!(operation_of(&Method::POST, &root, &headers), "SendCommand");
+        assert_eq!(claimed_access_key(&headers).as_deref(), Some("AKIAEXAMPLE"));
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("FleetrunAdmin.CreateAccessKey"),
+        );
+        assert_eq!(
+            operation_of(&Method::POST, &root, &headers),
+            "CreateAccessKey"
+        );
+        let poll: Uri = "/agent/v2/poll".parse().expect("uri");
+        assert_eq!(
+            operation_of(&Method::POST, &poll, &headers),
+            "POST /agent/v2/poll"
+        );
+        headers.insert("authorization", HeaderValue::from_static("Bearer x"));
+        assert_eq!(claimed_access_key(&headers), None);
+    }
+
+    #[test]
+    fn an_error_answer_carries_what_the_edge_logs() {
+        let resp = ApiError::InvalidNextToken.into_response();
+        let answered = resp.extensions().get::<Answered>().expect("answered");
+        assert_eq!(answered.code(), "InvalidNextToken");
     }
 
     #[test]

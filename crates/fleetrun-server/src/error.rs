@@ -1,7 +1,8 @@
 //! Every AWS error code fleetrun answers, spelled in one place, with its HTTP status.
 //!
 //! Domain errors become API errors in exactly one exhaustive `match` ([`From<CoreError>`]); internal
-//! causes are logged here once and never sent to the client.
+//! causes are never sent to the client. Every error answer is logged once ([`Answered`]): at INFO
+//! for client errors (4xx), at ERROR with the internal cause for server faults (5xx).
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -416,13 +417,10 @@ impl From<CoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The awsJson error answer, carrying its [`Answered`] for the edge to log (not logged here:
+    /// the edge knows the operation and the caller, `edge::typed_errors`).
     fn into_response(self) -> Response {
-        match &self {
-            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            other => {
-                tracing::debug!(code = other.code(), message = %other.message(), "client error")
-            }
-        }
+        let answered = Answered::of(&self);
         let body = fleetrun_wire::error::error_json(self.code(), &self.message());
         let mut resp = (self.status(), body).into_response();
         let headers = resp.headers_mut();
@@ -431,7 +429,87 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/x-amz-json-1.1"),
         );
         headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code()));
+        resp.extensions_mut().insert(answered);
         resp
+    }
+}
+
+/// How much of an error's message is logged: AWS's validation sentences quote the offending
+/// value, which may be long (a document).
+const LOGGED_MESSAGE_CHARS: usize = 300;
+
+/// What an error answer said, for its one log line: `into_response` leaves it in the response's
+/// extensions and the edge logs it ([`Answered::log`]) with the request's operation and caller;
+/// the transport logs the answers it writes itself (`edge::raw_error`).
+#[derive(Debug, Clone)]
+pub struct Answered {
+    code: &'static str,
+    status: StatusCode,
+    message: String,
+    /// The internal cause of a server fault (never sent).
+    cause: Option<String>,
+}
+
+/// Who asked, as far as the edge knows, for the log line of an error answer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Asker<'a> {
+    /// The operation (`SendCommand`), or the method and path outside the SSM API.
+    pub op: &'a str,
+    /// The access key the request was signed with (verified, or as claimed when it failed).
+    pub access_key_id: Option<&'a str>,
+    /// The verified key's user name.
+    pub user: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+impl Answered {
+    pub fn of(e: &ApiError) -> Self {
+        let message = e.message();
+        let message = match message.char_indices().nth(LOGGED_MESSAGE_CHARS) {
+            Some((cut, _)) => format!("{}…", &message[..cut]),
+            None => message,
+        };
+        Self {
+            code: e.code(),
+            status: e.status(),
+            message,
+            cause: match e {
+                ApiError::Internal(cause) => Some(cause.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The one log line of this answer: a client error (4xx) at INFO, a server fault at ERROR.
+    pub fn log(&self, who: &Asker<'_>) {
+        let status = self.status.as_u16();
+        if self.status.is_server_error() {
+            tracing::error!(
+                code = %self.code,
+                status,
+                op = %who.op,
+                access_key_id = who.access_key_id.map(tracing::field::display),
+                user = who.user.map(tracing::field::display),
+                request_id = who.request_id.map(tracing::field::display),
+                cause = self.cause.as_deref().map(tracing::field::display),
+                "server error"
+            );
+        } else {
+            tracing::info!(
+                code = %self.code,
+                status,
+                op = %who.op,
+                access_key_id = who.access_key_id.map(tracing::field::display),
+                user = who.user.map(tracing::field::display),
+                request_id = who.request_id.map(tracing::field::display),
+                detail = %self.message,
+                "client error"
+            );
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`/agent/v2/*`, nodes authenticated by `node_auth`), and the background timekeeper. `main` builds a [`Server`] and calls [`Server::serve`].
 
 pub mod agent_api;
+pub mod audit;
 pub mod auth;
 mod aws;
 mod convert;

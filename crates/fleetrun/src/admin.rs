@@ -28,8 +28,19 @@ pub struct AdminArgs {
     /// Region the server serves (part of every signature).
     #[arg(long, env = "FLEETRUN_REGION", default_value = "us-east-1")]
     region: String,
+    /// `json`: the answer as JSON. `text`: tab-separated values for scripts, as the aws CLI's
+    /// `--output text` — create-key prints the key id and its secret, list-keys one line per key
+    /// (id, user, status), the others nothing.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    output: Output,
     #[command(subcommand)]
     command: AdminCmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Json,
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +195,42 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             call(&args, "DeleteAccessKey", &body).await?
         }
     };
-    println!("{}", serde_json::to_string_pretty(&answer)?);
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Output::Text => print!("{}", as_text(&args.command, &answer)),
+    }
     Ok(())
+}
+
+/// The `--output text` form of an answer (see [`AdminArgs::output`]).
+fn as_text(command: &AdminCmd, answer: &serde_json::Value) -> String {
+    let field = |v: &serde_json::Value, name: &str| v[name].as_str().unwrap_or_default().to_owned();
+    match command {
+        AdminCmd::CreateKey { .. } => {
+            let key = &answer["AccessKey"];
+            format!(
+                "{}\t{}\n",
+                field(key, "AccessKeyId"),
+                field(key, "SecretAccessKey")
+            )
+        }
+        AdminCmd::ListKeys => answer["AccessKeyMetadata"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| {
+                        format!(
+                            "{}\t{}\t{}\n",
+                            field(k, "AccessKeyId"),
+                            field(k, "UserName"),
+                            field(k, "Status")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        AdminCmd::DisableKey { .. } | AdminCmd::EnableKey { .. } | AdminCmd::DeleteKey { .. } => {
+            String::new()
+        }
+    }
 }

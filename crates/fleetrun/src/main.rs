@@ -189,6 +189,15 @@ struct AgentRegisterArgs {
     trust: TrustArgs,
 }
 
+/// Colour in log lines only for a person watching: stderr is a terminal and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>). A file, a pipe or journald gets plain text.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`). JSON mode writes one object per line
+/// (event fields under `fields`, the request span under `span`); nothing else is written to stderr.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -196,8 +205,8 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(log_colour()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }
 
@@ -231,7 +240,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(server(args))),
+            .and_then(|rt| rt.block_on(server(args, cli.log_format))),
         // One thread keeps the agent's footprint small.
         Cmd::Admin(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -261,7 +270,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn server(args: ServerArgs) -> anyhow::Result<()> {
+async fn server(args: ServerArgs, log_format: LogFormat) -> anyhow::Result<()> {
     fleetrun_server::private_dir(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let db = args.data_dir.join("fleetrun.db");
@@ -346,15 +355,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             },
         )));
     }
-    print_banner(
-        &endpoint,
-        &args.region,
-        &args.data_dir,
-        local_id.as_deref(),
-        admin.as_ref(),
-        tls.as_ref()
+    let banner = Banner {
+        endpoint: &endpoint,
+        region: &args.region,
+        data_dir: &args.data_dir,
+        node: local_id.as_deref(),
+        admin: admin.as_ref(),
+        tls: tls
+            .as_ref()
             .map(|t| (t, tls_mode == tls::TlsMode::SelfSigned)),
-    );
+    };
+    banner.log();
+    // The banner is for a person at a terminal; in JSON mode the event above says it all, and
+    // stdout stays empty so a collector reading both streams sees only JSON.
+    if matches!(log_format, LogFormat::Text) {
+        banner.print();
+    }
 
     shutdown_signal().await;
     let _ = agent_stop_tx.send(true);
@@ -381,65 +397,104 @@ fn endpoint_for(addr: SocketAddr, tls: bool) -> String {
     format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
-/// The start-up banner on stdout (not the log): where to point the `aws` CLI, with which key. The
-/// administrator secret is printed here so the first start ends with a working command; it is
-/// never logged, and it is read from the 0600 file the server keeps it in.
-fn print_banner(
-    endpoint: &str,
-    region: &str,
-    data_dir: &std::path::Path,
-    node: Option<&str>,
-    admin: Option<&fleetrun_server::auth::AdminCredentials>,
-    tls: Option<(&tls::ServerTls, bool)>,
-) {
-    println!();
-    println!("fleetrun is serving the SSM Run Command API at {endpoint}");
-    println!("  region {region}, data in {}", data_dir.display());
-    // A self-signed certificate is what clients must trust: name it by absolute path.
-    let mut ca_bundle = String::new();
-    if let Some((t, self_signed)) = tls {
-        let cert = std::path::absolute(&t.cert_path).unwrap_or_else(|_| t.cert_path.clone());
-        println!("  TLS certificate {}", cert.display());
-        println!("  SHA-256 fingerprint {}", t.fingerprint);
-        println!(
-            "  agents elsewhere: fleetrun agent --server https://<this host>:{} --server-fingerprint {}",
-            endpoint.rsplit(':').next().unwrap_or_default(),
-            t.fingerprint
-        );
-        if self_signed {
-            ca_bundle = format!(" AWS_CA_BUNDLE={}", cert.display());
-        }
+/// What a fresh server tells its operator: where to point clients, with which key.
+struct Banner<'a> {
+    endpoint: &'a str,
+    region: &'a str,
+    data_dir: &'a std::path::Path,
+    node: Option<&'a str>,
+    admin: Option<&'a fleetrun_server::auth::AdminCredentials>,
+    /// The certificate served, and whether it is self-signed (clients must then trust it).
+    tls: Option<(&'a tls::ServerTls, bool)>,
+}
+
+impl Banner<'_> {
+    /// A certificate (or key file) named by absolute path: clients run from other directories.
+    fn absolute(path: &std::path::Path) -> PathBuf {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
     }
-    match node {
-        Some(id) => println!("  this machine is managed node {id}"),
-        None => println!(
-            "  no local node (start with --local-node, or register agents with create-activation)"
-        ),
-    }
-    println!();
-    match admin {
-        Some(key) => {
-            println!(
-                "Every call is SigV4-signed. Administrator key (also in {}):",
-                key.path.display()
-            );
-            println!(
-                "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={region} AWS_ENDPOINT_URL={endpoint}{ca_bundle}",
-                key.access_key_id, key.secret_access_key
-            );
-        }
-        None => println!(
-            "Every call is SigV4-signed. The administrator key file {}/admin-credentials was removed; use a key from `fleetrun admin create-key`.",
-            data_dir.display()
-        ),
-    }
-    if let Some(id) = node {
-        println!("Try it:");
-        println!(
-            "  aws ssm send-command --instance-ids {id} --document-name AWS-RunShellScript --parameters 'commands=[\"uname -a\"]'"
+
+    /// The banner's facts as one log event (never the secret: only where its file is).
+    fn log(&self) {
+        let credentials = self
+            .admin
+            .map(|k| Self::absolute(&k.path).display().to_string());
+        let certificate = self
+            .tls
+            .map(|(t, _)| Self::absolute(&t.cert_path).display().to_string());
+        tracing::info!(
+            endpoint = %self.endpoint,
+            region = %self.region,
+            data_dir = %self.data_dir.display(),
+            local_node = self.node.map(tracing::field::display),
+            admin_credentials_file = credentials.map(tracing::field::display),
+            tls_certificate = certificate.map(tracing::field::display),
+            tls_fingerprint = self.tls.map(|(t, _)| tracing::field::display(&t.fingerprint)),
+            "fleetrun server ready"
         );
     }
-    println!();
+
+    /// The start-up banner on stdout (not the log): where to point the `aws` CLI, with which key.
+    /// The administrator secret is printed here so the first start ends with a working command;
+    /// it is never logged, and it is read from the 0600 file the server keeps it in.
+    fn print(&self) {
+        let Self {
+            endpoint,
+            region,
+            data_dir,
+            node,
+            admin,
+            tls,
+        } = self;
+        println!();
+        println!("fleetrun is serving the SSM Run Command API at {endpoint}");
+        println!("  region {region}, data in {}", data_dir.display());
+        // A self-signed certificate is what clients must trust: name it by absolute path.
+        let mut ca_bundle = String::new();
+        if let Some((t, self_signed)) = tls {
+            let cert = Self::absolute(&t.cert_path);
+            println!("  TLS certificate {}", cert.display());
+            println!("  SHA-256 fingerprint {}", t.fingerprint);
+            println!(
+                "  agents elsewhere: fleetrun agent --server https://<this host>:{} --server-fingerprint {}",
+                endpoint.rsplit(':').next().unwrap_or_default(),
+                t.fingerprint
+            );
+            if *self_signed {
+                ca_bundle = format!(" AWS_CA_BUNDLE={}", cert.display());
+            }
+        }
+        match node {
+            Some(id) => println!("  this machine is managed node {id}"),
+            None => println!(
+                "  no local node (start with --local-node, or register agents with create-activation)"
+            ),
+        }
+        println!();
+        match admin {
+            Some(key) => {
+                println!(
+                    "Every call is SigV4-signed. Administrator key (also in {}):",
+                    key.path.display()
+                );
+                println!(
+                    "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={region} AWS_ENDPOINT_URL={endpoint}{ca_bundle}",
+                    key.access_key_id, key.secret_access_key
+                );
+            }
+            None => println!(
+                "Every call is SigV4-signed. The administrator key file {}/admin-credentials was removed; use a key from `fleetrun admin create-key`.",
+                data_dir.display()
+            ),
+        }
+        if let Some(id) = node {
+            println!("Try it:");
+            println!(
+                "  aws ssm send-command --instance-ids {id} --document-name AWS-RunShellScript --parameters 'commands=[\"uname -a\"]'"
+            );
+        }
+        println!();
+    }
 }
 
 /// `--drain-grace-secs` as a duration: finite and not negative.
@@ -522,8 +577,7 @@ async fn agent_inner(args: AgentArgs) -> anyhow::Result<u8> {
             return Ok(exit::CLEAN);
         }
     };
-    tracing::info!(instance_id = %identity.instance_id, %server, "agent started");
+    // `fleetrun_agent::run` logs "agent started" (with its settings) and "agent stopped".
     fleetrun_agent::run(cfg, identity, shutdown_signal()).await?;
-    tracing::info!("agent stopped");
     Ok(exit::CLEAN)
 }

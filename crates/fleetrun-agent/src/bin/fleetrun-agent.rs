@@ -47,7 +47,8 @@ Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
                          must chain to (default: the system's CAs)         [env FLEETRUN_CA_CERT]
   --server-fingerprint   SHA-256 of the server's certificate, hex, colons optional: pins it
                                                                    [env FLEETRUN_SERVER_FINGERPRINT]
-Logging: RUST_LOG=error|warn|info|debug|trace (a level only; default info), to stderr.";
+Logging: RUST_LOG=error|warn|info|debug|trace (a level only; default info), to stderr;
+coloured only when stderr is a terminal and NO_COLOR is unset.";
 
 /// How the binary ends: an exit code, and for failures the message to log.
 enum Ending {
@@ -288,9 +289,15 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
         .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    // Colour only for a person watching: stderr a terminal, `NO_COLOR` unset or empty.
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     // One thread keeps the agent's footprint small (as `fleetrun agent` does).
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -13,6 +13,7 @@ use fleetrun_wire::admin::{
     UpdateAccessKeyRequest,
 };
 
+use crate::audit::audit;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -73,7 +74,8 @@ impl Admin {
             created_at: now_millis(),
         };
         st.store.create_access_key(key.clone()).await?;
-        tracing::info!(by = %self.caller.access_key_id, access_key_id = %key.access_key_id, user = %key.user_name, "access key created");
+        // The new key's secret goes to the caller only.
+        audit!(self.caller, "CreateAccessKey", key_id = %key.access_key_id, key_user = %key.user_name, "access key created");
         Ok(CreateAccessKeyResult {
             access_key: AccessKeyWithSecret {
                 access_key_id: key.access_key_id,
@@ -117,7 +119,7 @@ impl Admin {
             return Err(no_such_key(&id));
         }
         st.keys.forget(&id);
-        tracing::info!(by = %self.caller.access_key_id, access_key_id = %id, status = status.as_str(), "access key updated");
+        audit!(self.caller, "UpdateAccessKey", key_id = %id, status = status.as_str(), "access key updated");
         Ok(Empty {})
     }
 
@@ -132,7 +134,7 @@ impl Admin {
             return Err(no_such_key(&id));
         }
         st.keys.forget(&id);
-        tracing::info!(by = %self.caller.access_key_id, access_key_id = %id, "access key deleted");
+        audit!(self.caller, "DeleteAccessKey", key_id = %id, "access key deleted");
         Ok(Empty {})
     }
 }

@@ -11,6 +11,8 @@ use fleetrun_wire::ssm::{
 use fleetrun_wire::validate::Violations;
 
 use super::validate::{finish, max_results, page_start};
+use crate::audit::audit;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -25,6 +27,7 @@ fn tag_text_ok(s: &str) -> bool {
 
 pub async fn create_activation(
     st: AppState,
+    caller: Caller,
     req: CreateActivationRequest,
 ) -> ApiResult<CreateActivationResult> {
     let mut v = Violations::new();
@@ -82,14 +85,16 @@ pub async fn create_activation(
     };
     let id = ActivationId::generate();
     let code = random_secret(20);
+    let iam_role = req.iam_role.unwrap_or_default();
+    let registration_limit = req.registration_limit.unwrap_or(1) as u32;
     st.store
         .create_activation(NewActivation {
             id: id.clone(),
             code_hash: hash_secret(&code),
             description: req.description.unwrap_or_default(),
             default_instance_name: req.default_instance_name.unwrap_or_default(),
-            iam_role: req.iam_role.unwrap_or_default(),
-            registration_limit: req.registration_limit.unwrap_or(1) as u32,
+            iam_role: iam_role.clone(),
+            registration_limit,
             expires_at,
             created_at: now,
             tags: tags
@@ -101,7 +106,8 @@ pub async fn create_activation(
                 .collect(),
         })
         .await?;
-    tracing::info!(activation_id = %id, "activation created");
+    // The code is the activation's secret: only its id is logged.
+    audit!(caller, "CreateActivation", activation_id = %id, registration_limit, iam_role = %iam_role, "activation created");
     Ok(CreateActivationResult {
         activation_id: id.to_string(),
         activation_code: code,
@@ -204,6 +210,7 @@ pub async fn describe_activations(
 
 pub async fn delete_activation(
     st: AppState,
+    caller: Caller,
     req: DeleteActivationRequest,
 ) -> ApiResult<serde_json::Value> {
     let raw = req.activation_id.as_deref().unwrap_or_default();
@@ -211,6 +218,6 @@ pub async fn delete_activation(
         ApiError::InvalidActivationId(format!("Activation id '{raw}' is not valid."))
     })?;
     st.store.delete_activation(&id).await?;
-    tracing::info!(activation_id = %id, "activation deleted");
+    audit!(caller, "DeleteActivation", activation_id = %id, "activation deleted");
     Ok(serde_json::json!({}))
 }

@@ -6,11 +6,14 @@ use fleetrun_wire::ssm::CancelCommandRequest;
 use fleetrun_wire::validate::Violations;
 
 use super::validate::{finish, instance_ids};
+use crate::audit::audit;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
 pub async fn cancel_command(
     st: AppState,
+    caller: Caller,
     req: CancelCommandRequest,
 ) -> ApiResult<serde_json::Value> {
     let mut v = Violations::new();
@@ -29,6 +32,6 @@ pub async fn cancel_command(
     for node in &outcome.nodes_to_notify {
         st.notifier.wake(node.as_str());
     }
-    tracing::info!(command_id = %command_id, running = outcome.nodes_to_notify.len(), "cancel requested");
+    audit!(caller, "CancelCommand", command_id = %command_id, instances = nodes.as_ref().map(Vec::len), running = outcome.nodes_to_notify.len(), "cancel requested");
     Ok(serde_json::json!({}))
 }

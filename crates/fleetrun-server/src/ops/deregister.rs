@@ -6,6 +6,8 @@ use fleetrun_wire::ssm::DeregisterManagedInstanceRequest;
 use fleetrun_wire::validate::Violations;
 
 use super::validate::finish;
+use crate::audit::audit;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -21,6 +23,7 @@ fn managed_id_ok(s: &str) -> bool {
 
 pub async fn deregister_managed_instance(
     st: AppState,
+    caller: Caller,
     req: DeregisterManagedInstanceRequest,
 ) -> ApiResult<serde_json::Value> {
     let mut v = Violations::new();
@@ -43,6 +46,6 @@ pub async fn deregister_managed_instance(
     }
     // The node's own long poll, if parked, answers at once that it is gone: its agent stops.
     st.notifier.wake(id.as_str());
-    tracing::info!(instance_id = %id, "node deregistered");
+    audit!(caller, "DeregisterManagedInstance", instance_id = %id, undeliverable_on = wake.len(), "node deregistered");
     Ok(serde_json::json!({}))
 }

@@ -25,6 +25,8 @@ use fleetrun_wire::validate::Violations;
 
 use super::send_command::document_version_ok;
 use super::validate::finish;
+use crate::audit::audit;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -340,6 +342,7 @@ async fn new_version(
 
 pub async fn create_document(
     st: AppState,
+    caller: Caller,
     req: CreateDocumentRequest,
 ) -> ApiResult<CreateDocumentResult> {
     let mut v = Violations::new();
@@ -408,7 +411,7 @@ pub async fn create_document(
             MAX_DOCUMENTS,
         )
         .await?;
-    tracing::info!(document = %doc.name, "document created");
+    audit!(caller, "CreateDocument", document = %doc.name, version = 1, "document created");
     let loaded = load(&st, &name, Some("1"), None).await?;
     Ok(CreateDocumentResult {
         document_description: description(&loaded, "Creating"),
@@ -423,6 +426,7 @@ fn immutable(name: &str, what: &str) -> ApiError {
 
 pub async fn update_document(
     st: AppState,
+    caller: Caller,
     req: UpdateDocumentRequest,
 ) -> ApiResult<CreateDocumentResult> {
     let mut v = Violations::new();
@@ -469,7 +473,7 @@ pub async fn update_document(
         .store
         .add_document_version(&name, expected, next, MAX_DOCUMENT_VERSIONS)
         .await?;
-    tracing::info!(document = %name, version = doc.latest_version, "document updated");
+    audit!(caller, "UpdateDocument", document = %name, version = doc.latest_version, "document updated");
     let loaded = load(&st, &name, Some(&doc.latest_version.to_string()), None).await?;
     Ok(CreateDocumentResult {
         document_description: description(&loaded, "Updating"),
@@ -478,6 +482,7 @@ pub async fn update_document(
 
 pub async fn update_document_default_version(
     st: AppState,
+    caller: Caller,
     req: UpdateDocumentDefaultVersionRequest,
 ) -> ApiResult<UpdateDocumentDefaultVersionResult> {
     let mut v = Violations::new();
@@ -515,7 +520,7 @@ pub async fn update_document_default_version(
         .document_version(&name, version)
         .await?
         .ok_or_else(|| not_found(&name))?;
-    tracing::info!(document = %name, version, "default document version changed");
+    audit!(caller, "UpdateDocumentDefaultVersion", document = %name, version, "default document version changed");
     Ok(UpdateDocumentDefaultVersionResult {
         description: DocumentDefaultVersionDescription {
             name,
@@ -586,7 +591,11 @@ pub async fn get_document(st: AppState, req: DocumentRequest) -> ApiResult<GetDo
     })
 }
 
-pub async fn delete_document(st: AppState, req: DocumentRequest) -> ApiResult<serde_json::Value> {
+pub async fn delete_document(
+    st: AppState,
+    caller: Caller,
+    req: DocumentRequest,
+) -> ApiResult<serde_json::Value> {
     let mut v = Violations::new();
     check_name(&mut v, req.name.as_deref(), false);
     check_version(
@@ -615,6 +624,7 @@ pub async fn delete_document(st: AppState, req: DocumentRequest) -> ApiResult<se
         None
     };
     st.store.delete_document(&name, version).await?;
-    tracing::info!(document = %name, ?version, "document deleted");
+    // No version: the whole document went.
+    audit!(caller, "DeleteDocument", document = %name, version, "document deleted");
     Ok(serde_json::json!({}))
 }

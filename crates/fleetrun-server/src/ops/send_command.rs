@@ -13,6 +13,7 @@ use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
 use fleetrun_wire::validate::Violations;
 
 use super::validate::finish;
+use crate::audit::audit;
 use crate::auth::Caller;
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
@@ -257,12 +258,15 @@ pub async fn send_command(
         access_denied,
     };
     new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let denied = new.access_denied.len();
     let sent = st.store.insert_command(new).await?;
     for id in &sent.wake {
         st.notifier.wake(id.as_str());
     }
     let command = sent.command;
-    tracing::info!(command_id = %command.id, targets = targets.len(), document = %command.document_name, by = %caller.access_key_id, user = %caller.user_name, "command sent");
+    // `targets`: the nodes resolved (TargetCount); `access_denied`: those of them the caller may not
+    // touch, whose invocations end AccessDenied.
+    audit!(caller, "SendCommand", command_id = %command.id, document = %command.document_name, targets = targets.len(), access_denied = denied, "command sent");
     Ok(SendCommandResult {
         command: convert::command(command),
     })

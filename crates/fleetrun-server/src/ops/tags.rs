@@ -21,6 +21,8 @@ use fleetrun_wire::tags::{
 use fleetrun_wire::validate::Violations;
 
 use super::validate::finish;
+use crate::audit::audit;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 
@@ -78,6 +80,7 @@ fn refuse_reserved(keys: &[&str]) -> ApiResult<()> {
 
 pub async fn add_tags_to_resource(
     st: AppState,
+    caller: Caller,
     req: AddTagsToResourceRequest,
 ) -> ApiResult<EmptyResult> {
     let mut v = Violations::new();
@@ -117,12 +120,15 @@ pub async fn add_tags_to_resource(
     )?;
     refuse_reserved(&tags.iter().map(|t| t.key.as_str()).collect::<Vec<_>>())?;
     st.store.add_node_tags(&node, &tags).await?;
-    tracing::info!(instance_id = %node, tags = tags.len(), "tags added");
+    // Keys only: tag values are the caller's data.
+    let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+    audit!(caller, "AddTagsToResource", instance_id = %node, keys = ?keys, "tags added");
     Ok(EmptyResult {})
 }
 
 pub async fn remove_tags_from_resource(
     st: AppState,
+    caller: Caller,
     req: RemoveTagsFromResourceRequest,
 ) -> ApiResult<EmptyResult> {
     let mut v = Violations::new();
@@ -143,7 +149,7 @@ pub async fn remove_tags_from_resource(
     )?;
     refuse_reserved(&keys.iter().map(String::as_str).collect::<Vec<_>>())?;
     st.store.remove_node_tags(&node, &keys).await?;
-    tracing::info!(instance_id = %node, keys = keys.len(), "tags removed");
+    audit!(caller, "RemoveTagsFromResource", instance_id = %node, keys = ?keys, "tags removed");
     Ok(EmptyResult {})
 }
 
