@@ -357,10 +357,13 @@ async fn commands_stored_without_a_rendering_list_the_same() {
     let done = s.run(&[&node], &["echo listed"]).await;
     s.wait(&done, &node).await;
     a.stop().await;
+    // A node that never polls: its work stays Pending across the restart (a stopped agent's
+    // goodbye would turn it Delayed on the next tick).
+    let idle = s.register_node("Linux").await;
     s.client
         .send_command()
         .document_name("AWS-RunShellScript")
-        .instance_ids(&node)
+        .instance_ids(&idle)
         .comment("waits \"undelivered\" ✓")
         .timeout_seconds(120)
         .max_concurrency("3")
