@@ -390,7 +390,7 @@ def test_failure_timeout_and_cancel_end_as_promised(walkthrough):
     failed = settled(walkthrough, failed["CommandId"])
     assert failed["Status"] == "Failed"
     inv = walkthrough.ssm.get_command_invocation(CommandId=failed["CommandId"], InstanceId=v["NODE"])
-    assert (inv["Status"], inv["ResponseCode"], inv["StandardErrorContent"]) == ("Failed", 3, "bad\n")
+    assert (inv["Status"], inv["ResponseCode"], inv["StandardErrorContent"]) == ("Failed", 3, "bad\nfailed to run commands: exit status 3")
 
     timed = command_with(
         walkthrough,

@@ -22,7 +22,6 @@
 //! else any Cancelled → Cancelled, else Success. Times are wall-clock (they must survive a
 //! restart of the agent), measured from the first step's start.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use tokio::sync::watch;
 
 use crate::capture::{create_output_file, read_prefix, Prefix};
 use crate::environment::{valid_name, valid_value};
-use crate::identity::{ensure_private_dir, write_private_file};
+use crate::identity::ensure_private_dir;
 use crate::job;
 use crate::outbox::valid_command_id;
 use crate::step_process::{self, Ended, StepStart, Watch};
@@ -433,11 +432,9 @@ async fn start_step(
     script.push('\n');
     let prepared = ensure_private_dir(step_dir)
         .and_then(|()| ensure_private_dir(&dirs.records))
-        .and_then(|()| write_private_file(&script_path, script.as_bytes()))
         .and_then(|()| {
-            // Executable, as amazon-ssm-agent leaves it: the kernel reads its `#!` line.
-            std::fs::set_permissions(&script_path, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| crate::AgentError::io("making the script executable", e))
+            step_process::write_script(&script_path, script.as_bytes())
+                .map_err(|e| crate::AgentError::io(format!("writing {}", script_path.display()), e))
         })
         .and_then(|()| {
             Ok((

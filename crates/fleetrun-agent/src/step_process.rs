@@ -22,10 +22,11 @@
 //! executed directly, so a `#!` line chooses the interpreter, and read by `sh` when it has none.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use fleetrun_wire::agent::Outcome;
@@ -59,6 +60,28 @@ const WRAPPER: &str = r#"printf '%s\n' "$$" > "$2/pid"
 code=$?
 printf '%s\n' "$code" > "$2/exit_status"
 exit "$code""#;
+
+/// Held while a script file is open for writing and while a step process is forked. A child
+/// forked by another thread inherits every open descriptor until it execs; if one of them is a
+/// script being written, executing that script fails with ETXTBSY ("Text file busy"). Under
+/// this lock no fork happens while a script is open, and a fork is exec'd (std's spawn returns
+/// only then) before a script is opened again.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Writes a step's script, executable by the agent's user only (0700, as amazon-ssm-agent leaves
+/// it: the kernel reads its `#!` line).
+pub(crate) fn write_script(path: &Path, script: &[u8]) -> std::io::Result<()> {
+    let _forks = FORK_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o700)
+        .open(path)?;
+    // `mode` applies only to a new file.
+    file.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+    file.write_all(script)
+}
 
 /// What is recorded before a step's processes start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,7 +176,10 @@ pub(crate) fn spawn(
         .process_group(0)
         // Outliving the agent is the point: never killed because a handle was dropped.
         .kill_on_drop(false);
-    let child = command.spawn()?;
+    let child = {
+        let _forks = FORK_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+        command.spawn()?
+    };
     drop(command);
     let pid = child
         .id()

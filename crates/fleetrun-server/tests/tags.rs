@@ -116,7 +116,7 @@ async fn ran_on(s: &TestServer, c: &aws_sdk_ssm::types::Command) -> Vec<String> 
         let node = inv.instance_id().expect("node").to_string();
         let out = s.wait(id, &node).await;
         let stdout = out.standard_output_content().unwrap_or_default();
-        assert!(stdout.starts_with(&node), "{stdout:?} from {node}");
+        assert!(stdout.starts_with(&node), "{stdout:?} from {node}: {out:?}");
         nodes.push(node);
     }
     sorted(nodes)
