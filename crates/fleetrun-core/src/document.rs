@@ -216,17 +216,18 @@ pub fn aws_run_shell_script() -> DocumentSpec {
 pub fn builtin(name: &str, version: &str) -> CoreResult<DocumentSpec> {
     let name_only = name.rsplit('/').next().unwrap_or(name);
     if name_only != RUN_SHELL_SCRIPT {
-        return Err(CoreError::InvalidDocument(format!(
-            "Document {name} does not exist in your account"
-        )));
+        return Err(CoreError::UnknownDocument {
+            name: name.to_owned(),
+        });
     }
     let doc = aws_run_shell_script();
     match version {
         "" | "$DEFAULT" | "$LATEST" => Ok(doc),
         v if v == doc.version => Ok(doc),
-        v => Err(CoreError::InvalidDocumentVersion(format!(
-            "Document {name} does not have version {v}"
-        ))),
+        v => Err(CoreError::UnknownDocumentVersion {
+            name: name.to_owned(),
+            version: v.to_owned(),
+        }),
     }
 }
 
@@ -535,11 +536,11 @@ mod tests {
         assert!(builtin("arn:aws:ssm:us-east-1::document/AWS-RunShellScript", "1").is_ok());
         assert!(matches!(
             builtin("AWS-RunShellScript", "2"),
-            Err(CoreError::InvalidDocumentVersion(_))
+            Err(CoreError::UnknownDocumentVersion { .. })
         ));
         assert!(matches!(
             builtin("My-Doc", ""),
-            Err(CoreError::InvalidDocument(_))
+            Err(CoreError::UnknownDocument { .. })
         ));
     }
 }

@@ -94,18 +94,17 @@ pub fn check_command_size(
 /// case-insensitively. fleetrun keeps Sha256 hashes only (AWS deprecated Sha1 and reports `HashType`
 /// Sha256), so a `Sha1` hash never matches.
 ///
-/// A mismatch is `InvalidDocument`, worded as AWS words it when a Run Command task's stored hash no
-/// longer matches the document: `document hash <hash> does not match Sha256.` (observed,
-/// aws-samples/aws-security-reference-architecture-examples#301; the API reference lists
-/// InvalidDocument as SendCommand's document error and documents no other code for this).
+/// A mismatch is [`CoreError::DocumentHashMismatch`] (the edge answers it `InvalidDocument`, worded
+/// as AWS words it).
 pub fn verify_document_hash(hash: &str, given: &str, hash_type: Option<&str>) -> CoreResult<()> {
     let hash_type = hash_type.unwrap_or("Sha256");
     if hash_type == "Sha256" && given.eq_ignore_ascii_case(hash) {
         return Ok(());
     }
-    Err(CoreError::InvalidDocument(format!(
-        "document hash {given} does not match {hash_type}."
-    )))
+    Err(CoreError::DocumentHashMismatch {
+        given: given.to_owned(),
+        hash_type: hash_type.to_owned(),
+    })
 }
 
 /// A version about to be stored. Its number is assigned by the store.
@@ -194,10 +193,9 @@ impl VersionSelector {
                 .ok()
                 .filter(|v| *v > 0 && !n.starts_with('0'))
                 .map(Self::Number)
-                .ok_or_else(|| {
-                    CoreError::InvalidDocumentVersion(format!(
-                        "Document {name} does not have version {s}"
-                    ))
+                .ok_or_else(|| CoreError::UnknownDocumentVersion {
+                    name: name.to_owned(),
+                    version: s.to_owned(),
                 }),
         }
     }
@@ -389,15 +387,15 @@ mod tests {
         assert!(verify_document_hash(&hash, &hash.to_uppercase(), Some("Sha256")).is_ok());
         let wrong = content_hash("{ }");
         match verify_document_hash(&hash, &wrong, None) {
-            Err(CoreError::InvalidDocument(m)) => {
-                assert_eq!(m, format!("document hash {wrong} does not match Sha256."))
+            Err(CoreError::DocumentHashMismatch { given, hash_type }) => {
+                assert_eq!((given, hash_type.as_str()), (wrong, "Sha256"))
             }
-            other => panic!("expected InvalidDocument, got {other:?}"),
+            other => panic!("expected DocumentHashMismatch, got {other:?}"),
         }
         // Sha1 hashes are deprecated and never kept: even the Sha256 value does not pass as Sha1.
         assert!(matches!(
             verify_document_hash(&hash, &hash, Some("Sha1")),
-            Err(CoreError::InvalidDocument(m)) if m.ends_with("does not match Sha1.")
+            Err(CoreError::DocumentHashMismatch { hash_type, .. }) if hash_type == "Sha1"
         ));
     }
 }

@@ -19,12 +19,22 @@ pub enum CoreError {
     /// A plugin/step name not in the invocation.
     #[error("plugin {0} is not part of this invocation")]
     UnknownPlugin(String),
-    /// The document does not exist.
-    #[error("{0}")]
-    InvalidDocument(String),
-    /// The document version does not exist.
-    #[error("{0}")]
-    InvalidDocumentVersion(String),
+    /// The document does not exist (or is not visible to this account).
+    #[error("document {name} does not exist")]
+    UnknownDocument { name: String },
+    /// A `DocumentHash` that is not the hash of the version being run.
+    #[error("document hash {given} does not match ({hash_type})")]
+    DocumentHashMismatch { given: String, hash_type: String },
+    /// The document has no such version (or the text is no version at all).
+    #[error("document {name} has no version {version}")]
+    UnknownDocumentVersion { name: String, version: String },
+    /// UpdateDocument named a base version other than the latest.
+    #[error("document {name}: only the latest version ({latest}) can be updated, not {given}")]
+    NotLatestDocumentVersion {
+        name: String,
+        latest: u32,
+        given: u32,
+    },
     /// Parameters that the document rejects.
     #[error("{0}")]
     InvalidParameters(String),

@@ -93,6 +93,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// AWS's answer for a document name that does not resolve.
+    pub fn unknown_document(name: &str) -> Self {
+        Self::InvalidDocument(format!("Document {name} does not exist in your account"))
+    }
+
+    /// AWS's answer for a version name a document does not have at the requested version.
+    pub fn unknown_document_version_name(name: &str, version_name: &str) -> Self {
+        Self::InvalidDocumentVersion(format!(
+            "Document {name} does not have version name {version_name} at the requested version"
+        ))
+    }
+
+    /// AWS's answer for a version a document does not have.
+    pub fn unknown_document_version(name: &str, version: &str) -> Self {
+        Self::InvalidDocumentVersion(format!("Document {name} does not have version {version}"))
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Self::Serialization(_) => "SerializationException",
@@ -372,8 +389,23 @@ impl From<CoreError> for ApiError {
             CoreError::UnknownPlugin(name) => Self::InvalidPluginName(format!(
                 "The plugin name {name} is not valid for this invocation."
             )),
-            CoreError::InvalidDocument(m) => Self::InvalidDocument(m),
-            CoreError::InvalidDocumentVersion(m) => Self::InvalidDocumentVersion(m),
+            CoreError::UnknownDocument { name } => Self::unknown_document(&name),
+            // As AWS words it when a Run Command task's stored hash no longer matches the document
+            // (observed, aws-samples/aws-security-reference-architecture-examples#301; the API
+            // reference lists InvalidDocument as SendCommand's document error).
+            CoreError::DocumentHashMismatch { given, hash_type } => Self::InvalidDocument(format!(
+                "document hash {given} does not match {hash_type}."
+            )),
+            CoreError::UnknownDocumentVersion { name, version } => {
+                Self::unknown_document_version(&name, &version)
+            }
+            CoreError::NotLatestDocumentVersion {
+                name,
+                latest,
+                given,
+            } => Self::InvalidDocumentVersion(format!(
+                "Only the latest version of document {name} ({latest}) can be updated; got {given}."
+            )),
             CoreError::InvalidParameters(m) => Self::InvalidParameters(m),
             CoreError::InvalidNextToken => Self::InvalidNextToken,
             CoreError::UnknownActivation(id) => {

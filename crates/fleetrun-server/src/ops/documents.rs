@@ -188,7 +188,7 @@ pub fn builtin() -> Loaded {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::InvalidDocument(format!("Document {name} does not exist in your account"))
+    ApiError::unknown_document(name)
 }
 
 /// Loads one version: by `version` (`$DEFAULT` when absent) and/or `version_name` (both must agree).
@@ -224,20 +224,15 @@ pub async fn load(
                 .find(|v| v.version_name.as_deref() == Some(vn));
             match found {
                 Some(v) if version.is_none() || selector.resolve(&doc) == v.version => v,
-                _ => {
-                    return Err(ApiError::InvalidDocumentVersion(format!(
-                        "Document {name} does not have version name {vn} at the requested version"
-                    )))
-                }
+                _ => return Err(ApiError::unknown_document_version_name(name, vn)),
             }
         }
         None => {
             let n = selector.resolve(&doc);
-            st.store.document_version(name, n).await?.ok_or_else(|| {
-                ApiError::InvalidDocumentVersion(format!(
-                    "Document {name} does not have version {n}"
-                ))
-            })?
+            st.store
+                .document_version(name, n)
+                .await?
+                .ok_or_else(|| ApiError::unknown_document_version(name, &n.to_string()))?
         }
     };
     let spec = st

@@ -52,7 +52,10 @@ fn version_from_row(row: &Row<'_>) -> Result<DocumentVersion> {
 }
 
 fn missing(name: &str) -> Error {
-    CoreError::InvalidDocument(format!("Document {name} does not exist in your account")).into()
+    CoreError::UnknownDocument {
+        name: name.to_owned(),
+    }
+    .into()
 }
 
 fn get_document(c: &Connection, name: &str) -> Result<Option<Document>> {
@@ -140,10 +143,11 @@ pub(crate) fn add_version(
     let tx = conn.savepoint()?;
     let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if doc.latest_version != expected_latest {
-        return Err(CoreError::InvalidDocumentVersion(format!(
-            "Only the latest version of document {name} ({}) can be updated; got {expected_latest}.",
-            doc.latest_version
-        ))
+        return Err(CoreError::NotLatestDocumentVersion {
+            name: name.to_owned(),
+            latest: doc.latest_version,
+            given: expected_latest,
+        }
         .into());
     }
     let latest_hash: String = tx
@@ -224,9 +228,10 @@ pub(crate) fn set_default(conn: &mut Connection, name: &str, v: u32) -> Result<D
     let tx = conn.savepoint()?;
     get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if version(&tx, name, v)?.is_none() {
-        return Err(CoreError::InvalidDocumentVersion(format!(
-            "Document {name} does not have version {v}"
-        ))
+        return Err(CoreError::UnknownDocumentVersion {
+            name: name.to_owned(),
+            version: v.to_string(),
+        }
         .into());
     }
     tx.prepare_cached("UPDATE documents SET default_version = ?2 WHERE name = ?1")?
@@ -241,9 +246,10 @@ pub(crate) fn delete(conn: &mut Connection, name: &str, v: Option<u32>) -> Resul
     let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
     if let Some(v) = v {
         if version(&tx, name, v)?.is_none() {
-            return Err(CoreError::InvalidDocumentVersion(format!(
-                "Document {name} does not have version {v}"
-            ))
+            return Err(CoreError::UnknownDocumentVersion {
+                name: name.to_owned(),
+                version: v.to_string(),
+            }
             .into());
         }
         let count: i64 = tx

@@ -81,7 +81,11 @@ pub async fn check_documents(store: &dyn Store) {
         .add_document_version("Deploy", 1, version("c3", None, T0 + 2), 1000)
         .await;
     assert!(
-        matches!(stale, Err(CoreError::InvalidDocumentVersion(_))),
+        matches!(
+            stale,
+            Err(CoreError::UnknownDocumentVersion { .. }
+                | CoreError::NotLatestDocumentVersion { .. })
+        ),
         "{stale:?}"
     );
     let same = store
@@ -109,7 +113,7 @@ pub async fn check_documents(store: &dyn Store) {
         .add_document_version("Nope", 1, version("c3", None, T0 + 2), 1000)
         .await;
     assert!(
-        matches!(missing, Err(CoreError::InvalidDocument(_))),
+        matches!(missing, Err(CoreError::UnknownDocument { .. })),
         "{missing:?}"
     );
     store
@@ -127,11 +131,18 @@ pub async fn check_documents(store: &dyn Store) {
     assert_eq!((doc.default_version, doc.latest_version), (2, 3));
     let bad = store.set_default_document_version("Deploy", 9).await;
     assert!(
-        matches!(bad, Err(CoreError::InvalidDocumentVersion(_))),
+        matches!(
+            bad,
+            Err(CoreError::UnknownDocumentVersion { .. }
+                | CoreError::NotLatestDocumentVersion { .. })
+        ),
         "{bad:?}"
     );
     let bad = store.set_default_document_version("Nope", 1).await;
-    assert!(matches!(bad, Err(CoreError::InvalidDocument(_))), "{bad:?}");
+    assert!(
+        matches!(bad, Err(CoreError::UnknownDocument { .. })),
+        "{bad:?}"
+    );
 
     // Listing shows each document's default version, by name.
     store
@@ -169,7 +180,11 @@ pub async fn check_documents(store: &dyn Store) {
     assert_eq!(doc.latest_version, 4);
     let gone = store.delete_document("Deploy", Some(3)).await;
     assert!(
-        matches!(gone, Err(CoreError::InvalidDocumentVersion(_))),
+        matches!(
+            gone,
+            Err(CoreError::UnknownDocumentVersion { .. }
+                | CoreError::NotLatestDocumentVersion { .. })
+        ),
         "{gone:?}"
     );
     store
@@ -184,7 +199,7 @@ pub async fn check_documents(store: &dyn Store) {
         .is_empty());
     let gone = store.delete_document("Deploy", None).await;
     assert!(
-        matches!(gone, Err(CoreError::InvalidDocument(_))),
+        matches!(gone, Err(CoreError::UnknownDocument { .. })),
         "{gone:?}"
     );
     // Deleting the only version deletes the document; the name can be used again.
