@@ -181,9 +181,9 @@ impl ServerClient {
 
     /// Sends `report` with `held_ms` set to how long it has waited since it finished.
     pub(crate) async fn post_result(&self, report: &ResultReport) -> Result<ResultAck, AgentError> {
-        let held_ms = report
-            .finished_at_ms
-            .map_or(0, |finished| (unix_millis() - finished).max(0));
+        let held_ms = report.finished_at_ms.map_or(0, |finished| {
+            (crate::step_process::unix_millis() - finished).max(0)
+        });
         let stamped = ResultReport {
             held_ms,
             ..report.clone()
@@ -584,16 +584,11 @@ pub(crate) async fn flush_outbox(agent: &Arc<Agent>, tasks: &mut JoinSet<()>) {
     }
 }
 
-/// This node's wall clock in Unix milliseconds. Only differences of it reach the server (`held_ms`).
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Persists a finished command's report to the outbox, then sends it until the server takes it.
 pub(crate) async fn deliver(agent: &Arc<Agent>, mut report: ResultReport) {
-    report.finished_at_ms.get_or_insert_with(unix_millis);
+    report
+        .finished_at_ms
+        .get_or_insert_with(crate::step_process::unix_millis);
     save(agent, &report);
     // The report now carries the command's outcome: its progress record has done its job.
     crate::executor::forget_job(&agent.exec, &report.command_id);

@@ -249,7 +249,7 @@ impl AgentError {
 }
 
 /// The error with its chain of causes, for logs (reqwest's top-level messages are terse).
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

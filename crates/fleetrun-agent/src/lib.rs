@@ -53,7 +53,7 @@ mod step_process;
 mod tls;
 mod workdir;
 
-pub use error::AgentError;
+pub use error::{describe, AgentError};
 pub use fleetrun_wire::agent::MachineInfo;
 pub use identity::{
     load_identity, read_activation_code, register, register_or_load, Identity, SavedIdentity,

@@ -130,6 +130,8 @@ pub(crate) fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// This node's wall clock in Unix milliseconds. Only differences of it reach the server (step
+/// offsets and durations, `held_ms`).
 pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

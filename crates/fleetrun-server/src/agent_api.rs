@@ -217,6 +217,7 @@ async fn poll(
     let resend_deadline = start + wait.max(RESEND_MIN_HOLD);
     let wake = st.notifier.handle(node.as_str());
     let mut shutting_down = st.shutting_down.clone();
+    let mut woken = false;
     loop {
         let claim = st
             .store
@@ -255,6 +256,12 @@ async fn poll(
             messages.append(&mut resent);
             return Ok(Json(PollResponse { messages }));
         }
+        // A wake with nothing to deliver may be DeregisterManagedInstance's: then the poll answers
+        // at once that the node is gone, instead of at the end of the wait. (Looked up only here,
+        // off the path of a wake that delivers work.)
+        if woken && st.store.node(&node).await?.is_none() {
+            return Err(ApiError::NodeNotRegistered(node.to_string()));
+        }
         if *shutting_down.borrow() {
             return Ok(Json(PollResponse { messages: resent }));
         }
@@ -264,14 +271,9 @@ async fn poll(
             resend_deadline
         };
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = wake.notified() => woken = true,
             _ = tokio::time::sleep_until(until) => return Ok(Json(PollResponse { messages: resent })),
             _ = shutting_down.changed() => return Ok(Json(PollResponse { messages: resent })),
-        }
-        // DeregisterManagedInstance wakes the node's poll: it answers at once that the node is
-        // gone, instead of at the end of the wait.
-        if st.store.node(&node).await?.is_none() {
-            return Err(ApiError::NodeNotRegistered(node.to_string()));
         }
     }
 }

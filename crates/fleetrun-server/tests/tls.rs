@@ -77,7 +77,7 @@ async fn agent_with_a_wrong_fingerprint_cannot_connect_and_says_why() {
         .err()
         .expect("a wrong pin must not connect");
     assert!(matches!(err, AgentError::Transport { .. }), "{err:?}");
-    let text = chain(&err);
+    let text = fleetrun_agent::describe(&err);
     assert!(text.contains("fingerprint"), "{text}");
     assert!(
         text.contains(&real),
@@ -112,7 +112,7 @@ async fn agent_trusting_another_ca_cannot_connect() {
         .err()
         .expect("another CA must not verify the server");
     assert!(matches!(err, AgentError::Transport { .. }), "{err:?}");
-    let text = chain(&err);
+    let text = fleetrun_agent::describe(&err);
     assert!(
         text.contains("not issued by a CA in the --ca-cert file"),
         "{text}"
@@ -144,16 +144,4 @@ async fn sdk_trusting_the_certificate_works_and_one_that_does_not_is_refused() {
         err.as_service_error().is_none(),
         "a transport failure: {err:?}"
     );
-}
-
-/// An error with its causes, as the agent's log prints it.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

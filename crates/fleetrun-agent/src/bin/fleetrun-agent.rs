@@ -58,20 +58,8 @@ enum Ending {
 
 impl From<AgentError> for Ending {
     fn from(e: AgentError) -> Self {
-        Self::Failed(e.exit_code(), chain(&e))
+        Self::Failed(e.exit_code(), fleetrun_agent::describe(&e))
     }
-}
-
-/// The error with its causes.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The flags, each falling back to its environment variable.
