@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::document::Plan;
 use crate::ids::{CommandId, InstanceId};
+use crate::lifecycle::Effects;
 use crate::status::{aggregate, CommandAggregate, InvocationState, StateCounts};
 
 /// A SendCommand target criterion, echoed as sent.
@@ -206,16 +207,17 @@ pub struct Claim {
     /// on their own, so an agent that ignores them cannot make polls spin (server `agent_api`).
     pub resent: Vec<Delivery>,
     pub cancels: Vec<CommandId>,
-    /// Other nodes that received work because this poll moved a rollout forward.
-    pub wake: Vec<InstanceId>,
+    /// What the poll changed; its wake-ups are other nodes that received work because this poll
+    /// moved a rollout forward (never the polling node: it is being answered).
+    pub effects: Effects,
 }
 
 /// A stored command and the nodes its first release went to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub command: Command,
-    /// Nodes with work released to them now (the start of the ramp, not every target).
-    pub wake: Vec<InstanceId>,
+    /// Wakes the nodes with work released to them now (the start of the ramp, not every target).
+    pub effects: Effects,
 }
 
 /// The effect of an agent's report.
@@ -223,8 +225,8 @@ pub struct Sent {
 pub struct Finished {
     /// False when the invocation was already final (a duplicate or late report).
     pub applied: bool,
-    /// Nodes with work released to them because this invocation finished.
-    pub wake: Vec<InstanceId>,
+    /// The transitions, and the nodes with work released to them because this invocation finished.
+    pub effects: Effects,
 }
 
 /// The agent's final report for one invocation. Times are durations; the server stamps the clock.

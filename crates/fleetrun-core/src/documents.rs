@@ -107,6 +107,90 @@ pub fn verify_document_hash(hash: &str, given: &str, hash_type: Option<&str>) ->
     })
 }
 
+/// CreateDocument's rules, once the store knows whether `name` is taken and how many documents
+/// exist.
+pub fn check_new_document(name: &str, taken: bool, documents: usize, max: usize) -> CoreResult<()> {
+    if taken {
+        return Err(CoreError::DocumentAlreadyExists {
+            name: name.to_owned(),
+        });
+    }
+    if documents >= max {
+        return Err(CoreError::DocumentLimitExceeded { max });
+    }
+    Ok(())
+}
+
+/// What the store knows about a document when a version is added to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestVersion<'a> {
+    pub latest: u32,
+    /// Content hash of the latest version.
+    pub hash: &'a str,
+    /// Versions the document has.
+    pub versions: u32,
+}
+
+/// UpdateDocument's rules, in AWS's order: the base must be the latest version, the content must
+/// differ from it, a version name must be unused (`version_name_taken`), and the document must have
+/// room for one more of at most `max_versions`.
+pub fn check_new_version(
+    name: &str,
+    expected_latest: u32,
+    new: &NewDocumentVersion,
+    current: LatestVersion<'_>,
+    version_name_taken: bool,
+    max_versions: u32,
+) -> CoreResult<()> {
+    if current.latest != expected_latest {
+        return Err(CoreError::NotLatestDocumentVersion {
+            name: name.to_owned(),
+            latest: current.latest,
+            given: expected_latest,
+        });
+    }
+    if current.hash == new.hash {
+        return Err(CoreError::DuplicateDocumentContent {
+            name: name.to_owned(),
+            latest: current.latest,
+        });
+    }
+    if let (true, Some(version_name)) = (version_name_taken, &new.version_name) {
+        return Err(CoreError::DuplicateDocumentVersionName {
+            name: name.to_owned(),
+            version_name: version_name.clone(),
+        });
+    }
+    if current.versions >= max_versions {
+        return Err(CoreError::DocumentVersionLimitExceeded {
+            name: name.to_owned(),
+            versions: current.versions,
+        });
+    }
+    Ok(())
+}
+
+/// DeleteDocument of one existing `version`: `Ok(true)` when it is the only one (the whole
+/// document goes), `Ok(false)` for just that version; the default version of a document that has
+/// others cannot be deleted.
+pub fn check_version_delete(
+    name: &str,
+    version: u32,
+    default_version: u32,
+    versions: u32,
+) -> CoreResult<bool> {
+    if versions <= 1 {
+        return Ok(true);
+    }
+    if version == default_version {
+        return Err(CoreError::DefaultVersionInUse {
+            name: name.to_owned(),
+            version,
+        });
+    }
+    Ok(false)
+}
+
 /// A version about to be stored. Its number is assigned by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDocumentVersion {
@@ -396,6 +480,78 @@ mod tests {
         assert!(matches!(
             verify_document_hash(&hash, &hash, Some("Sha1")),
             Err(CoreError::DocumentHashMismatch { hash_type, .. }) if hash_type == "Sha1"
+        ));
+    }
+
+    fn version(hash: &str, version_name: Option<&str>) -> NewDocumentVersion {
+        NewDocumentVersion {
+            content: String::new(),
+            format: DocumentFormat::Json,
+            hash: hash.into(),
+            schema_version: "2.2".into(),
+            description: String::new(),
+            platform_types: Vec::new(),
+            version_name: version_name.map(Into::into),
+            display_name: String::new(),
+            target_type: String::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn new_document_rules() {
+        assert!(check_new_document("d", false, 9, 10).is_ok());
+        assert!(matches!(
+            check_new_document("d", true, 0, 10),
+            Err(CoreError::DocumentAlreadyExists { name }) if name == "d"
+        ));
+        assert!(matches!(
+            check_new_document("d", false, 10, 10),
+            Err(CoreError::DocumentLimitExceeded { max: 10 })
+        ));
+    }
+
+    #[test]
+    fn new_version_rules_in_order() {
+        let at = |latest, versions| LatestVersion {
+            latest,
+            hash: "h1",
+            versions,
+        };
+        assert!(check_new_version("d", 3, &version("h2", None), at(3, 3), false, 5).is_ok());
+        assert!(matches!(
+            check_new_version("d", 2, &version("h1", Some("v")), at(3, 5), true, 5),
+            Err(CoreError::NotLatestDocumentVersion {
+                latest: 3,
+                given: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_new_version("d", 3, &version("h1", Some("v")), at(3, 5), true, 5),
+            Err(CoreError::DuplicateDocumentContent { latest: 3, .. })
+        ));
+        assert!(matches!(
+            check_new_version("d", 3, &version("h2", Some("v")), at(3, 5), true, 5),
+            Err(CoreError::DuplicateDocumentVersionName { version_name, .. }) if version_name == "v"
+        ));
+        assert!(matches!(
+            check_new_version("d", 3, &version("h2", None), at(3, 5), false, 5),
+            Err(CoreError::DocumentVersionLimitExceeded { versions: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn version_delete_rules() {
+        assert_eq!(
+            check_version_delete("d", 1, 1, 1).ok(),
+            Some(true),
+            "only version"
+        );
+        assert_eq!(check_version_delete("d", 2, 1, 3).ok(), Some(false));
+        assert!(matches!(
+            check_version_delete("d", 1, 1, 3),
+            Err(CoreError::DefaultVersionInUse { version: 1, .. })
         ));
     }
 }

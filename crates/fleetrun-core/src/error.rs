@@ -45,8 +45,11 @@ pub enum CoreError {
     #[error("activation {0} does not exist")]
     UnknownActivation(String),
     /// Registration refused: wrong code, expired, deleted or used up.
-    #[error("{0}")]
-    ActivationRefused(String),
+    #[error("registration with activation {activation_id} refused: {reason:?}")]
+    ActivationRefused {
+        activation_id: String,
+        reason: RegistrationRefusal,
+    },
     /// The node's credentials do not match.
     #[error("node authentication failed")]
     NodeAuthFailed,
@@ -54,17 +57,20 @@ pub enum CoreError {
     #[error("resource {0} does not exist")]
     UnknownResource(String),
     /// A resource type fleetrun cannot tag (yet).
-    #[error("{0}")]
-    UnsupportedResourceType(String),
+    #[error("resource type {resource_type} cannot be tagged")]
+    UnsupportedResourceType { resource_type: String },
     /// The resource would carry more tags than allowed.
     #[error("resource {0} would have more than the allowed number of tags")]
     TooManyTags(String),
     /// A Target whose kind is valid in AWS but cannot be resolved here (resource groups).
-    #[error("{0}")]
-    InvalidTarget(String),
+    #[error("target key {key} cannot be resolved here")]
+    InvalidTarget { key: String },
     /// A Target key that names no target kind, or a Target without values.
-    #[error("{0}")]
-    UnsupportedTargetKey(String),
+    #[error("target key {key}: {problem:?}")]
+    UnsupportedTargetKey {
+        key: String,
+        problem: TargetKeyProblem,
+    },
     /// SendCommand named a node whose platform the document does not support.
     #[error("document does not support platform {platform_type} of instance {instance_id}")]
     UnsupportedPlatformType {
@@ -88,26 +94,46 @@ pub enum CoreError {
     #[error("{0}")]
     InvalidDocumentType(String),
     /// A document name already taken (or reserved by a built-in).
-    #[error("{0}")]
-    DocumentAlreadyExists(String),
+    #[error("document {name} already exists")]
+    DocumentAlreadyExists { name: String },
     /// Content over 64 KB.
     #[error("{0}")]
     MaxDocumentSizeExceeded(String),
     /// Too many documents.
-    #[error("{0}")]
-    DocumentLimitExceeded(String),
+    #[error("at most {max} documents")]
+    DocumentLimitExceeded { max: usize },
     /// Too many versions of one document.
-    #[error("{0}")]
-    DocumentVersionLimitExceeded(String),
+    #[error("document {name} already has {versions} versions")]
+    DocumentVersionLimitExceeded { name: String, versions: u32 },
     /// UpdateDocument with the content the latest version already has.
-    #[error("{0}")]
-    DuplicateDocumentContent(String),
+    #[error("document {name}: the content matches its latest version {latest}")]
+    DuplicateDocumentContent { name: String, latest: u32 },
     /// A VersionName another version of the document already uses.
-    #[error("{0}")]
-    DuplicateDocumentVersionName(String),
-    /// An operation the document does not allow (deleting the default version, changing a built-in).
-    #[error("{0}")]
-    InvalidDocumentOperation(String),
+    #[error("document {name}: version name {version_name} is taken")]
+    DuplicateDocumentVersionName { name: String, version_name: String },
+    /// Deleting the default version of a document that has other versions.
+    #[error("document {name}: version {version} is the default")]
+    DefaultVersionInUse { name: String, version: u32 },
+}
+
+/// Why an activation refused a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationRefusal {
+    WrongCode,
+    Deleted,
+    Expired,
+    LimitReached { limit: u32 },
+}
+
+/// What is wrong with a Target's key (or its values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKeyProblem {
+    /// Names no target kind.
+    Unknown,
+    /// `tag:` followed by a key of the wrong length.
+    TagKeyLength { min: usize, max: usize },
+    /// The Target lists no values.
+    NoValues,
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;

@@ -13,6 +13,7 @@ pub mod document_content;
 pub mod documents;
 pub mod error;
 pub mod ids;
+pub mod lifecycle;
 pub mod node;
 pub mod output;
 pub mod query;

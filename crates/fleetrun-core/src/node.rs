@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
+use crate::error::RegistrationRefusal;
 use crate::ids::{ActivationId, InstanceId};
 
 /// How long a node may go without polling before it is reported ConnectionLost.
@@ -111,6 +112,32 @@ impl Node {
     }
 }
 
+/// What a registration needs to know about its activation, besides the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivationState {
+    pub deleted: bool,
+    pub expires_at: Millis,
+    pub registration_limit: u32,
+    pub registrations: u32,
+}
+
+/// Why the activation cannot take another node at `now`, if it cannot. The code is checked before
+/// this (a caller without it learns nothing), and an agent retrying with the key it already
+/// registered gets its node back before this is asked.
+pub fn registration_refusal(a: &ActivationState, now: Millis) -> Option<RegistrationRefusal> {
+    if a.deleted {
+        Some(RegistrationRefusal::Deleted)
+    } else if a.expires_at <= now {
+        Some(RegistrationRefusal::Expired)
+    } else if a.registrations >= a.registration_limit {
+        Some(RegistrationRefusal::LimitReached {
+            limit: a.registration_limit,
+        })
+    } else {
+        None
+    }
+}
+
 /// Hex SHA-256 of a secret: activation codes are stored only hashed.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -133,6 +160,7 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::RegistrationRefusal;
 
     #[test]
     fn ping_status_follows_last_ping() {
@@ -163,5 +191,37 @@ mod tests {
         assert!(constant_time_eq(&hash_secret("a"), &hash_secret("a")));
         assert!(!constant_time_eq(&hash_secret("a"), &hash_secret("b")));
         assert!(!constant_time_eq("ab", "abc"));
+    }
+
+    #[test]
+    fn registration_refusal_table() {
+        let open = ActivationState {
+            deleted: false,
+            expires_at: 100,
+            registration_limit: 2,
+            registrations: 1,
+        };
+        assert_eq!(registration_refusal(&open, 99), None);
+        assert_eq!(
+            registration_refusal(&open, 100),
+            Some(RegistrationRefusal::Expired)
+        );
+        let full = ActivationState {
+            registrations: 2,
+            ..open
+        };
+        assert_eq!(
+            registration_refusal(&full, 0),
+            Some(RegistrationRefusal::LimitReached { limit: 2 })
+        );
+        let deleted = ActivationState {
+            deleted: true,
+            ..full
+        };
+        assert_eq!(
+            registration_refusal(&deleted, 1_000),
+            Some(RegistrationRefusal::Deleted),
+            "deletion is said before expiry and the limit"
+        );
     }
 }

@@ -207,10 +207,47 @@ pub fn transition(from: InvocationState, event: InvocationEvent) -> Option<Invoc
 }
 
 /// Per-state invocation counts of one command.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored keyed by state name (`{"Pending":2,"Success":1}`, zeros left out), so adding or
+/// reordering a state never changes what an old row means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateCounts(pub [u32; 13]);
 
+impl Serialize for StateCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let nonzero = InvocationState::ALL.iter().filter(|s| self.get(**s) > 0);
+        let mut map = serializer.serialize_map(Some(nonzero.clone().count()))?;
+        for state in nonzero {
+            map.serialize_entry(state.as_str(), &self.get(*state))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StateCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let by_name = std::collections::BTreeMap::<String, u32>::deserialize(deserializer)?;
+        let mut counts = StateCounts::default();
+        for (name, n) in by_name {
+            let state = InvocationState::parse(&name).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown invocation state {name:?}"))
+            })?;
+            counts.add(state, n);
+        }
+        Ok(counts)
+    }
+}
+
 impl StateCounts {
+    /// Reads the positional form stored before counts were keyed by name: one number per state, in
+    /// the order of [`InvocationState::ALL`] as it stood then (which is its order now). For
+    /// migrations only.
+    pub fn from_positional(counts: &[u32]) -> Option<StateCounts> {
+        let array: [u32; 13] = counts.try_into().ok()?;
+        Some(StateCounts(array))
+    }
+
     pub fn get(&self, s: InvocationState) -> u32 {
         self.0[s.index()]
     }
@@ -279,6 +316,23 @@ pub enum CommandStatus {
 }
 
 impl CommandState {
+    pub const ALL: [CommandState; 10] = [
+        Self::Pending,
+        Self::InProgress,
+        Self::Cancelling,
+        Self::Success,
+        Self::Failed,
+        Self::Incomplete,
+        Self::DeliveryTimedOut,
+        Self::ExecutionTimedOut,
+        Self::Cancelled,
+        Self::NoInstancesInTag,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
@@ -666,5 +720,28 @@ mod tests {
         for s in S::ALL {
             assert_eq!(S::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn counts_are_stored_by_state_name() {
+        let c = counts(&[(S::Pending, 2), (S::Success, 1)]);
+        let json = serde_json::to_string(&c).expect("serialize");
+        assert_eq!(json, r#"{"Pending":2,"Success":1}"#);
+        assert_eq!(
+            serde_json::from_str::<StateCounts>(&json).expect("parse"),
+            c
+        );
+        assert_eq!(
+            serde_json::from_str::<StateCounts>("{}").expect("parse"),
+            StateCounts::default()
+        );
+        assert!(serde_json::from_str::<StateCounts>(r#"{"Exploded":1}"#).is_err());
+        let mut positional = [0u32; 13];
+        positional[S::Success.index()] = 4;
+        assert_eq!(
+            StateCounts::from_positional(&positional),
+            Some(counts(&[(S::Success, 4)]))
+        );
+        assert_eq!(StateCounts::from_positional(&[1, 2]), None);
     }
 }

@@ -12,6 +12,7 @@ use crate::command::{
 use crate::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use crate::error::CoreResult;
 use crate::ids::{ActivationId, CommandId, InstanceId};
+use crate::lifecycle::Effects;
 use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use crate::query::{CommandQuery, PageKey};
 use crate::targets::TargetSpec;
@@ -19,12 +20,39 @@ use crate::targets::TargetSpec;
 /// What happened to a CancelCommand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CancelOutcome {
-    /// Nodes whose agents must be told to stop a running script, or that got work released.
-    pub nodes_to_notify: Vec<InstanceId>,
+    /// Its wake-ups are the nodes whose agents must be told to stop a running script.
+    pub effects: Effects,
+}
+
+/// What a replica hears from the others on a [`WakeBus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// These nodes have news (work released, a cancel to carry, deregistered).
+    Nodes(Vec<InstanceId>),
+    /// Wake-ups may have been missed (the bus reconnected): every parked poll should look again.
+    Everyone,
+}
+
+/// Wake-ups between server replicas that share one store (PostgreSQL: LISTEN/NOTIFY), so a
+/// command sent through one replica reaches an agent long-polling another within milliseconds.
+/// A store that only one process can open has none.
+#[async_trait]
+pub trait WakeBus: Send + Sync + 'static {
+    /// Tells the other replicas that these nodes have news. Called after the change committed.
+    async fn publish(&self, nodes: &[InstanceId]) -> CoreResult<()>;
+    /// Starts delivering the other replicas' wake-ups to `sink` (from a task of the bus's own),
+    /// reconnecting by itself; after any gap it delivers [`Wake::Everyone`].
+    fn subscribe(&self, sink: std::sync::Arc<dyn Fn(Wake) + Send + Sync>);
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // ---- server secrets shared by every replica ----
+    /// The secret stored under `name`; when there is none yet, `candidate` is stored and returned
+    /// (atomically: two replicas starting at once end with the same secret). Keys that sign
+    /// NextTokens and node session credentials live here, so any replica accepts another's.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> CoreResult<Vec<u8>>;
+
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;
@@ -107,25 +135,21 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> CoreResult<CancelOutcome>;
     /// Turns every invocation of an expired command that is still waiting into DeliveryTimedOut.
-    /// Returns how many invocations changed.
-    async fn expire_due(&self, now: Millis) -> CoreResult<usize>;
+    /// Returns the transitions (one per invocation that changed).
+    async fn expire_due(&self, now: Millis) -> CoreResult<Effects>;
     /// Deletes commands requested before `before` (retention). Returns how many were removed.
     async fn purge_before(&self, before: Millis) -> CoreResult<usize>;
     /// Released invocations still Pending on unreachable nodes ([`crate::node::Node::reachable`]:
     /// silent since `silent_since`, or signed off) become Delayed (they are delivered when the node
-    /// is back). Returns nodes that got work meanwhile.
-    async fn mark_unreachable(
-        &self,
-        silent_since: Millis,
-        now: Millis,
-    ) -> CoreResult<Vec<InstanceId>>;
+    /// is back). Its effects wake nodes that got work as rollouts moved on.
+    async fn mark_unreachable(&self, silent_since: Millis, now: Millis) -> CoreResult<Effects>;
     /// Records that the node's agent stopped cleanly (its goodbye): the node is unreachable from
     /// now until its next poll or heartbeat. Nothing else changes; the caller applies
     /// [`Store::mark_unreachable`] to its work. Unknown node → `UnknownInstance`.
     async fn sign_off_node(&self, node: &InstanceId, now: Millis) -> CoreResult<()>;
     /// Removes a node: its undelivered invocations become Undeliverable, its credentials stop
-    /// working. Unknown node → `UnknownInstance`. Returns nodes that got work meanwhile.
-    async fn deregister_node(&self, node: &InstanceId, now: Millis) -> CoreResult<Vec<InstanceId>>;
+    /// working. Unknown node → `UnknownInstance`. Its effects wake nodes that got work meanwhile.
+    async fn deregister_node(&self, node: &InstanceId, now: Millis) -> CoreResult<Effects>;
 
     // ---- tags and targets ----
     /// A node's tags, ordered by key. An unregistered node is [`crate::CoreError::UnknownResource`].

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::error::{CoreError, CoreResult};
+use crate::error::{CoreError, CoreResult, TargetKeyProblem};
 use crate::ids::InstanceId;
 
 /// Most tags one node may carry (AWS: 50 per resource, `TooManyTagsError` beyond).
@@ -98,21 +98,31 @@ pub fn parse_target_key(key: &str) -> CoreResult<TargetKey> {
     if let Some(tag) = key.strip_prefix("tag:") {
         let n = tag.chars().count();
         if !(TAG_KEY_MIN..=TAG_KEY_MAX).contains(&n) {
-            return Err(CoreError::UnsupportedTargetKey(format!(
-                "Target key '{key}' must name a tag key of {TAG_KEY_MIN} to {TAG_KEY_MAX} characters after 'tag:'."
-            )));
+            return Err(CoreError::UnsupportedTargetKey {
+                key: key.to_string(),
+                problem: TargetKeyProblem::TagKeyLength {
+                    min: TAG_KEY_MIN,
+                    max: TAG_KEY_MAX,
+                },
+            });
         }
         return Ok(TargetKey::Tag(tag.to_string()));
     }
     if key.starts_with("resource-groups:") {
-        return Err(CoreError::InvalidTarget(format!(
-            "Target key '{key}' is not supported: this server has no resource groups. \
-             Use InstanceIds, tag:<key> or tag-key."
-        )));
+        return Err(CoreError::InvalidTarget {
+            key: key.to_string(),
+        });
     }
-    Err(CoreError::UnsupportedTargetKey(format!(
-        "Target key '{key}' is not supported. Use InstanceIds, tag:<key> or tag-key."
-    )))
+    Err(CoreError::UnsupportedTargetKey {
+        key: key.to_string(),
+        problem: TargetKeyProblem::Unknown,
+    })
+}
+
+/// Whether adding tags took a node over [`MAX_TAGS_PER_NODE`]: refused only when it ends with more
+/// than allowed *and* more than it had (a node already over the limit may still change values).
+pub fn tag_limit_exceeded(before: usize, after: usize) -> bool {
+    after > MAX_TAGS_PER_NODE && after > before
 }
 
 /// A `tag:<key>` or `tag-key` filter of DescribeInstanceInformation (same semantics as targets),
@@ -194,21 +204,21 @@ mod tests {
         );
         assert!(matches!(
             parse_target_key("tag:"),
-            Err(CoreError::UnsupportedTargetKey(_))
+            Err(CoreError::UnsupportedTargetKey { .. })
         ));
         assert!(matches!(
             parse_target_key("resource-groups:Name"),
-            Err(CoreError::InvalidTarget(_))
+            Err(CoreError::InvalidTarget { .. })
         ));
         assert!(matches!(
             parse_target_key("resource-groups:ResourceTypeFilters"),
-            Err(CoreError::InvalidTarget(_))
+            Err(CoreError::InvalidTarget { .. })
         ));
         for bad in ["role", "Tag:role", "TAG-KEY", "ParameterValues"] {
             assert!(
                 matches!(
                     parse_target_key(bad),
-                    Err(CoreError::UnsupportedTargetKey(_))
+                    Err(CoreError::UnsupportedTargetKey { .. })
                 ),
                 "{bad}"
             );

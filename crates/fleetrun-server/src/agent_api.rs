@@ -223,9 +223,7 @@ async fn poll(
             .store
             .claim(&node, &req.session_id, &known, now_millis())
             .await?;
-        for other in &claim.wake {
-            st.notifier.wake(other.as_str());
-        }
+        st.apply(&claim.effects);
         let mut messages: Vec<AgentMessage> = claim
             .cancels
             .into_iter()
@@ -337,9 +335,7 @@ async fn end_dropped(st: &AppState, node: &InstanceId, dropped: &[String]) -> Ap
         };
         match st.store.finish(node, report, now_millis()).await {
             Ok(finished) => {
-                for other in &finished.wake {
-                    st.notifier.wake(other.as_str());
-                }
+                st.apply(&finished.effects);
                 if finished.applied {
                     tracing::warn!(instance_id = %node, %command_id,
                         "the agent dropped a result it could not report: Failed");
@@ -389,9 +385,7 @@ async fn reject_platform(
             now_millis(),
         )
         .await?;
-    for other in &finished.wake {
-        st.notifier.wake(other.as_str());
-    }
+    st.apply(&finished.effects);
     tracing::info!(instance_id = %node, %command_id, platform, "document does not support the node's platform: InvalidPlatform");
     Ok(())
 }
@@ -475,9 +469,7 @@ async fn result(
             now_millis(),
         )
         .await?;
-    for other in &finished.wake {
-        st.notifier.wake(other.as_str());
-    }
+    st.apply(&finished.effects);
     let applied = finished.applied;
     tracing::info!(instance_id = %node, command_id = %command_id, outcome = ?report.outcome, applied, "result reported");
     Ok(Json(ResultAck { applied }))

@@ -6,6 +6,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use fleetrun_core::error::{RegistrationRefusal, TargetKeyProblem};
 use fleetrun_core::CoreError;
 
 #[derive(Debug)]
@@ -411,20 +412,50 @@ impl From<CoreError> for ApiError {
             CoreError::UnknownActivation(id) => {
                 Self::InvalidActivationId(format!("Activation {id} does not exist."))
             }
-            CoreError::ActivationRefused(m) => Self::InvalidActivation(m),
+            CoreError::ActivationRefused {
+                activation_id: id,
+                reason,
+            } => Self::InvalidActivation(match reason {
+                RegistrationRefusal::WrongCode => {
+                    format!("the activation code does not match activation {id}")
+                }
+                RegistrationRefusal::Deleted => format!("activation {id} has been deleted"),
+                RegistrationRefusal::Expired => format!("activation {id} has expired"),
+                RegistrationRefusal::LimitReached { limit } => {
+                    format!("activation {id} has reached its registration limit of {limit}")
+                }
+            }),
             CoreError::NodeAuthFailed => Self::UnrecognizedClient(
                 "The security token included in the request is invalid.".into(),
             ),
             CoreError::UnknownResource(id) => Self::InvalidResourceId(format!(
                 "The resource ID \"{id}\" is not valid. Verify the ID and try again."
             )),
-            CoreError::UnsupportedResourceType(m) => Self::InvalidResourceType(m),
+            CoreError::UnsupportedResourceType { resource_type } => {
+                Self::InvalidResourceType(format!(
+                    "Resource type {resource_type} cannot be tagged on this server; only \
+                     ManagedInstance resources (registered mi- nodes) can."
+                ))
+            }
             CoreError::TooManyTags(id) => Self::TooManyTagsError(format!(
                 "The resource {id} can have at most {} tags.",
                 fleetrun_core::targets::MAX_TAGS_PER_NODE
             )),
-            CoreError::InvalidTarget(m) => Self::InvalidTarget(m),
-            CoreError::UnsupportedTargetKey(m) => Self::Validation(m),
+            CoreError::InvalidTarget { key } => Self::InvalidTarget(format!(
+                "Target key '{key}' is not supported: this server has no resource groups. \
+                 Use InstanceIds, tag:<key> or tag-key."
+            )),
+            CoreError::UnsupportedTargetKey { key, problem } => Self::Validation(match problem {
+                TargetKeyProblem::Unknown => format!(
+                    "Target key '{key}' is not supported. Use InstanceIds, tag:<key> or tag-key."
+                ),
+                TargetKeyProblem::TagKeyLength { min, max } => format!(
+                    "Target key '{key}' must name a tag key of {min} to {max} characters after 'tag:'."
+                ),
+                TargetKeyProblem::NoValues => {
+                    format!("Target '{key}' must list at least one value.")
+                }
+            }),
             // AWS's wording (aws/aws-sdk-java#1209, gruntwork-io/terratest#978).
             CoreError::UnsupportedPlatformType {
                 instance_id,
@@ -436,13 +467,35 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidDocumentContent(m) => Self::InvalidDocumentContent(m),
             CoreError::InvalidDocumentSchemaVersion(m) => Self::InvalidDocumentSchemaVersion(m),
             CoreError::InvalidDocumentType(m) => Self::InvalidDocumentType(m),
-            CoreError::DocumentAlreadyExists(m) => Self::DocumentAlreadyExists(m),
+            CoreError::DocumentAlreadyExists { name } => {
+                Self::DocumentAlreadyExists(format!("Document with name {name} already exists."))
+            }
             CoreError::MaxDocumentSizeExceeded(m) => Self::MaxDocumentSizeExceeded(m),
-            CoreError::DocumentLimitExceeded(m) => Self::DocumentLimitExceeded(m),
-            CoreError::DocumentVersionLimitExceeded(m) => Self::DocumentVersionLimitExceeded(m),
-            CoreError::DuplicateDocumentContent(m) => Self::DuplicateDocumentContent(m),
-            CoreError::DuplicateDocumentVersionName(m) => Self::DuplicateDocumentVersionName(m),
-            CoreError::InvalidDocumentOperation(m) => Self::InvalidDocumentOperation(m),
+            CoreError::DocumentLimitExceeded { max } => Self::DocumentLimitExceeded(format!(
+                "You can have at most {max} active SSM documents."
+            )),
+            CoreError::DocumentVersionLimitExceeded { name, versions } => {
+                Self::DocumentVersionLimitExceeded(format!(
+                    "Document {name} has {versions} versions, the most it can have. Delete one or \
+                     more versions and try again."
+                ))
+            }
+            CoreError::DuplicateDocumentContent { name, latest } => {
+                Self::DuplicateDocumentContent(format!(
+                    "The content of document {name} matches its latest version {latest}."
+                ))
+            }
+            CoreError::DuplicateDocumentVersionName { name, version_name } => {
+                Self::DuplicateDocumentVersionName(format!(
+                    "The version name {version_name} has already been used in document {name}."
+                ))
+            }
+            CoreError::DefaultVersionInUse { name, version } => {
+                Self::InvalidDocumentOperation(format!(
+                    "Version {version} is the default version of document {name}; set another \
+                     default version before deleting it."
+                ))
+            }
             CoreError::AccessKeyExists(id) => Self::Internal(format!("access key {id} exists")),
         }
     }

@@ -7,6 +7,7 @@ pub mod auth;
 mod aws;
 mod convert;
 mod edge;
+mod effects;
 pub mod error;
 pub mod limits;
 pub mod node_auth;

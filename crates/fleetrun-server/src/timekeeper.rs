@@ -14,13 +14,11 @@ pub(crate) async fn mark_unreachable(
     state: &AppState,
     now: fleetrun_core::clock::Millis,
 ) -> Result<(), fleetrun_core::CoreError> {
-    let wake = state
+    let effects = state
         .store
         .mark_unreachable(now - state.ping_timeout_ms(), now)
         .await?;
-    for node in &wake {
-        state.notifier.wake(node.as_str());
-    }
+    state.apply(&effects);
     Ok(())
 }
 
@@ -32,8 +30,14 @@ pub async fn run(state: AppState) {
         tick.tick().await;
         let now = now_millis();
         match state.store.expire_due(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(invocations = n, "delivery timed out"),
+            Ok(effects) if effects.is_empty() => {}
+            Ok(effects) => {
+                tracing::info!(
+                    invocations = effects.invocations.len(),
+                    "delivery timed out"
+                );
+                state.apply(&effects);
+            }
             Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
         }
         if let Err(e) = mark_unreachable(&state, now).await {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{CommandEcho, NewCommand};
+use fleetrun_core::command::{CommandEcho, ListedCommand, NewCommand};
 use fleetrun_core::document::{Plan, PlanStep};
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::node::{hash_secret, NewActivation, NodeInfo, NodeRegistration, Tag};
@@ -267,7 +267,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 7);
+    assert_eq!(version, 9);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));
@@ -479,4 +479,92 @@ async fn registration_copies_activation_tags() {
         store.node_tags(&node(2)).await,
         Err(CoreError::UnknownResource(_))
     ));
+}
+
+/// Every command of `store`, newest first, as ListCommands pages them, and each one read whole.
+async fn everything_listed(store: &SqliteStore) -> (Vec<ListedCommand>, Vec<String>) {
+    let q = CommandQuery::default();
+    let (mut listed, mut whole) = (Vec::new(), Vec::new());
+    let mut after = None;
+    loop {
+        let page = store
+            .list_commands(&q, after.as_ref(), 7)
+            .await
+            .expect("list");
+        let Some(last) = page.last() else { break };
+        after = Some(PageKey {
+            requested_at: last.requested_at,
+            seq: last.seq,
+            instance_id: None,
+        });
+        for c in &page {
+            let cmd = store.command(&c.id).await.expect("get").expect("exists");
+            whole.push(format!("{cmd:?} {:?}", cmd.aggregate()));
+        }
+        listed.extend(page);
+    }
+    (listed, whole)
+}
+
+/// A data dir written before schema v8 (per-state counts stored by position) opens and lists
+/// exactly as it did: same commands, same counts, same statuses.
+#[tokio::test]
+async fn a_data_dir_from_before_counts_by_name_lists_as_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fleetrun.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let states = [
+        None,
+        Some(InvocationState::InProgress),
+        Some(InvocationState::Success),
+        Some(InvocationState::Failed),
+        Some(InvocationState::Cancelled),
+        Some(InvocationState::AccessDenied),
+    ];
+    let batch: Vec<_> = (0..30u32)
+        .map(|i| {
+            let targets = vec![node(i % 4), node(50 + i % 3)];
+            let cmd = new_command(T0 + i64::from(i), "AWS-RunShellScript", targets);
+            (cmd, states[i as usize % states.len()])
+        })
+        .collect();
+    tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || store.insert_commands_bulk(batch)
+    })
+    .await
+    .expect("join")
+    .expect("seed");
+    let before = everything_listed(&store).await;
+    assert_eq!(before.0.len(), 30);
+    drop(store);
+
+    // Rewrite the file as a version 7 build left it: counts as arrays by state position.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, counts_json FROM commands")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (seq, by_name) in rows {
+        let counts: fleetrun_core::status::StateCounts =
+            serde_json::from_str(&by_name).expect("counts");
+        let positional = serde_json::to_string(&counts.0.to_vec()).expect("json");
+        conn.execute(
+            "UPDATE commands SET counts_json = ?1 WHERE seq = ?2",
+            rusqlite::params![positional, seq],
+        )
+        .expect("rewrite");
+    }
+    // And without what later versions added.
+    conn.execute_batch("DROP TABLE server_secrets")
+        .expect("drop the v9 table");
+    conn.pragma_update(None, "user_version", 7)
+        .expect("version");
+    drop(conn);
+
+    let store = SqliteStore::open(&path).expect("reopen migrates");
+    assert_eq!(everything_listed(&store).await, before);
 }

@@ -29,9 +29,13 @@ pub async fn cancel_command(
         .store
         .cancel(&command_id, nodes.as_deref(), now_millis())
         .await?;
-    for node in &outcome.nodes_to_notify {
-        st.notifier.wake(node.as_str());
-    }
-    audit!(caller, "CancelCommand", command_id = %command_id, instances = nodes.as_ref().map(Vec::len), running = outcome.nodes_to_notify.len(), "cancel requested");
+    st.apply(&outcome.effects);
+    let running = outcome
+        .effects
+        .invocations
+        .iter()
+        .filter(|c| c.to == fleetrun_core::status::InvocationState::Cancelling)
+        .count();
+    audit!(caller, "CancelCommand", command_id = %command_id, instances = nodes.as_ref().map(Vec::len), running, "cancel requested");
     Ok(serde_json::json!({}))
 }

@@ -40,12 +40,11 @@ pub async fn deregister_managed_instance(
     finish(v)?;
     let id = fleetrun_core::ids::InstanceId::parse(&raw)
         .ok_or_else(|| ApiError::InvalidInstanceId(format!("Instance id '{raw}' is not valid.")))?;
-    let wake = st.store.deregister_node(&id, now_millis()).await?;
-    for node in &wake {
-        st.notifier.wake(node.as_str());
-    }
+    let mut effects = st.store.deregister_node(&id, now_millis()).await?;
+    let undeliverable = effects.invocations.len();
     // The node's own long poll, if parked, answers at once that it is gone: its agent stops.
-    st.notifier.wake(id.as_str());
-    audit!(caller, "DeregisterManagedInstance", instance_id = %id, undeliverable_on = wake.len(), "node deregistered");
+    effects.wake(id.clone());
+    st.apply(&effects);
+    audit!(caller, "DeregisterManagedInstance", instance_id = %id, undeliverable, "node deregistered");
     Ok(serde_json::json!({}))
 }

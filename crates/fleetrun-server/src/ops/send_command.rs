@@ -260,9 +260,7 @@ pub async fn send_command(
     new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
     let denied = new.access_denied.len();
     let sent = st.store.insert_command(new).await?;
-    for id in &sent.wake {
-        st.notifier.wake(id.as_str());
-    }
+    st.apply(&sent.effects);
     let command = sent.command;
     // `targets`: the nodes resolved (TargetCount); `access_denied`: those of them the caller may not
     // touch, whose invocations end AccessDenied.

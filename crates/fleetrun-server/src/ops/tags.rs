@@ -58,10 +58,9 @@ fn check_key(v: &mut Violations, path: &str, key: &str) {
 /// After the constraint checks: the node a ManagedInstance resource id names.
 fn managed_instance(resource_type: &str, resource_id: &str) -> ApiResult<InstanceId> {
     if resource_type != "ManagedInstance" {
-        return Err(CoreError::UnsupportedResourceType(format!(
-            "Resource type {resource_type} cannot be tagged on this server; only ManagedInstance \
-             resources (registered mi- nodes) can."
-        ))
+        return Err(CoreError::UnsupportedResourceType {
+            resource_type: resource_type.to_string(),
+        }
         .into());
     }
     InstanceId::parse(resource_id)

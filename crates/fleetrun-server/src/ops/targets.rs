@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use fleetrun_core::command::Target;
 use fleetrun_core::document_content::check_platform;
+use fleetrun_core::error::TargetKeyProblem;
 use fleetrun_core::ids::InstanceId;
 use fleetrun_core::node::Node;
 use fleetrun_core::targets::{
@@ -86,9 +87,10 @@ pub fn interpret(req: &SendCommandRequest) -> ApiResult<(Targeting, Vec<String>,
         let values = t.values.clone().unwrap_or_default();
         let kind = parse_target_key(&key)?;
         if values.is_empty() {
-            return Err(CoreError::UnsupportedTargetKey(format!(
-                "Target '{key}' must list at least one value."
-            ))
+            return Err(CoreError::UnsupportedTargetKey {
+                key,
+                problem: TargetKeyProblem::NoValues,
+            }
             .into());
         }
         specs.push(match kind {

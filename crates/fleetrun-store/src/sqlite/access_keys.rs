@@ -1,4 +1,5 @@
-//! API access keys: one row per key, looked up by id on every signed request (the server caches).
+//! API access keys (one row per key, looked up by id on every signed request; the server caches) and
+//! the secrets every server on this store shares.
 
 use fleetrun_core::access::{AccessKey, AccessKeyStatus};
 use fleetrun_core::CoreError;
@@ -71,4 +72,20 @@ pub(crate) fn set_status(conn: &mut Connection, id: &str, status: AccessKeyStatu
 pub(crate) fn delete(conn: &mut Connection, id: &str) -> Result<bool> {
     let n = conn.execute("DELETE FROM access_keys WHERE access_key_id = ?1", [id])?;
     Ok(n > 0)
+}
+
+/// The secret stored under `name`, storing `candidate` first when there is none.
+pub(crate) fn shared_secret(
+    conn: &mut Connection,
+    name: &str,
+    candidate: &[u8],
+) -> Result<Vec<u8>> {
+    let tx = conn.savepoint()?;
+    tx.prepare_cached("INSERT OR IGNORE INTO server_secrets (name, secret) VALUES (?1, ?2)")?
+        .execute(params![name, candidate])?;
+    let secret: Vec<u8> = tx
+        .prepare_cached("SELECT secret FROM server_secrets WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))?;
+    tx.commit()?;
+    Ok(secret)
 }

@@ -8,9 +8,11 @@
 //! agent protocol v1).
 
 use fleetrun_core::clock::Millis;
+use fleetrun_core::error::RegistrationRefusal;
 use fleetrun_core::ids::{ActivationId, InstanceId};
 use fleetrun_core::node::{
-    constant_time_eq, hash_secret, Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag,
+    constant_time_eq, hash_secret, registration_refusal, Activation, ActivationState,
+    NewActivation, Node, NodeInfo, NodeRegistration, Tag,
 };
 use fleetrun_core::CoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -110,8 +112,12 @@ pub(crate) fn delete(conn: &mut Connection, id: &ActivationId) -> Result<()> {
     Ok(())
 }
 
-fn refused(msg: String) -> Error {
-    CoreError::ActivationRefused(msg).into()
+fn refused(id: &ActivationId, reason: RegistrationRefusal) -> Error {
+    CoreError::ActivationRefused {
+        activation_id: id.to_string(),
+        reason,
+    }
+    .into()
 }
 
 /// Registers a node against an activation, checking everything in one write transaction so two
@@ -146,9 +152,7 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
     let id = &reg.activation_id;
     // The code is checked first so that a caller without it learns nothing about the activation.
     if !constant_time_eq(&hash_secret(&reg.activation_code), &code_hash) {
-        return Err(refused(format!(
-            "the activation code does not match activation {id}"
-        )));
+        return Err(refused(id, RegistrationRefusal::WrongCode));
     }
     // The same fresh public key on the same activation is the same agent trying again after an
     // answer it never got (a timeout): it gets the node it created, whatever the activation's
@@ -167,16 +171,14 @@ pub(crate) fn register(conn: &mut Connection, reg: NodeRegistration, now: Millis
         tx.commit()?;
         return Ok(node);
     }
-    if deleted {
-        return Err(refused(format!("activation {id} has been deleted")));
-    }
-    if expires_at <= now {
-        return Err(refused(format!("activation {id} has expired")));
-    }
-    if count >= limit {
-        return Err(refused(format!(
-            "activation {id} has reached its registration limit of {limit}"
-        )));
+    let state = ActivationState {
+        deleted,
+        expires_at,
+        registration_limit: limit,
+        registrations: count,
+    };
+    if let Some(reason) = registration_refusal(&state, now) {
+        return Err(refused(id, reason));
     }
     tx.prepare_cached(
         "UPDATE activations SET registrations_count = registrations_count + 1 WHERE activation_id = ?1",

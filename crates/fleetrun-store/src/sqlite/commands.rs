@@ -13,6 +13,7 @@ use fleetrun_core::command::{
 };
 use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::lifecycle::Effects;
 use fleetrun_core::query::{CommandQuery, ExecutionStage, PageKey, StatusMatch};
 use fleetrun_core::status::{aggregate, InvocationEvent, InvocationState, StateCounts};
 use fleetrun_core::CoreError;
@@ -223,10 +224,10 @@ fn insert_rows(
 }
 
 /// SendCommand's write: the command and its Pending invocations, and the first release of its
-/// rollout, atomically. Returns the command as stored and the nodes that received work.
-pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command, Vec<InstanceId>)> {
+/// rollout, atomically. Returns the command as stored and what changed (the nodes woken).
+pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command, Effects)> {
     reject_duplicate_targets(&cmd.targets)?;
-    let ((seq, counts, cancel_requested), wake) = with_transitions(conn, |tx, tr| {
+    let ((seq, counts, cancel_requested), effects) = with_transitions(conn, |tx, tr| {
         let inserted = insert_rows(tx, &cmd, InvocationState::Pending, false)?;
         tr.touch(tx, inserted.0)?;
         for node in &cmd.access_denied {
@@ -240,12 +241,12 @@ pub(crate) fn insert(conn: &mut Connection, cmd: NewCommand) -> Result<(Command,
             tr.apply(tx, &invocation, InvocationEvent::AccessDenied)?;
         }
         let inserted = match tr.touched.get(&inserted.0) {
-            Some(tally) => (inserted.0, tally.counts, inserted.2),
+            Some((_, tally)) => (inserted.0, tally.counts, inserted.2),
             None => inserted,
         };
         Ok(inserted)
     })?;
-    Ok((cmd.into_command(seq, counts, cancel_requested), wake))
+    Ok((cmd.into_command(seq, counts, cancel_requested), effects))
 }
 
 /// Many commands in one transaction, each with all its invocations in the given state.

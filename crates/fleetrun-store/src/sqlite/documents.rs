@@ -7,12 +7,13 @@
 //! are never reused: `last_assigned` remembers the highest ever handed out.
 
 use fleetrun_core::documents::{
-    Document, DocumentFormat, DocumentVersion, NewDocument, NewDocumentVersion,
+    check_new_document, check_new_version, check_version_delete, Document, DocumentFormat,
+    DocumentVersion, LatestVersion, NewDocument, NewDocumentVersion,
 };
 use fleetrun_core::CoreError;
-use rusqlite::{params, Connection, OptionalExtension, Row, Savepoint};
+use rusqlite::{params, Connection, Row, Savepoint};
 
-use super::{to_i64, Error, Result};
+use super::{Error, Result};
 
 const DOCUMENT_COLUMNS: &str =
     "name, document_type, created_at, default_version, latest_version, tags_json";
@@ -102,20 +103,14 @@ pub(crate) fn create(
     max_documents: usize,
 ) -> Result<Document> {
     let tx = conn.savepoint()?;
-    if get_document(&tx, &doc.name)?.is_some() {
-        return Err(CoreError::DocumentAlreadyExists(format!(
-            "Document with name {} already exists.",
-            doc.name
-        ))
-        .into());
-    }
+    let taken = get_document(&tx, &doc.name)?.is_some();
     let count: i64 = tx.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
-    if count >= to_i64(max_documents) {
-        return Err(CoreError::DocumentLimitExceeded(format!(
-            "You can have at most {max_documents} active SSM documents."
-        ))
-        .into());
-    }
+    check_new_document(
+        &doc.name,
+        taken,
+        usize::try_from(count).unwrap_or(usize::MAX),
+        max_documents,
+    )?;
     tx.prepare_cached(
         "INSERT INTO documents (name, document_type, created_at, default_version, latest_version,
              last_assigned, tags_json)
@@ -142,50 +137,36 @@ pub(crate) fn add_version(
 ) -> Result<Document> {
     let tx = conn.savepoint()?;
     let doc = get_document(&tx, name)?.ok_or_else(|| missing(name))?;
-    if doc.latest_version != expected_latest {
-        return Err(CoreError::NotLatestDocumentVersion {
-            name: name.to_owned(),
-            latest: doc.latest_version,
-            given: expected_latest,
-        }
-        .into());
-    }
-    let latest_hash: String = tx
-        .prepare_cached("SELECT hash FROM document_versions WHERE name = ?1 AND version = ?2")?
-        .query_row(params![name, doc.latest_version], |r| r.get(0))?;
-    if latest_hash == v.hash {
-        return Err(CoreError::DuplicateDocumentContent(format!(
-            "The content of document {name} matches its latest version {}.",
-            doc.latest_version
-        ))
-        .into());
-    }
-    if let Some(vn) = &v.version_name {
-        let taken: Option<u32> = tx
-            .prepare_cached(
-                "SELECT version FROM document_versions WHERE name = ?1 AND version_name = ?2",
-            )?
-            .query_row(params![name, vn], |r| r.get(0))
-            .optional()?;
-        if taken.is_some() {
-            return Err(CoreError::DuplicateDocumentVersionName(format!(
-                "The version name {vn} has already been used in document {name}."
-            ))
-            .into());
-        }
-    }
-    let (count, last): (u32, u32) = tx
+    let (latest_hash, versions, last): (String, u32, u32) = tx
         .prepare_cached(
-            "SELECT (SELECT COUNT(*) FROM document_versions WHERE name = ?1), last_assigned
-             FROM documents WHERE name = ?1",
+            "SELECT v.hash, (SELECT COUNT(*) FROM document_versions WHERE name = ?1), d.last_assigned
+             FROM documents d JOIN document_versions v ON v.name = d.name AND v.version = ?2
+             WHERE d.name = ?1",
         )?
-        .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    if count >= max_versions {
-        return Err(CoreError::DocumentVersionLimitExceeded(format!(
-            "Document {name} has {count} versions, the most it can have. Delete one or more versions and try again."
-        ))
-        .into());
-    }
+        .query_row(params![name, doc.latest_version], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    let version_name_taken = match &v.version_name {
+        Some(vn) => tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM document_versions WHERE name = ?1 AND version_name = ?2)",
+            )?
+            .query_row(params![name, vn], |r| r.get(0))?,
+        None => false,
+    };
+    let current = LatestVersion {
+        latest: doc.latest_version,
+        hash: &latest_hash,
+        versions,
+    };
+    check_new_version(
+        name,
+        expected_latest,
+        v,
+        current,
+        version_name_taken,
+        max_versions,
+    )?;
     let version = last.saturating_add(1);
     insert_version(&tx, name, version, v)?;
     tx.prepare_cached(
@@ -252,16 +233,10 @@ pub(crate) fn delete(conn: &mut Connection, name: &str, v: Option<u32>) -> Resul
             }
             .into());
         }
-        let count: i64 = tx
+        let versions: u32 = tx
             .prepare_cached("SELECT COUNT(*) FROM document_versions WHERE name = ?1")?
             .query_row(params![name], |r| r.get(0))?;
-        if count > 1 {
-            if v == doc.default_version {
-                return Err(CoreError::InvalidDocumentOperation(format!(
-                    "Version {v} is the default version of document {name}; set another default version before deleting it."
-                ))
-                .into());
-            }
+        if !check_version_delete(name, v, doc.default_version, versions)? {
             tx.prepare_cached("DELETE FROM document_versions WHERE name = ?1 AND version = ?2")?
                 .execute(params![name, v])?;
             tx.prepare_cached(

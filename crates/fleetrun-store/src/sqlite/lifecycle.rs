@@ -1,26 +1,30 @@
 //! Everything that moves an invocation after SendCommand: agent polls (claim), agent reports
 //! (finish), CancelCommand, expiry, and retention (purge).
 //!
-//! All state changes go through [`Transitions`]: it asks `fleetrun_core::status::transition` for the
-//! next state, applies it with compare-and-set (`... WHERE state = <the state we read>`), shifts the
-//! command's per-state counts, and on commit rewrites each touched command's aggregate columns from
-//! `fleetrun_core::status::aggregate`. [`with_transitions`] wraps that in one write transaction, so an
-//! invocation and its command's status can never disagree.
+//! The rules are `fleetrun_core::lifecycle`'s; this module holds the loops and the SQL. All state
+//! changes go through [`Transitions`]: it asks `fleetrun_core::status::transition` for the next
+//! state, applies it with compare-and-set (`... WHERE state = <the state we read>`), records it in
+//! the command's [`Tally`], and on commit rewrites each touched command's aggregate columns.
+//! [`with_transitions`] wraps that in one write transaction, so an invocation and its command's
+//! status can never disagree.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Claim, Delivery, Finished, Report, StepResult};
+use fleetrun_core::command::{Claim, Delivery, Finished, Report};
 use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::lifecycle::{
+    cancel_scope, reconcile_held, report_times, Effects, HeldAction, InvocationChange, Tally,
+};
 use fleetrun_core::rate::Rollout;
-use fleetrun_core::status::{aggregate, transition, InvocationEvent, InvocationState, StateCounts};
+use fleetrun_core::status::{transition, CommandState, InvocationEvent, InvocationState};
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::CoreError;
 use rusqlite::{params, Connection, OptionalExtension, Savepoint};
 
-use super::{command_id, instance_id, invocation_state, Result};
+use super::{command_id, instance_id, invocation_state, Error, Result};
 
 /// One invocation as read inside the transaction: enough to apply an event to it.
 #[derive(Debug, Clone)]
@@ -33,39 +37,32 @@ pub(crate) struct InvocationRef {
     pub(crate) released: bool,
 }
 
-/// A touched command's counters, loaded once per transaction and written back on commit.
-pub(crate) struct Tally {
-    pub(crate) counts: StateCounts,
-    pub(crate) error_budget: u32,
-    pub(crate) cancel_requested: bool,
-    pub(crate) max_concurrency: String,
-    /// `total` and `concurrency` are filled in when the rollout advances.
-    pub(crate) rollout: Rollout,
-}
-
-/// Invocation transitions applied within one transaction, and the aggregates they change.
+/// Invocation transitions applied within one transaction: each touched command's [`Tally`] (its
+/// counters, loaded once and written back on commit) and the [`Effects`] for the server.
 #[derive(Default)]
 pub(crate) struct Transitions {
-    pub(crate) touched: HashMap<i64, Tally>,
-    /// Nodes that received released work in this transaction.
-    pub(crate) wake: Vec<String>,
+    pub(crate) touched: HashMap<i64, (CommandId, Tally)>,
+    pub(crate) effects: Effects,
 }
 
 impl Transitions {
-    fn tally(&mut self, tx: &Connection, seq: i64) -> Result<&mut Tally> {
+    pub(crate) fn tally(&mut self, tx: &Connection, seq: i64) -> Result<&mut Tally> {
         match self.touched.entry(seq) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Occupied(e) => Ok(&mut e.into_mut().1),
             Entry::Vacant(e) => {
-                let (counts_json, error_budget, cancel_requested, max_concurrency, rollout): (
-                    String,
-                    u32,
-                    bool,
-                    String,
-                    Rollout,
-                ) = tx
+                type Row = (String, String, String, u32, bool, String, Rollout);
+                let (
+                    id,
+                    counts_json,
+                    details,
+                    error_budget,
+                    cancel_requested,
+                    max_concurrency,
+                    rollout,
+                ): Row = tx
                     .prepare_cached(
-                        "SELECT counts_json, error_budget, cancel_requested, max_concurrency,
-                             released, acked, settled
+                        "SELECT command_id, counts_json, status_details, error_budget,
+                             cancel_requested, max_concurrency, released, acked, settled
                          FROM commands WHERE seq = ?1",
                     )?
                     .query_row([seq], |r| {
@@ -74,21 +71,27 @@ impl Transitions {
                             r.get(1)?,
                             r.get(2)?,
                             r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
                             Rollout {
-                                released: r.get(4)?,
-                                acked: r.get(5)?,
-                                settled: r.get(6)?,
+                                released: r.get(6)?,
+                                acked: r.get(7)?,
+                                settled: r.get(8)?,
                                 ..Rollout::default()
                             },
                         ))
                     })?;
-                Ok(e.insert(Tally {
+                let loaded_state = CommandState::parse(&details)
+                    .ok_or_else(|| Error::Corrupt(format!("command state {details:?}")))?;
+                let tally = Tally {
                     counts: serde_json::from_str(&counts_json)?,
                     error_budget,
                     cancel_requested,
                     max_concurrency,
                     rollout,
-                }))
+                    loaded_state,
+                };
+                Ok(&mut e.insert((command_id(&id)?, tally)).1)
             }
         }
     }
@@ -119,16 +122,14 @@ impl Transitions {
         if changed == 0 {
             return Ok(None);
         }
-        let tally = self.tally(tx, inv.command_seq)?;
-        tally.counts.shift(inv.state, to);
-        if inv.released {
-            if inv.state == InvocationState::Pending {
-                tally.rollout.acked += 1;
-            }
-            if !inv.state.is_terminal() && to.is_terminal() {
-                tally.rollout.settled += 1;
-            }
-        }
+        self.tally(tx, inv.command_seq)?
+            .record(inv.state, to, inv.released);
+        self.effects.invocation_changed(InvocationChange {
+            command_id: command_id(&inv.command_id)?,
+            instance_id: instance_id(&inv.instance_id)?,
+            from: inv.state,
+            to,
+        });
         Ok(Some(to))
     }
 
@@ -144,8 +145,8 @@ impl Transitions {
     }
 
     /// Advances every touched command's rollout, then rewrites counts, rollout counters, status,
-    /// status details and the terminal flag. Returns the nodes that received work.
-    fn flush(mut self, tx: &Connection) -> Result<Vec<InstanceId>> {
+    /// status details and the terminal flag. Returns what the transaction changed.
+    fn flush(mut self, tx: &Connection) -> Result<Effects> {
         let seqs: Vec<i64> = self.touched.keys().copied().collect();
         for seq in seqs {
             self.advance(tx, seq)?;
@@ -155,8 +156,8 @@ impl Transitions {
                  status_details = ?4, terminal = ?5, released = ?6, acked = ?7, settled = ?8
              WHERE seq = ?9",
         )?;
-        for (seq, tally) in &self.touched {
-            let agg = aggregate(&tally.counts, tally.error_budget, tally.cancel_requested);
+        for (seq, (id, tally)) in &self.touched {
+            let agg = tally.aggregate();
             update.execute(params![
                 serde_json::to_string(&tally.counts)?,
                 tally.cancel_requested,
@@ -168,29 +169,26 @@ impl Transitions {
                 tally.rollout.settled,
                 seq,
             ])?;
+            self.effects
+                .command_changed(id.clone(), tally.loaded_state, agg.state);
         }
-        let mut seen = HashSet::new();
-        self.wake
-            .into_iter()
-            .filter(|n| seen.insert(n.clone()))
-            .map(|n| instance_id(&n))
-            .collect()
+        Ok(self.effects)
     }
 }
 
 /// Runs `f` in one write transaction with a fresh [`Transitions`], then advances the touched
 /// rollouts, writes their aggregates and commits. An error anywhere rolls everything back.
-/// Returns `f`'s result and the nodes that received released work.
+/// Returns `f`'s result and what the transaction changed.
 pub(crate) fn with_transitions<T>(
     conn: &mut Connection,
     f: impl FnOnce(&Savepoint<'_>, &mut Transitions) -> Result<T>,
-) -> Result<(T, Vec<InstanceId>)> {
+) -> Result<(T, Effects)> {
     let tx = conn.savepoint()?;
     let mut transitions = Transitions::default();
     let out = f(&tx, &mut transitions)?;
-    let wake = transitions.flush(&tx)?;
+    let effects = transitions.flush(&tx)?;
     tx.commit()?;
-    Ok((out, wake))
+    Ok((out, effects))
 }
 
 /// An invocation this node holds or may receive, with what a delivery needs.
@@ -300,7 +298,7 @@ pub(crate) fn claim(
     now: Millis,
 ) -> Result<Claim> {
     let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
-    let (mut claim, wake) = with_transitions(conn, |tx, tr| {
+    let (mut claim, effects) = with_transitions(conn, |tx, tr| {
         tx.prepare_cached(
             "UPDATE nodes SET last_ping_at = ?2, signed_off_at = NULL WHERE instance_id = ?1",
         )?
@@ -308,17 +306,18 @@ pub(crate) fn claim(
         let mut claim = Claim::default();
 
         for held in node_work(tx, HELD_SQL, node, Millis::MIN)? {
-            let listed = known.contains(held.inv.command_id.as_str());
-            match held.inv.state {
-                InvocationState::InProgress
-                    if !listed && held.delivered_session.as_deref() == Some(session) =>
-                {
-                    claim.resent.push(held.delivery()?);
-                }
-                _ if !listed => {
+            let action = reconcile_held(
+                held.inv.state,
+                known.contains(held.inv.command_id.as_str()),
+                held.delivered_session.as_deref() == Some(session),
+                held.cancel_sent,
+            );
+            match action {
+                HeldAction::Resend => claim.resent.push(held.delivery()?),
+                HeldAction::Lose => {
                     tr.apply(tx, &held.inv, InvocationEvent::LostByAgent)?;
                 }
-                InvocationState::Cancelling if !held.cancel_sent => {
+                HeldAction::SendCancel => {
                     tx.prepare_cached(
                         "UPDATE invocations SET cancel_sent = 1
                          WHERE command_id = ?1 AND instance_id = ?2",
@@ -326,7 +325,7 @@ pub(crate) fn claim(
                     .execute(params![held.inv.command_id, held.inv.instance_id])?;
                     claim.cancels.push(command_id(&held.inv.command_id)?);
                 }
-                _ => {}
+                HeldAction::Keep => {}
             }
         }
 
@@ -352,7 +351,7 @@ pub(crate) fn claim(
         Ok(claim)
     })?;
     // This poll's own node never needs a wake-up: it is being answered.
-    claim.wake = wake.into_iter().filter(|n| n != node).collect();
+    claim.effects = effects.without_wake(node);
     Ok(claim)
 }
 
@@ -363,7 +362,7 @@ pub(crate) fn finish(
     report: &Report,
     now: Millis,
 ) -> Result<Finished> {
-    let (applied, wake) = with_transitions(conn, |tx, tr| {
+    let (applied, effects) = with_transitions(conn, |tx, tr| {
         // `started_at` holds the delivery time until the report replaces it.
         let found: Option<(i64, String, bool, Option<Millis>)> = tx
             .prepare_cached(
@@ -394,26 +393,7 @@ pub(crate) fn finish(
         {
             return Ok(false);
         }
-        let ended_at = report.ended_at(now, delivered_at);
-        let started_at = ended_at.saturating_sub(report.elapsed_ms.max(0));
-        let steps: Vec<StepResult> = report
-            .steps
-            .iter()
-            .map(|s| {
-                let step_start = started_at.saturating_add(s.start_offset_ms);
-                StepResult {
-                    name: s.name.clone(),
-                    status: s.status.clone(),
-                    exit_code: s.exit_code,
-                    started_at: step_start,
-                    ended_at: step_start.saturating_add(s.duration_ms),
-                    stdout: s.stdout.clone(),
-                    stderr: s.stderr.clone(),
-                    stdout_truncated: s.stdout_truncated,
-                    stderr_truncated: s.stderr_truncated,
-                }
-            })
-            .collect();
+        let times = report_times(report, now, delivered_at);
         tx.prepare_cached(
             "UPDATE invocations SET response_code = ?3, started_at = ?4, ended_at = ?5, steps_json = ?6
              WHERE command_id = ?1 AND instance_id = ?2",
@@ -422,13 +402,13 @@ pub(crate) fn finish(
             inv.command_id,
             inv.instance_id,
             report.response_code,
-            started_at,
-            ended_at,
-            serde_json::to_string(&steps)?,
+            times.started_at,
+            times.ended_at,
+            serde_json::to_string(&times.steps)?,
         ])?;
         Ok(true)
     })?;
-    Ok(Finished { applied, wake })
+    Ok(Finished { applied, effects })
 }
 
 /// Every invocation of one command, in node order.
@@ -461,20 +441,16 @@ pub(crate) fn command_invocations(
     Ok(out)
 }
 
-/// CancelCommand. Pending/Delayed invocations are cancelled outright; running ones become
-/// Cancelling and their nodes are returned so the agents can be told (the next claim carries the
-/// cancel once). A command that already finished is left untouched.
-///
-/// choice: `cancel_requested` (which makes the command Cancelling/Cancelled) is set only when the
-/// cancel covers every invocation of the command — without node ids, or naming all of them. A cancel
-/// of some nodes only leaves the command to finish as Incomplete or Failed.
+/// CancelCommand over [`cancel_scope`]. Pending/Delayed invocations are cancelled outright; running
+/// ones become Cancelling and their nodes are woken so the agents can be told (the next claim
+/// carries the cancel once). A command that already finished is left untouched.
 pub(crate) fn cancel(
     conn: &mut Connection,
     command: &CommandId,
     nodes: Option<&[InstanceId]>,
     _now: Millis,
 ) -> Result<CancelOutcome> {
-    let (mut outcome, wake) = with_transitions(conn, |tx, tr| {
+    let ((), effects) = with_transitions(conn, |tx, tr| {
         let found: Option<(i64, bool)> = tx
             .prepare_cached("SELECT seq, terminal FROM commands WHERE command_id = ?1")?
             .query_row([command.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -483,40 +459,20 @@ pub(crate) fn cancel(
             return Err(CoreError::UnknownCommand(command.to_string()).into());
         };
         let all = command_invocations(tx, seq, false)?;
-        let targets: Vec<&InvocationRef> = match nodes {
-            None => all.iter().collect(),
-            Some(nodes) => {
-                let by_node: HashMap<&str, &InvocationRef> =
-                    all.iter().map(|i| (i.instance_id.as_str(), i)).collect();
-                let mut seen = HashSet::new();
-                let mut targets = Vec::new();
-                for node in nodes.iter().filter(|n| seen.insert(n.as_str())) {
-                    match by_node.get(node.as_str()) {
-                        Some(inv) => targets.push(*inv),
-                        None => return Err(CoreError::UnknownInstance(node.to_string()).into()),
-                    }
-                }
-                targets
-            }
-        };
-        let mut outcome = CancelOutcome::default();
+        let on: Vec<&str> = all.iter().map(|i| i.instance_id.as_str()).collect();
+        let scope = cancel_scope(&on, nodes)?;
         if terminal {
-            return Ok(outcome);
+            return Ok(());
         }
-        if targets.len() == all.len() {
+        if scope.whole_command {
             tr.request_cancel(tx, seq)?;
         }
-        for inv in targets {
-            if tr.apply(tx, inv, InvocationEvent::CancelRequested)?
-                == Some(InvocationState::Cancelling)
-            {
-                outcome.nodes_to_notify.push(instance_id(&inv.instance_id)?);
-            }
+        for at in scope.targets {
+            tr.apply(tx, &all[at], InvocationEvent::CancelRequested)?;
         }
-        Ok(outcome)
+        Ok(())
     })?;
-    outcome.nodes_to_notify.extend(wake);
-    Ok(outcome)
+    Ok(CancelOutcome { effects })
 }
 
 /// Unfinished commands whose ExpiresAfter has passed (index `commands_by_expiry`).
@@ -524,25 +480,22 @@ const EXPIRED_SQL: &str =
     "SELECT seq FROM commands WHERE terminal = 0 AND expires_at <= ?1 ORDER BY expires_at";
 
 /// ExpiresAfter passed: every invocation still waiting or running becomes DeliveryTimedOut (a
-/// Cancelling one becomes Cancelled). Returns how many invocations changed.
-pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<usize> {
-    let (changed, _wake) = with_transitions(conn, |tx, tr| {
+/// Cancelling one becomes Cancelled). Returns what changed.
+pub(crate) fn expire_due(conn: &mut Connection, now: Millis) -> Result<Effects> {
+    let ((), effects) = with_transitions(conn, |tx, tr| {
         let due: Vec<i64> = {
             let mut stmt = tx.prepare_cached(EXPIRED_SQL)?;
             let rows = stmt.query_map([now], |r| r.get(0))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
-        let mut changed = 0;
         for seq in due {
             for inv in command_invocations(tx, seq, true)? {
-                if tr.apply(tx, &inv, InvocationEvent::Expired)?.is_some() {
-                    changed += 1;
-                }
+                tr.apply(tx, &inv, InvocationEvent::Expired)?;
             }
         }
-        Ok(changed)
+        Ok(())
     })?;
-    Ok(changed)
+    Ok(effects)
 }
 
 /// Retention: deletes commands requested before `before`; their invocations go with them.

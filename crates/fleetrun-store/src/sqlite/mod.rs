@@ -34,6 +34,7 @@ use fleetrun_core::command::{
 use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
+use fleetrun_core::lifecycle::Effects;
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::query::{CommandQuery, PageKey};
 use fleetrun_core::status::InvocationState;
@@ -299,6 +300,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> CoreResult<Vec<u8>> {
+        let (name, candidate) = (name.to_owned(), candidate.to_vec());
+        self.write(move |c| access_keys::shared_secret(c, &name, &candidate))
+            .await
+    }
+
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {
         self.write(move |c| access_keys::create(c, &key)).await
     }
@@ -367,8 +374,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_command(&self, command: NewCommand) -> CoreResult<Sent> {
-        let (command, wake) = self.write(move |c| commands::insert(c, command)).await?;
-        Ok(Sent { command, wake })
+        let (command, effects) = self.write(move |c| commands::insert(c, command)).await?;
+        Ok(Sent { command, effects })
     }
 
     async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>> {
@@ -451,7 +458,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn expire_due(&self, now: Millis) -> CoreResult<usize> {
+    async fn expire_due(&self, now: Millis) -> CoreResult<Effects> {
         self.write(move |c| lifecycle::expire_due(c, now)).await
     }
 
@@ -460,11 +467,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn mark_unreachable(
-        &self,
-        silent_since: Millis,
-        _now: Millis,
-    ) -> CoreResult<Vec<InstanceId>> {
+    async fn mark_unreachable(&self, silent_since: Millis, _now: Millis) -> CoreResult<Effects> {
         self.write(move |c| rollout::mark_unreachable(c, silent_since))
             .await
     }
@@ -475,11 +478,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn deregister_node(
-        &self,
-        node: &InstanceId,
-        _now: Millis,
-    ) -> CoreResult<Vec<InstanceId>> {
+    async fn deregister_node(&self, node: &InstanceId, _now: Millis) -> CoreResult<Effects> {
         let node = node.clone();
         self.write(move |c| rollout::deregister(c, &node)).await
     }

@@ -2,18 +2,19 @@
 //! MaxConcurrency ramp, terminating what was never sent once MaxErrors is exceeded, marking work for
 //! unreachable nodes Delayed, and deregistering nodes (their undelivered work becomes Undeliverable).
 //!
-//! The arithmetic lives in `fleetrun_core::rate`; this module only reads and writes rows. It runs
+//! The decisions live in `fleetrun_core::lifecycle` and `fleetrun_core::rate`; this module only
+//! reads and writes rows. It runs
 //! inside the same transaction as the transition that triggered it (see `lifecycle::Transitions`).
 
 use fleetrun_core::clock::Millis;
 use fleetrun_core::ids::InstanceId;
-use fleetrun_core::rate::{error_budget_exceeded, Limit};
+use fleetrun_core::lifecycle::{Effects, RolloutStep};
 use fleetrun_core::status::{InvocationEvent, InvocationState};
 use fleetrun_core::CoreError;
 use rusqlite::{params, Connection};
 
 use super::lifecycle::{with_transitions, InvocationRef, Transitions};
-use super::{invocation_state, Result};
+use super::{instance_id, invocation_state, Result};
 
 /// Invocations of one command not yet delivered (Pending/Delayed), released or not, in node order.
 const UNDELIVERED_SQL: &str = "SELECT command_id, instance_id, state, released FROM invocations
@@ -50,44 +51,40 @@ fn invocation_refs(
 }
 
 impl Transitions {
-    /// Moves one touched command's rollout on: past MaxErrors every undelivered invocation ends
-    /// Terminated; otherwise as many invocations as the ramp and MaxConcurrency allow are released.
+    /// Moves one touched command's rollout on as [`Tally::next_step`] decides: release the next
+    /// invocations in node order, or terminate everything undelivered.
     pub(crate) fn advance(&mut self, tx: &Connection, seq: i64) -> Result<()> {
-        let Some(tally) = self.touched.get_mut(&seq) else {
-            return Ok(());
+        let step = match self.touched.get_mut(&seq) {
+            Some((_, tally)) => tally.next_step(),
+            None => return Ok(()),
         };
-        if tally.cancel_requested {
-            return Ok(());
-        }
-        if error_budget_exceeded(tally.counts.errors(), tally.error_budget) {
-            for inv in invocation_refs(tx, UNDELIVERED_SQL, [seq], Some(seq))? {
-                self.apply(tx, &inv, InvocationEvent::Terminated)?;
+        match step {
+            RolloutStep::Hold => Ok(()),
+            RolloutStep::TerminateUndelivered => {
+                for inv in invocation_refs(tx, UNDELIVERED_SQL, [seq], Some(seq))? {
+                    self.apply(tx, &inv, InvocationEvent::Terminated)?;
+                }
+                Ok(())
             }
-            return Ok(());
+            RolloutStep::Release(n) => {
+                let next: Vec<(String, String)> = {
+                    let mut stmt = tx.prepare_cached(NEXT_SQL)?;
+                    let rows = stmt.query_map(params![seq, n], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                // By primary key: (command_seq, instance_id) would walk the command's whole index
+                // range.
+                let mut release = tx.prepare_cached(
+                    "UPDATE invocations SET released = 1 WHERE command_id = ?1 AND instance_id = ?2",
+                )?;
+                for (command, node) in &next {
+                    release.execute(params![command, node])?;
+                    self.effects.wake(instance_id(node)?);
+                }
+                self.tally(tx, seq)?.released(next.len());
+                Ok(())
+            }
         }
-        let total = tally.counts.total();
-        tally.rollout.total = total;
-        tally.rollout.concurrency =
-            Limit::parse(&tally.max_concurrency).map_or(total, |l| l.concurrency(total));
-        let n = tally.rollout.releasable();
-        if n == 0 {
-            return Ok(());
-        }
-        let next: Vec<(String, String)> = {
-            let mut stmt = tx.prepare_cached(NEXT_SQL)?;
-            let rows = stmt.query_map(params![seq, n], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        // By primary key: (command_seq, instance_id) would walk the command's whole index range.
-        let mut release = tx.prepare_cached(
-            "UPDATE invocations SET released = 1 WHERE command_id = ?1 AND instance_id = ?2",
-        )?;
-        for (command, node) in &next {
-            release.execute(params![command, node])?;
-        }
-        tally.rollout.released += u32::try_from(next.len()).unwrap_or(u32::MAX);
-        self.wake.extend(next.into_iter().map(|(_, node)| node));
-        Ok(())
     }
 }
 
@@ -99,24 +96,21 @@ const SILENT_SQL: &str = "SELECT i.command_id, i.instance_id, i.state, i.release
        AND (n.last_ping_at < ?1 OR n.signed_off_at IS NOT NULL)";
 
 /// Work released to nodes whose channel is down (silent, or signed off) becomes Delayed; it is
-/// delivered when they poll again. Returns nodes that received work as the rollouts moved on.
-pub(crate) fn mark_unreachable(
-    conn: &mut Connection,
-    silent_since: Millis,
-) -> Result<Vec<InstanceId>> {
-    let ((), wake) = with_transitions(conn, |tx, tr| {
+/// delivered when they poll again. Its effects wake nodes that received work as rollouts moved on.
+pub(crate) fn mark_unreachable(conn: &mut Connection, silent_since: Millis) -> Result<Effects> {
+    let ((), effects) = with_transitions(conn, |tx, tr| {
         for inv in invocation_refs(tx, SILENT_SQL, [silent_since], None)? {
             tr.apply(tx, &inv, InvocationEvent::DeliveryFailed)?;
         }
         Ok(())
     })?;
-    Ok(wake)
+    Ok(effects)
 }
 
 /// DeregisterManagedInstance: the node's undelivered invocations become Undeliverable and the node
 /// (with its tags and credentials) is removed.
-pub(crate) fn deregister(conn: &mut Connection, node: &InstanceId) -> Result<Vec<InstanceId>> {
-    let ((), wake) = with_transitions(conn, |tx, tr| {
+pub(crate) fn deregister(conn: &mut Connection, node: &InstanceId) -> Result<Effects> {
+    let ((), effects) = with_transitions(conn, |tx, tr| {
         let removed = tx
             .prepare_cached("DELETE FROM nodes WHERE instance_id = ?1")?
             .execute([node.as_str()])?;
@@ -140,5 +134,5 @@ pub(crate) fn deregister(conn: &mut Connection, node: &InstanceId) -> Result<Vec
         }
         Ok(())
     })?;
-    Ok(wake)
+    Ok(effects)
 }

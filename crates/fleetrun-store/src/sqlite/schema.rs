@@ -187,6 +187,42 @@ ALTER TABLE nodes ADD COLUMN signed_off_at INTEGER;
 CREATE INDEX nodes_by_public_key ON nodes (public_key);
 "#;
 
+/// Version 8: per-state counts keyed by state name instead of by position (a state added or
+/// reordered later cannot change what an old row means). The positions are those of
+/// `InvocationState::ALL` up to version 7.
+const V8_COUNTS_BY_NAME: &str = r#"
+UPDATE commands SET counts_json = (
+    SELECT COALESCE(json_group_object(state.name, j.value), '{}')
+    FROM json_each(commands.counts_json) AS j
+    JOIN (
+        SELECT 0 AS position, 'Pending' AS name
+        UNION ALL SELECT 1, 'InProgress'
+        UNION ALL SELECT 2, 'Delayed'
+        UNION ALL SELECT 3, 'Cancelling'
+        UNION ALL SELECT 4, 'Success'
+        UNION ALL SELECT 5, 'Failed'
+        UNION ALL SELECT 6, 'ExecutionTimedOut'
+        UNION ALL SELECT 7, 'DeliveryTimedOut'
+        UNION ALL SELECT 8, 'Cancelled'
+        UNION ALL SELECT 9, 'Undeliverable'
+        UNION ALL SELECT 10, 'Terminated'
+        UNION ALL SELECT 11, 'InvalidPlatform'
+        UNION ALL SELECT 12, 'AccessDenied'
+    ) AS state ON state.position = j.key
+    WHERE j.value > 0
+)
+WHERE json_type(counts_json) = 'array';
+"#;
+
+/// Version 9: secrets every server on this store shares (the NextToken and node-session keys),
+/// kept with the data they protect instead of in files beside it.
+const V9_SERVER_SECRETS: &str = r#"
+CREATE TABLE server_secrets (
+    name   TEXT PRIMARY KEY,
+    secret BLOB NOT NULL
+);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     V1,
     V2,
@@ -195,6 +231,8 @@ const MIGRATIONS: &[&str] = &[
     V5_ACCESS_KEYS,
     V6_NODE_KEYS,
     V7_SIGN_OFF,
+    V8_COUNTS_BY_NAME,
+    V9_SERVER_SECRETS,
 ];
 
 /// The schema version this build writes.
@@ -285,5 +323,43 @@ mod tests {
             )
             .expect("node kept");
         assert_eq!(signed_off, None);
+    }
+
+    /// Counts stored by position before version 8 are rewritten keyed by name, zeros left out.
+    #[test]
+    fn v8_keys_counts_by_state_name() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let before = 7;
+        for sql in &MIGRATIONS[..before] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", super::super::to_i64(before))
+            .expect("version");
+        for (id, counts) in [
+            ("a", "[2,0,0,0,1,0,0,0,0,0,0,0,3]"),
+            ("b", "[0,0,0,0,0,0,0,0,0,0,0,0,0]"),
+        ] {
+            conn.execute(
+                "INSERT INTO commands (command_id, requested_at, expires_at, document_name,
+                     document_version, comment, timeout_seconds, max_concurrency, max_errors,
+                     error_budget, echo_json, plan_json, counts_json, status, status_details,
+                     terminal)
+                 VALUES (?1, 1, 2, 'd', '1', '', 60, '50', '0', 0, '{}', '{}', ?2, 'Pending',
+                     'Pending', 0)",
+                rusqlite::params![id, counts],
+            )
+            .expect("v7 command");
+        }
+        migrate(&mut conn).expect("migrate");
+        let stored = |id: &str| -> String {
+            conn.query_row(
+                "SELECT counts_json FROM commands WHERE command_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .expect("command kept")
+        };
+        assert_eq!(stored("a"), r#"{"Pending":2,"Success":1,"AccessDenied":3}"#);
+        assert_eq!(stored("b"), "{}");
     }
 }

@@ -8,12 +8,12 @@
 
 use fleetrun_core::ids::InstanceId;
 use fleetrun_core::node::Tag;
-use fleetrun_core::targets::{TargetSpec, MAX_TAGS_PER_NODE};
+use fleetrun_core::targets::{tag_limit_exceeded, TargetSpec};
 use fleetrun_core::CoreError;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::{instance_id, to_i64, Result};
+use super::{instance_id, Result};
 
 fn require_node(conn: &Connection, id: &InstanceId) -> Result<()> {
     let found: Option<i64> = conn
@@ -53,7 +53,10 @@ pub(crate) fn add(conn: &mut Connection, id: &InstanceId, tags: &[Tag]) -> Resul
         }
     }
     let after = count_tags(&tx, id)?;
-    if after > to_i64(MAX_TAGS_PER_NODE) && after > before {
+    if tag_limit_exceeded(
+        usize::try_from(before).unwrap_or(0),
+        usize::try_from(after).unwrap_or(usize::MAX),
+    ) {
         // Dropping `tx` rolls the upserts back.
         return Err(CoreError::TooManyTags(id.to_string()).into());
     }

@@ -60,3 +60,25 @@ pub async fn check_access_keys(store: &dyn Store) {
         .expect("again"));
     assert_eq!(store.access_key(&b.access_key_id).await.expect("get"), None);
 }
+
+/// The first candidate stored under a name is the secret from then on, for every caller.
+pub async fn check_shared_secret(store: &dyn Store) {
+    let first = store
+        .shared_secret("token-key", b"first candidate")
+        .await
+        .expect("store");
+    assert_eq!(first, b"first candidate");
+    let again = store
+        .shared_secret("token-key", b"another")
+        .await
+        .expect("read");
+    assert_eq!(again, b"first candidate", "the stored secret wins");
+    let other = store
+        .shared_secret("node-session-key", b"\x00\xffbinary")
+        .await
+        .expect("store");
+    assert_eq!(
+        other, b"\x00\xffbinary",
+        "names are independent; bytes kept exactly"
+    );
+}

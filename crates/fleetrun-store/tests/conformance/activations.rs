@@ -2,6 +2,7 @@
 
 use super::support::*;
 
+use fleetrun_core::error::RegistrationRefusal;
 use fleetrun_core::ids::ActivationId;
 use fleetrun_core::node::NodeInfo;
 use fleetrun_core::{CoreError, Store};
@@ -43,7 +44,13 @@ pub async fn check_activations(store: &dyn Store) {
         .register_node(registration(&a, "code-a", 3), now)
         .await;
     assert!(
-        matches!(refused, Err(CoreError::ActivationRefused(ref m)) if m.contains("limit")),
+        matches!(
+            refused,
+            Err(CoreError::ActivationRefused {
+                reason: RegistrationRefusal::LimitReached { .. },
+                ..
+            })
+        ),
         "{refused:?}"
     );
     // The same attempt again (same activation, same public key: an agent retrying after a lost
@@ -65,7 +72,7 @@ pub async fn check_activations(store: &dyn Store) {
     retry.activation_code = "wrong".into();
     assert!(matches!(
         store.register_node(retry.clone(), now).await,
-        Err(CoreError::ActivationRefused(_))
+        Err(CoreError::ActivationRefused { .. })
     ));
 
     // Wrong code, expired, deleted, unknown.
@@ -74,14 +81,26 @@ pub async fn check_activations(store: &dyn Store) {
     store.create_activation(c.clone()).await.expect("create");
     let wrong = store.register_node(registration(&c, "nope", 4), now).await;
     assert!(
-        matches!(wrong, Err(CoreError::ActivationRefused(ref m)) if m.contains("code")),
+        matches!(
+            wrong,
+            Err(CoreError::ActivationRefused {
+                reason: RegistrationRefusal::WrongCode,
+                ..
+            })
+        ),
         "{wrong:?}"
     );
     let expired = store
         .register_node(registration(&b, "code-b", 4), now)
         .await;
     assert!(
-        matches!(expired, Err(CoreError::ActivationRefused(ref m)) if m.contains("expired")),
+        matches!(
+            expired,
+            Err(CoreError::ActivationRefused {
+                reason: RegistrationRefusal::Expired,
+                ..
+            })
+        ),
         "{expired:?}"
     );
     store.delete_activation(&c.id).await.expect("delete");
@@ -89,7 +108,13 @@ pub async fn check_activations(store: &dyn Store) {
         .register_node(registration(&c, "code-c", 4), now)
         .await;
     assert!(
-        matches!(deleted, Err(CoreError::ActivationRefused(ref m)) if m.contains("deleted")),
+        matches!(
+            deleted,
+            Err(CoreError::ActivationRefused {
+                reason: RegistrationRefusal::Deleted,
+                ..
+            })
+        ),
         "{deleted:?}"
     );
     assert!(matches!(

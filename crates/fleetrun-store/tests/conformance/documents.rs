@@ -47,7 +47,7 @@ pub async fn check_documents(store: &dyn Store) {
     assert_eq!(doc.tags.len(), 1);
     let dup = store.create_document(new_doc("Deploy", "c2"), 500).await;
     assert!(
-        matches!(dup, Err(CoreError::DocumentAlreadyExists(_))),
+        matches!(dup, Err(CoreError::DocumentAlreadyExists { .. })),
         "{dup:?}"
     );
     let v1 = store
@@ -92,21 +92,21 @@ pub async fn check_documents(store: &dyn Store) {
         .add_document_version("Deploy", 2, version("c2", None, T0 + 2), 1000)
         .await;
     assert!(
-        matches!(same, Err(CoreError::DuplicateDocumentContent(_))),
+        matches!(same, Err(CoreError::DuplicateDocumentContent { .. })),
         "{same:?}"
     );
     let named = store
         .add_document_version("Deploy", 2, version("c3", Some("v1"), T0 + 2), 1000)
         .await;
     assert!(
-        matches!(named, Err(CoreError::DuplicateDocumentVersionName(_))),
+        matches!(named, Err(CoreError::DuplicateDocumentVersionName { .. })),
         "{named:?}"
     );
     let limit = store
         .add_document_version("Deploy", 2, version("c3", None, T0 + 2), 2)
         .await;
     assert!(
-        matches!(limit, Err(CoreError::DocumentVersionLimitExceeded(_))),
+        matches!(limit, Err(CoreError::DocumentVersionLimitExceeded { .. })),
         "{limit:?}"
     );
     let missing = store
@@ -157,14 +157,14 @@ pub async fn check_documents(store: &dyn Store) {
     assert_eq!(summary, [("Alpha", 1, "a1"), ("Deploy", 2, "c2")]);
     let full = store.create_document(new_doc("Third", "t"), 2).await;
     assert!(
-        matches!(full, Err(CoreError::DocumentLimitExceeded(_))),
+        matches!(full, Err(CoreError::DocumentLimitExceeded { .. })),
         "{full:?}"
     );
 
     // Deleting: not the default while others exist; the latest moves down; numbers are not reused.
     let del = store.delete_document("Deploy", Some(2)).await;
     assert!(
-        matches!(del, Err(CoreError::InvalidDocumentOperation(_))),
+        matches!(del, Err(CoreError::DefaultVersionInUse { .. })),
         "{del:?}"
     );
     store

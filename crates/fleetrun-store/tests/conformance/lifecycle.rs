@@ -296,7 +296,7 @@ pub async fn check_cancel(store: &dyn Store) {
     // Pending only.
     let p = insert(store, T0, "AWS-RunShellScript", &[node(1), node(2)]).await;
     let out = store.cancel(&p.id, None, now).await.expect("cancel");
-    assert!(out.nodes_to_notify.is_empty());
+    assert!(out.effects.wake.is_empty());
     assert_eq!(
         invocation_state(store, &p.id, &node(1)).await,
         InvocationState::Cancelled
@@ -309,7 +309,7 @@ pub async fn check_cancel(store: &dyn Store) {
     assert!(claim.runs.is_empty());
     // Cancelling a finished command again is a no-op.
     let again = store.cancel(&p.id, None, now).await.expect("cancel again");
-    assert!(again.nodes_to_notify.is_empty());
+    assert!(again.effects.wake.is_empty());
 
     // Running on node 3, pending on node 4.
     let r = insert(store, T0 + 1, "AWS-RunShellScript", &[node(3), node(4)]).await;
@@ -320,7 +320,7 @@ pub async fn check_cancel(store: &dyn Store) {
     ));
     assert_eq!(state_of(store, &r.id).await, CommandState::InProgress);
     let out = store.cancel(&r.id, None, now).await.expect("cancel");
-    assert_eq!(out.nodes_to_notify, vec![node(3)]);
+    assert_eq!(out.effects.wake, vec![node(3)]);
     assert_eq!(
         invocation_state(store, &r.id, &node(3)).await,
         InvocationState::Cancelling
@@ -355,7 +355,7 @@ pub async fn check_cancel(store: &dyn Store) {
     assert!(claim.cancels.is_empty());
     // A second CancelCommand while Cancelling notifies nobody new.
     let out = store.cancel(&r.id, None, now + 3).await.expect("cancel");
-    assert!(out.nodes_to_notify.is_empty());
+    assert!(out.effects.wake.is_empty());
 
     assert!(
         store
@@ -381,7 +381,7 @@ pub async fn check_cancel(store: &dyn Store) {
         .await
         .expect("cancel");
     // Node 5 held the first release; its cancellation moves the rollout on to node 6.
-    assert_eq!(out.nodes_to_notify, vec![node(6)]);
+    assert_eq!(out.effects.wake, vec![node(6)]);
     assert_eq!(
         invocation_state(store, &s.id, &node(5)).await,
         InvocationState::Cancelled
@@ -418,8 +418,24 @@ pub async fn check_expiry(store: &dyn Store) {
         .expect("finish");
     let b = insert(store, T0, "AWS-RunShellScript", &[node(4)]).await; // expires at T0 + 2h
 
-    assert_eq!(store.expire_due(T0 + HOUR - 1).await.expect("expire"), 0);
-    assert_eq!(store.expire_due(T0 + HOUR).await.expect("expire"), 2);
+    assert_eq!(
+        store
+            .expire_due(T0 + HOUR - 1)
+            .await
+            .expect("expire")
+            .invocations
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .expire_due(T0 + HOUR)
+            .await
+            .expect("expire")
+            .invocations
+            .len(),
+        2
+    );
     assert_eq!(
         invocation_state(store, &a.id, &node(1)).await,
         InvocationState::DeliveryTimedOut
@@ -443,7 +459,15 @@ pub async fn check_expiry(store: &dyn Store) {
         InvocationState::Pending
     );
     // Idempotent.
-    assert_eq!(store.expire_due(T0 + HOUR).await.expect("expire"), 0);
+    assert_eq!(
+        store
+            .expire_due(T0 + HOUR)
+            .await
+            .expect("expire")
+            .invocations
+            .len(),
+        0
+    );
     // A late report for an expired invocation is ignored.
     assert!(
         !store
@@ -463,7 +487,15 @@ pub async fn check_expiry(store: &dyn Store) {
         .await
         .expect("claim");
     store.cancel(&b.id, None, T0 + 40).await.expect("cancel");
-    assert_eq!(store.expire_due(T0 + 2 * HOUR).await.expect("expire"), 1);
+    assert_eq!(
+        store
+            .expire_due(T0 + 2 * HOUR)
+            .await
+            .expect("expire")
+            .invocations
+            .len(),
+        1
+    );
     assert_eq!(
         invocation_state(store, &b.id, &node(4)).await,
         InvocationState::Cancelled
@@ -627,4 +659,103 @@ pub async fn check_durable_read(store: &dyn Store, id: &CommandId) {
         .await
         .expect("claim");
     assert_eq!(claim.runs.len(), 1);
+}
+
+/// Every mutating call reports what it changed, for the server to act on: each invocation
+/// transition once, each change of the command's status, and whom to wake.
+pub async fn check_effects(store: &dyn Store) {
+    use fleetrun_core::lifecycle::{CommandChange, InvocationChange};
+    let sent = store
+        .insert_command(new_command(T0, "AWS-RunShellScript", &[node(1), node(2)]))
+        .await
+        .expect("insert");
+    let id = sent.command.id.clone();
+    assert_eq!(sent.effects.wake, vec![node(1)], "the ramp starts with one");
+    assert!(sent.effects.invocations.is_empty());
+
+    let claim = store
+        .claim(&node(1), "s1", &[], T0 + 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claim.effects.invocations,
+        vec![InvocationChange {
+            command_id: id.clone(),
+            instance_id: node(1),
+            from: InvocationState::Pending,
+            to: InvocationState::InProgress,
+        }]
+    );
+    assert_eq!(
+        claim.effects.commands,
+        vec![CommandChange {
+            command_id: id.clone(),
+            from: CommandState::Pending,
+            to: CommandState::InProgress,
+        }]
+    );
+    assert_eq!(
+        claim.effects.wake,
+        vec![node(2)],
+        "the next node, not the poller"
+    );
+
+    let cancel = store.cancel(&id, None, T0 + 20).await.expect("cancel");
+    let mut moved: Vec<(InstanceId, InvocationState)> = cancel
+        .effects
+        .invocations
+        .iter()
+        .map(|c| (c.instance_id.clone(), c.to))
+        .collect();
+    moved.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    assert_eq!(
+        moved,
+        vec![
+            (node(1), InvocationState::Cancelling),
+            (node(2), InvocationState::Cancelled)
+        ]
+    );
+    assert_eq!(
+        cancel.effects.wake,
+        vec![node(1)],
+        "the running one is told"
+    );
+    assert_eq!(
+        cancel.effects.commands,
+        vec![CommandChange {
+            command_id: id.clone(),
+            from: CommandState::InProgress,
+            to: CommandState::Cancelling,
+        }]
+    );
+
+    let done = store
+        .finish(
+            &node(1),
+            report(&id, ExecutionOutcome::Cancelled, -1),
+            T0 + 30,
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done.effects.invocations.len(), 1);
+    assert_eq!(
+        done.effects.commands,
+        vec![CommandChange {
+            command_id: id.clone(),
+            from: CommandState::Cancelling,
+            to: CommandState::Cancelled,
+        }]
+    );
+    let again = store
+        .finish(
+            &node(1),
+            report(&id, ExecutionOutcome::Cancelled, -1),
+            T0 + 40,
+        )
+        .await
+        .expect("finish");
+    assert!(
+        !again.applied && again.effects.is_empty(),
+        "a duplicate changes nothing"
+    );
 }

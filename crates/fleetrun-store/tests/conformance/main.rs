@@ -41,6 +41,7 @@ mod sqlite {
 
     conformance!(
         check_access_keys,
+        check_shared_secret,
         check_insert_get_list,
         check_unrendered_listing,
         check_keyset_paging,
@@ -49,6 +50,7 @@ mod sqlite {
         check_list_invocations,
         check_claim,
         check_finish,
+        check_effects,
         check_held_report,
         check_cancel,
         check_expiry,

@@ -22,7 +22,11 @@ pub async fn check_ramp(store: &dyn Store) {
     let mut cmd = new_command(T0, "AWS-RunShellScript", &nodes);
     cmd.max_concurrency = "3".into();
     let sent = store.insert_command(cmd).await.expect("insert");
-    assert_eq!(sent.wake, vec![node(1)], "only the first node at first");
+    assert_eq!(
+        sent.effects.wake,
+        vec![node(1)],
+        "only the first node at first"
+    );
     let id = sent.command.id.clone();
     // Nodes 2.. have nothing yet.
     assert_eq!(runs(store, &node(2), T0 + 1).await, 0);
@@ -32,7 +36,7 @@ pub async fn check_ramp(store: &dyn Store) {
         .await
         .expect("claim");
     assert_eq!(claim.runs.len(), 1);
-    assert_eq!(claim.wake, vec![node(2), node(3)]);
+    assert_eq!(claim.effects.wake, vec![node(2), node(3)]);
     assert_eq!(runs(store, &node(2), T0 + 3).await, 1);
     assert_eq!(runs(store, &node(3), T0 + 3).await, 1);
     // Three in flight = MaxConcurrency 3: nothing more until one finishes.
@@ -42,7 +46,7 @@ pub async fn check_ramp(store: &dyn Store) {
         .await
         .expect("finish");
     assert!(done.applied);
-    assert_eq!(done.wake, vec![node(4)]);
+    assert_eq!(done.effects.wake, vec![node(4)]);
     assert_eq!(runs(store, &node(4), T0 + 6).await, 1);
     // Finish everything in order; every invocation is eventually released exactly once.
     // Each finish frees one slot and releases exactly one more node, which then polls.
@@ -54,10 +58,10 @@ pub async fn check_ramp(store: &dyn Store) {
         assert!(done.applied, "node {n} was running");
         let next = n + 3;
         if next <= 10 {
-            assert_eq!(done.wake, vec![node(next)]);
+            assert_eq!(done.effects.wake, vec![node(next)]);
             assert_eq!(runs(store, &node(next), T0 + 9).await, 1);
         } else {
-            assert!(done.wake.is_empty());
+            assert!(done.effects.wake.is_empty());
         }
     }
     let c = command(store, &id).await;
