@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,14 +56,53 @@ const EARLY_EMPTY_ANSWER: Duration = Duration::from_millis(250);
 #[derive(Clone)]
 pub(crate) struct ServerClient {
     http: reqwest::Client,
+    /// The servers to talk to: replicas of one fleetrun (any answers any call). Requests go to
+    /// the current one; one that cannot be reached (or answers 502/503/504) hands over to the next.
+    servers: Arc<[Endpoint]>,
+    current: Arc<AtomicUsize>,
+    node: Option<Arc<NodeSession>>,
+    /// Named in the advice when the server says this node is deregistered.
+    state_dir: PathBuf,
+}
+
+/// One server URL, taken apart for signing.
+struct Endpoint {
     base: String,
     /// The `Host` header, sent and signed.
     host: String,
     /// The server URL's path (no trailing `/`), signed in front of each protocol path.
     prefix: String,
-    node: Option<Arc<NodeSession>>,
-    /// Named in the advice when the server says this node is deregistered.
-    state_dir: PathBuf,
+}
+
+impl Endpoint {
+    fn parse(server_url: &str) -> Result<(Endpoint, reqwest::Url), AgentError> {
+        let url = reqwest::Url::parse(server_url)
+            .map_err(|e| AgentError::Config(format!("server URL {server_url:?}: {e}")))?;
+        let malformed = || {
+            AgentError::Config(format!(
+                "server URL {server_url:?}: expected http[s]://host[:port]"
+            ))
+        };
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(malformed());
+        }
+        let host = signing::host_header(&url).ok_or_else(malformed)?;
+        let endpoint = Endpoint {
+            base: server_url.trim_end_matches('/').to_owned(),
+            host,
+            prefix: url.path().trim_end_matches('/').to_owned(),
+        };
+        Ok((endpoint, url))
+    }
+}
+
+/// The server URLs of a `--server` value: one, or several separated by commas (replicas).
+pub(crate) fn server_urls(value: &str) -> Vec<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A registered node's identity and its current session credentials.
@@ -86,28 +125,29 @@ enum Auth<'a> {
 }
 
 impl ServerClient {
-    /// A client for `cfg.server_url` (`http[s]://host:port`, optionally with a path prefix),
-    /// trusting an https server as `cfg.ca_cert` / `cfg.server_fingerprint` say (see `tls`).
+    /// A client for `cfg.server_url` (`http[s]://host:port`, optionally with a path prefix, or
+    /// several such URLs separated by commas: replicas, tried in turn), trusting an https server
+    /// as `cfg.ca_cert` / `cfg.server_fingerprint` say (see `tls`).
     pub(crate) fn new(cfg: &AgentConfig, identity: Option<&Identity>) -> Result<Self, AgentError> {
-        let server_url = cfg.server_url.as_str();
-        let url = reqwest::Url::parse(server_url)
-            .map_err(|e| AgentError::Config(format!("server URL {server_url:?}: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(AgentError::Config(format!(
-                "server URL {server_url:?}: expected http[s]://host[:port]"
-            )));
+        let mut servers = Vec::new();
+        let mut scheme = None;
+        for server_url in server_urls(&cfg.server_url) {
+            let (endpoint, url) = Endpoint::parse(server_url)?;
+            if scheme.get_or_insert_with(|| url.scheme().to_owned()) != url.scheme() {
+                return Err(AgentError::Config(
+                    "server URLs: all http:// or all https://, not both".into(),
+                ));
+            }
+            servers.push(endpoint);
         }
+        let Some(scheme) = scheme else {
+            return Err(AgentError::Config("no server URL given".into()));
+        };
         let tls = crate::tls::client_config(
-            url.scheme(),
+            &scheme,
             cfg.ca_cert.as_deref(),
             cfg.server_fingerprint.as_deref(),
         )?;
-        let host = signing::host_header(&url).ok_or_else(|| {
-            AgentError::Config(format!(
-                "server URL {server_url:?}: expected http[s]://host[:port]"
-            ))
-        })?;
-        let prefix = url.path().trim_end_matches('/').to_owned();
         let node = identity.map(|id| {
             Arc::new(NodeSession {
                 identity: id.clone(),
@@ -123,9 +163,8 @@ impl ServerClient {
             .map_err(|e| AgentError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
-            base: server_url.trim_end_matches('/').to_owned(),
-            host,
-            prefix,
+            servers: servers.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             node,
             state_dir: cfg.state_dir.clone(),
         })
@@ -247,16 +286,18 @@ impl ServerClient {
         auth: Auth<'_>,
         timeout: Duration,
     ) -> Result<A, AgentError> {
-        let url = format!("{}{path}", self.base);
+        let at = self.current.load(Ordering::Relaxed);
+        let server = &self.servers[at % self.servers.len()];
+        let url = format!("{}{path}", server.base);
         let version = PROTOCOL_VERSION.to_string();
-        let signed_path = format!("{}{path}", self.prefix);
+        let signed_path = format!("{}{path}", server.prefix);
         // Signed, so that two otherwise identical requests in the same second (X-Amz-Date has
         // one-second resolution) differ: the server accepts each signature once.
         let invocation = format!("{:016x}{:016x}", random_u64(), random_u64());
         let headers: [(&str, &[u8]); 4] = [
             ("amz-sdk-invocation-id", invocation.as_bytes()),
             ("content-type", b"application/json"),
-            ("host", self.host.as_bytes()),
+            ("host", server.host.as_bytes()),
             (VERSION_HEADER, version.as_bytes()),
         ];
         let unsigned = HttpRequest {
@@ -281,7 +322,7 @@ impl ServerClient {
             .post(&url)
             .timeout(timeout)
             .header(CONTENT_TYPE, "application/json")
-            .header(HOST, &self.host)
+            .header(HOST, &server.host)
             .header("amz-sdk-invocation-id", &invocation)
             .header(VERSION_HEADER, &version);
         for (name, value) in added {
@@ -291,20 +332,51 @@ impl ServerClient {
             request = request.header(name, value);
         }
         let request = request.body(body.to_vec());
-        let transport = |e: reqwest::Error| AgentError::Transport {
-            url: url.clone(),
-            source: e.without_url(),
+        let transport = |e: reqwest::Error| {
+            self.hand_over(at);
+            AgentError::Transport {
+                url: url.clone(),
+                source: e.without_url(),
+            }
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
-            return Err(refusal(&self.base, path, status.as_u16(), &bytes));
+            if matches!(status.as_u16(), 502..=504) {
+                self.hand_over(at);
+            }
+            return Err(refusal(&server.base, path, status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| AgentError::Protocol {
             url: url.clone(),
             detail: e.to_string(),
         })
+    }
+}
+
+impl ServerClient {
+    /// The URL of the server requests go to now.
+    pub(crate) fn current_base(&self) -> &str {
+        let at = self.current.load(Ordering::Relaxed);
+        &self.servers[at % self.servers.len()].base
+    }
+
+    /// After a failed call to server number `at`: the next call goes to the next server (once,
+    /// however many calls to `at` failed at the same time).
+    fn hand_over(&self, at: usize) {
+        if self.servers.len() < 2 {
+            return;
+        }
+        if self
+            .current
+            .compare_exchange(at, at.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            let next = &self.servers[at.wrapping_add(1) % self.servers.len()];
+            tracing::info!(from = %self.servers[at % self.servers.len()].base,
+                to = %next.base, "server unreachable; trying the next one");
+        }
     }
 }
 
@@ -404,7 +476,7 @@ pub(crate) async fn register_patiently(
             let left = patience.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return Err(AgentError::RegistrationGaveUp {
-                    url: client.base.clone(),
+                    url: client.current_base().to_owned(),
                     waited: started.elapsed(),
                     last: Box::new(e),
                 });

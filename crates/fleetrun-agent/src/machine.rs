@@ -18,7 +18,11 @@ pub fn machine_info(server_url: &str) -> MachineInfo {
     let (platform_name, platform_version) = os_name_and_version();
     MachineInfo {
         computer_name: hostname(),
-        ip_address: local_ip_towards(server_url).unwrap_or_default(),
+        // With several server URLs (replicas), the first one that answers decides.
+        ip_address: crate::channel::server_urls(server_url)
+            .into_iter()
+            .find_map(local_ip_towards)
+            .unwrap_or_default(),
         platform_type: platform_type().to_owned(),
         platform_name,
         platform_version,

@@ -1331,3 +1331,30 @@ async fn the_binary_exits_with_the_documented_codes() {
         "{stderr}"
     );
 }
+
+/// Given several server URLs (replicas on one database), an agent whose first server cannot be
+/// reached runs and reports through the next one.
+#[tokio::test]
+async fn an_unreachable_first_server_hands_over_to_the_next() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let down = probe.local_addr().expect("addr");
+    drop(probe);
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = AgentConfig::new(
+        format!("http://{down}, {}", fake.url),
+        dir.path(),
+        None,
+        "us-east-1",
+    );
+    cfg.poll_wait = Duration::from_millis(200);
+    fake.send(run_message("cmd-f", &["echo failed over"]));
+    let agent = start(cfg);
+    fake.wait_until("a result through the second server", |f| {
+        !f.results().is_empty()
+    })
+    .await;
+    let report: ResultReport = fake.requests(RESULT_PATH)[0].json();
+    assert_eq!(report.steps[0].stdout, "failed over\n");
+    agent.stop().await;
+}

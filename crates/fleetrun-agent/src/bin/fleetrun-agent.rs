@@ -31,6 +31,7 @@ Usage: fleetrun-agent register --server URL --state-dir DIR --activation-id ID
   run (the default)      run with the saved identity; with --activation-id, register first
                          if the state dir has no identity yet
   --server               server URL, http://127.0.0.1:8089 or https://host:8089 [env FLEETRUN_SERVER]
+                         (replicas on one database: URLs separated by commas, tried in turn)
   --state-dir            node identity, queued results, script work dirs    [env FLEETRUN_STATE_DIR]
   --activation-id        from `aws ssm create-activation`                   [env FLEETRUN_ACTIVATION_ID]
   --activation-code-file file holding the activation code, - for standard input; without it
