@@ -41,6 +41,41 @@ STARTUP_TIMEOUT = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
+# FLEETRUN_TEST_STORE=postgres runs every server of the suite on PostgreSQL instead of its
+# embedded SQLite: each data dir gets its own database (created here, dropped when the session
+# ends), so a server restarted on the same data dir finds its data again.
+TEST_STORE = os.environ.get("FLEETRUN_TEST_STORE", "sqlite")
+PG_ADMIN_URL = os.environ.get("FLEETRUN_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DATABASES: dict[Path, str] = {}
+
+
+def psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
+        check=True, capture_output=True, timeout=60,
+    )
+
+
+def store_args(data_dir: Path) -> list[str]:
+    """The `--store` arguments for a server on `data_dir` (none on SQLite, the default)."""
+    if TEST_STORE == "sqlite":
+        return []
+    assert TEST_STORE == "postgres", f"FLEETRUN_TEST_STORE={TEST_STORE!r}: sqlite or postgres"
+    key = Path(data_dir).resolve()
+    if key not in DATABASES:
+        name = f"fleetrun_e2e_{os.getpid()}_{len(DATABASES)}"
+        psql(f"CREATE DATABASE {name}")
+        DATABASES[key] = name
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return ["--store", f"{base}/{DATABASES[key]}"]
+
+
+def drop_databases() -> None:
+    for name in DATABASES.values():
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    DATABASES.clear()
+
+
 # Never send loopback traffic through a proxy configured on the machine.
 for _var in ("NO_PROXY", "no_proxy"):
     _current = os.environ.get(_var, "")
@@ -208,6 +243,7 @@ def start_server(
             "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(data_dir),
             "--region", REGION,
+            *store_args(data_dir),
         ]
         if local_node:
             argv.append("--local-node")
@@ -531,6 +567,11 @@ def stopped_node(fleet) -> str:
     agent.proc.popen.kill()
     agent.proc.popen.wait(10)
     return agent.instance_id
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if DATABASES:
+        drop_databases()
 
 
 @pytest.hookimpl(hookwrapper=True)

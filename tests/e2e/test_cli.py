@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import DOCUMENT, make_client, start_server, wait_invocation
+from conftest import DOCUMENT, TEST_STORE, make_client, start_server, wait_invocation
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,8 @@ def test_readme_default_relative_data_dir_runs_commands_on_the_local_node(fleet,
         )["Command"]["CommandId"]
         done = wait_invocation(client, sent, server.node_id)
         assert (done["Status"], done["StandardOutputContent"]) == ("Success", "ok\n"), done
-        assert (tmp_path / "fleetrun-data" / "fleetrun.db").exists()
+        if TEST_STORE == "sqlite":
+            assert (tmp_path / "fleetrun-data" / "fleetrun.db").exists()
     finally:
         assert server.proc.stop() == 0, server.proc.stderr_tail()
 

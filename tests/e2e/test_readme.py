@@ -42,6 +42,7 @@ from conftest import (
     fleetrun_binary,
     make_client,
     poll,
+    store_args,
 )
 
 README = REPO_ROOT / "README.md"
@@ -135,6 +136,10 @@ def session_env(workdir: Path, port: int, binary: str) -> dict:
         env.update(
             FLEETRUN_LISTEN=f"127.0.0.1:{port}", FLEETRUN_ENDPOINT=f"http://127.0.0.1:{port}"
         )
+    # On the PostgreSQL run, the README's unchanged server command finds its database here.
+    store = store_args(workdir / "fleetrun-data")
+    if store:
+        env.update(FLEETRUN_STORE=store[1])
     return env
 
 

@@ -143,7 +143,7 @@ fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 
 /// An in-process server over `store` on 127.0.0.1:0; stops when the returned sender sends true.
 async fn start_server(data: &Path, store: SqliteStore) -> anyhow::Result<Started> {
-    let server = Server::new(ServerConfig::new(data), Arc::new(store))?;
+    let server = Server::new(ServerConfig::new(data), Arc::new(store)).await?;
     let admin = server
         .admin_credentials()
         .await?

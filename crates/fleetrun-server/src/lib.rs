@@ -29,6 +29,7 @@ use axum::Router;
 use fleetrun_core::clock::{now_millis, Millis};
 use fleetrun_core::ids::{random_secret, ActivationId};
 use fleetrun_core::node::{hash_secret, NewActivation};
+use fleetrun_core::store::WakeBus;
 use fleetrun_core::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub node_auth: Arc<node_auth::NodeAuth>,
     /// Flips to true when shutdown begins, so long polls return at once.
     pub shutting_down: watch::Receiver<bool>,
+    /// Wake-ups for other replicas on the same store, when it has a wake bus.
+    pub(crate) replicas: Option<effects::ReplicaWakes>,
 }
 
 impl AppState {
@@ -106,19 +109,18 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
 }
 
-fn token_key(data_dir: &Path) -> std::io::Result<TokenKey> {
-    let path = data_dir.join("token.key");
-    match std::fs::read(&path) {
-        Ok(bytes) if bytes.len() >= 32 => {
-            make_private(&path, 0o600)?;
-            Ok(TokenKey::new(bytes))
-        }
-        _ => {
-            let key = random_secret(48).into_bytes();
-            write_private(&path, &key)?;
-            Ok(TokenKey::new(key))
-        }
-    }
+/// The NextToken key every replica on `store` shares. An earlier version kept it in
+/// `<data_dir>/token.key`: that file is the first candidate, so its tokens stay valid.
+async fn token_key(data_dir: &Path, store: &dyn Store) -> std::io::Result<TokenKey> {
+    let candidate = match std::fs::read(data_dir.join("token.key")) {
+        Ok(bytes) if bytes.len() >= 32 => bytes,
+        _ => random_secret(48).into_bytes(),
+    };
+    let key = store
+        .shared_secret("token-key", &candidate)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(TokenKey::new(key))
 }
 
 /// Creates `dir` (and parents) and makes it 0700: it holds keys and the database, whatever the umask.
@@ -157,11 +159,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Server {
-    /// Builds the server over an opened store; creates the data dir's token key if missing.
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
+    /// Builds the server over an opened store; the signing keys come from the store (created on
+    /// the first start).
+    pub async fn new(config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
         private_dir(&config.data_dir)?;
-        let tokens = token_key(&config.data_dir)?;
-        let node_auth = Arc::new(node_auth::NodeAuth::open(&config)?);
+        let tokens = token_key(&config.data_dir, store.as_ref()).await?;
+        let node_auth = Arc::new(node_auth::NodeAuth::open(&config, store.as_ref()).await?);
         let (shutdown_tx, shutting_down) = watch::channel(false);
         Ok(Self {
             state: AppState {
@@ -173,9 +176,17 @@ impl Server {
                 config: Arc::new(config),
                 node_auth,
                 shutting_down,
+                replicas: None,
             },
             shutdown_tx,
         })
+    }
+
+    /// Joins the other replicas on the same store: wake-ups go both ways through `bus`.
+    pub fn with_replicas(mut self, bus: Arc<dyn WakeBus>) -> Self {
+        let notifier = self.state.notifier.clone();
+        self.state.replicas = Some(effects::ReplicaWakes::start(bus, notifier));
+        self
     }
 
     pub fn state(&self) -> &AppState {

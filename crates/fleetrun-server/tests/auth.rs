@@ -391,7 +391,6 @@ async fn data_dir_and_secret_files_are_private_under_umask_022() {
         "fleetrun.db",
         "fleetrun.db-wal",
         "fleetrun.db-shm",
-        "token.key",
         "admin-credentials",
     ] {
         assert_eq!(mode(file), 0o600, "{file}");

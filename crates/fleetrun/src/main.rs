@@ -4,6 +4,7 @@
 //! them, in the same words as `fleetrun-agent --help`); the other commands exit 1 on any error.
 
 mod admin;
+mod store_choice;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fleetrun_agent::cli::{self as agent_cli, exit};
 use fleetrun_agent::{Activation, AgentConfig, AgentError};
 use fleetrun_server::{tls, Server, ServerConfig};
-use fleetrun_store::SqliteStore;
+use store_choice::StoreChoice;
 
 /// A self-hosted command runner that speaks the AWS Systems Manager Run Command API.
 #[derive(Parser)]
@@ -58,6 +59,17 @@ struct ServerArgs {
     /// Directory holding the SQLite database and server state; created if missing.
     #[arg(long, env = "FLEETRUN_DATA_DIR", default_value = "fleetrun-data")]
     data_dir: PathBuf,
+    /// Where commands, nodes and keys are kept: `sqlite` (<data-dir>/fleetrun.db, needs
+    /// nothing) or a PostgreSQL URL (postgres://user@host:5432/database) so that several
+    /// servers share one database. Give a password through PGPASSWORD or this variable, never
+    /// on the command line.
+    #[arg(
+        long,
+        env = "FLEETRUN_STORE",
+        default_value = "sqlite",
+        hide_env_values = true
+    )]
+    store: StoreChoice,
     /// Region reported to scripts (AWS_SSM_REGION_NAME) and used in examples.
     #[arg(long, env = "FLEETRUN_REGION", default_value = "us-east-1")]
     region: String,
@@ -122,7 +134,8 @@ impl TrustArgs {
 struct AgentArgs {
     #[command(subcommand)]
     action: Option<AgentAction>,
-    /// The fleetrun server URL, e.g. http://127.0.0.1:8089.
+    /// The fleetrun server URL, e.g. http://127.0.0.1:8089; several servers on one database
+    /// (replicas) as a comma-separated list: requests go to the next when one is unreachable.
     #[arg(long, env = "FLEETRUN_SERVER", required = true)]
     server: Option<String>,
     /// Activation id from `aws ssm create-activation`: registers first if the state dir holds
@@ -165,7 +178,8 @@ enum AgentAction {
 
 #[derive(Parser)]
 struct AgentRegisterArgs {
-    /// The fleetrun server URL, e.g. http://127.0.0.1:8089.
+    /// The fleetrun server URL, e.g. http://127.0.0.1:8089; several servers on one database
+    /// (replicas) as a comma-separated list: requests go to the next when one is unreachable.
     #[arg(long, env = "FLEETRUN_SERVER")]
     server: String,
     /// Directory the node identity is saved in.
@@ -273,13 +287,16 @@ fn main() -> ExitCode {
 async fn server(args: ServerArgs, log_format: LogFormat) -> anyhow::Result<()> {
     fleetrun_server::private_dir(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let db = args.data_dir.join("fleetrun.db");
-    let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let opened = args.store.open(&args.data_dir).await?;
+    tracing::info!(store = %opened.describe, "store opened");
     let mut config = ServerConfig::new(&args.data_dir);
     config.region = args.region.clone();
     config.ping_timeout = Duration::from_secs(args.ping_timeout_secs);
     config.retention = args.retention_days.map(|d| Duration::from_secs(d * 86_400));
-    let server = Server::new(config, Arc::new(store))?;
+    let mut server = Server::new(config, opened.store).await?;
+    if let Some(bus) = opened.replicas {
+        server = server.with_replicas(bus);
+    }
     let admin = server
         .admin_credentials()
         .await

@@ -26,6 +26,7 @@ use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use fleetrun_core::ids::{ActivationId, InstanceId};
 use fleetrun_core::node::Node;
+use fleetrun_core::Store;
 use fleetrun_sigv4::{AuthError, HttpRequest, SignedRequest};
 use fleetrun_wire::agent::{TokenResponse, SIGNING_SERVICE};
 
@@ -64,11 +65,22 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// The store's name for the node session key.
+const NODE_SESSION_SECRET: &str = "node-session-key";
+
 impl NodeAuth {
-    /// Loads (or creates) `<data_dir>/node-session.key`.
-    pub fn open(config: &ServerConfig) -> std::io::Result<Self> {
+    /// Node authentication with the session key every replica on `store` shares (created on
+    /// the first start).
+    pub async fn open(config: &ServerConfig, store: &dyn Store) -> std::io::Result<Self> {
+        let candidate = session::SessionKey::candidate(&config.data_dir);
+        let stored = store
+            .shared_secret(NODE_SESSION_SECRET, &candidate)
+            .await
+            .map_err(std::io::Error::other)?;
+        let key = session::SessionKey::from_stored(&stored)
+            .ok_or_else(|| std::io::Error::other("the stored node session key is too short"))?;
         Ok(Self {
-            key: session::SessionKey::load_or_create(&config.data_dir)?,
+            key,
             lifetime: config.node_credentials_lifetime,
             replay: Mutex::new(replay::ReplayCache::new(replay::CAPACITY)),
             throttle: Mutex::default(),

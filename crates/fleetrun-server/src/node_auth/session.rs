@@ -1,5 +1,5 @@
 //! Node session credentials without server-side state, so that several server replicas sharing
-//! the key file can all accept them: the session token is a MAC-protected blob naming the node,
+//! the key (kept in the store, `Store::shared_secret`) can all accept them: the session token is a MAC-protected blob naming the node,
 //! the access key id and the expiry; the secret access key is derived from the same key and the
 //! access key id. Nothing is stored per issuance; deregistering a node cuts its credentials off
 //! because every request also looks the node up.
@@ -9,11 +9,10 @@
 //! secret         base64url(HMAC-SHA256(key, "fleetrun node secret\0" ‖ access key id))
 //! session token  base64url(payload ‖ HMAC-SHA256(key, "fleetrun node session\0" ‖ payload))
 //!                payload = "fst1|<mi- id>|<access key id>|<expiry, Unix seconds>"
-//! key            <data_dir>/node-session.key: 32 random bytes, mode 0600
+//! key            32 random bytes, the store's shared secret "node-session-key" (before schema
+//!                v9: the file <data_dir>/node-session.key, adopted as the first candidate)
 //! ```
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -59,22 +58,22 @@ impl SessionKey {
         Self(bytes)
     }
 
-    /// Reads `<data_dir>/node-session.key`, or creates it (mode 0600) when missing or short.
-    pub(crate) fn load_or_create(data_dir: &Path) -> std::io::Result<Self> {
-        let path = data_dir.join(KEY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() >= KEY_LEN => {
-                let meta = std::fs::metadata(&path)?;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-                }
+    /// The key from the store's bytes (at least [`KEY_LEN`]; `None` if shorter).
+    pub(crate) fn from_stored(bytes: &[u8]) -> Option<Self> {
+        let key: [u8; KEY_LEN] = bytes.get(..KEY_LEN)?.try_into().ok()?;
+        Some(Self(key))
+    }
+
+    /// What to offer the store when it holds no key yet: the key file an earlier version kept in
+    /// the data dir (so the credentials it issued stay valid), else fresh random bytes.
+    pub(crate) fn candidate(data_dir: &Path) -> Vec<u8> {
+        match std::fs::read(data_dir.join(KEY_FILE)) {
+            Ok(bytes) if bytes.len() >= KEY_LEN => bytes[..KEY_LEN].to_vec(),
+            _ => {
                 let mut key = [0u8; KEY_LEN];
-                key.copy_from_slice(&bytes[..KEY_LEN]);
-                Ok(Self(key))
+                rand::thread_rng().fill(&mut key[..]);
+                key.to_vec()
             }
-            Ok(_) => create(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
-            Err(e) => Err(e),
         }
     }
 
@@ -145,24 +144,6 @@ impl SessionKey {
     }
 }
 
-/// Writes a fresh key: created 0600 under a temporary name, then renamed into place, so it is
-/// never readable by others nor seen half-written.
-fn create(path: &Path) -> std::io::Result<SessionKey> {
-    let mut key = [0u8; KEY_LEN];
-    rand::thread_rng().fill(&mut key[..]);
-    let tmp = path.with_extension("key.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&key)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(SessionKey(key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +187,14 @@ mod tests {
     }
 
     #[test]
-    fn the_key_file_is_private_and_kept() {
+    fn an_old_key_file_is_the_first_candidate() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = SessionKey::load_or_create(dir.path()).expect("create");
-        let path = dir.path().join(KEY_FILE);
-        let mode = || std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode(), 0o600);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let b = SessionKey::load_or_create(dir.path()).expect("load");
-        assert_eq!(mode(), 0o600);
-        assert_eq!(
-            a.0, b.0,
-            "a restart keeps the key, so issued credentials stay valid"
-        );
+        let fresh = SessionKey::candidate(dir.path());
+        assert_eq!(fresh.len(), KEY_LEN);
+        assert_ne!(fresh, SessionKey::candidate(dir.path()), "random each time");
+        std::fs::write(dir.path().join(KEY_FILE), [7u8; KEY_LEN]).expect("write");
+        assert_eq!(SessionKey::candidate(dir.path()), vec![7u8; KEY_LEN]);
+        assert!(SessionKey::from_stored(&[1u8; KEY_LEN - 1]).is_none());
+        assert!(SessionKey::from_stored(&[1u8; KEY_LEN]).is_some());
     }
 }

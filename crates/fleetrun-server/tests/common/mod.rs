@@ -1,5 +1,9 @@
-//! Test harness: a real fleetrun server on 127.0.0.1:0 over a fresh SQLite data dir, real agents
+//! Test harness: a real fleetrun server on 127.0.0.1:0 over a fresh data dir and store, real agents
 //! (each with its own identity and state dir) and the real `aws-sdk-ssm` client.
+//!
+//! The store is SQLite in the data dir, or with `FLEETRUN_TEST_STORE=postgres` a fresh PostgreSQL
+//! database per [`TestDir`] (admin URL `FLEETRUN_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), dropped with it.
 #![allow(dead_code)]
 
 pub mod node;
@@ -10,8 +14,11 @@ use std::time::Duration;
 use aws_sdk_ssm::config::{BehaviorVersion, Region};
 use aws_sdk_ssm::Client;
 use fleetrun_agent::{Activation, AgentConfig};
+use fleetrun_core::store::WakeBus;
+use fleetrun_core::Store;
 use fleetrun_server::{Server, ServerConfig};
-use fleetrun_store::SqliteStore;
+use fleetrun_store::postgres::TempDatabase;
+use fleetrun_store::{PostgresStore, SqliteStore};
 use tempfile::TempDir;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,7 +31,7 @@ pub struct TestServer {
     pub admin: (String, String),
     /// The server's node authentication (credentials issued, ...).
     pub node_auth: Arc<fleetrun_server::node_auth::NodeAuth>,
-    pub dir: Arc<TempDir>,
+    pub dir: Arc<TestDir>,
     /// The generated certificate when started with [`TestServer::start_tls`] (`endpoint` is then
     /// `https://…`, `client` trusts it and agents get it as their `ca_cert`).
     pub tls: Option<fleetrun_server::tls::ServerTls>,
@@ -86,49 +93,125 @@ pub fn client_in(endpoint: &str, key: &(String, String), region: &str) -> Client
     Client::from_conf(conf)
 }
 
+/// Whether this run's stores are PostgreSQL (`FLEETRUN_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("FLEETRUN_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("FLEETRUN_TEST_STORE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// A test's directory (data dirs, agents' state dirs) and, on PostgreSQL, its database: servers
+/// restarted over the same `TestDir` find their data again; both go when it is dropped.
+pub struct TestDir {
+    tmp: TempDir,
+    database: Option<TempDatabase>,
+}
+
+impl TestDir {
+    pub async fn new() -> Arc<TestDir> {
+        let database = if on_postgres() {
+            let admin = std::env::var("FLEETRUN_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            Some(TempDatabase::create(&admin).await.expect("test database"))
+        } else {
+            None
+        };
+        Arc::new(TestDir {
+            tmp: tempfile::tempdir().expect("tempdir"),
+            database,
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.tmp.path()
+    }
+
+    /// Opens this test's store for a server whose data dir is `data` (and, on PostgreSQL, its
+    /// wake bus for other replicas).
+    pub async fn open_store(
+        &self,
+        data: &std::path::Path,
+    ) -> (Arc<dyn Store>, Option<Arc<dyn WakeBus>>) {
+        match &self.database {
+            Some(db) => {
+                let store = PostgresStore::connect(db.url()).await.expect("open store");
+                let bus: Arc<dyn WakeBus> = Arc::new(store.wake_bus());
+                (Arc::new(store), Some(bus))
+            }
+            None => {
+                let store = SqliteStore::open(&data.join("fleetrun.db")).expect("open store");
+                (Arc::new(store), None)
+            }
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_in(Arc::new(tempfile::tempdir().expect("tempdir")), None).await
+        Self::start_in(TestDir::new().await, None).await
     }
 
     /// Starts a fresh server with a tweaked configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::start_configured(dir, None, tweak, false).await
+        Self::start_configured(TestDir::new().await, None, tweak, false).await
     }
 
     /// Starts a server over `dir` (reusing its data when restarting), optionally on a fixed address.
-    pub async fn start_in(dir: Arc<TempDir>, addr: Option<std::net::SocketAddr>) -> Self {
+    pub async fn start_in(dir: Arc<TestDir>, addr: Option<std::net::SocketAddr>) -> Self {
         Self::start_configured(dir, addr, |_| {}, false).await
     }
 
     /// Starts a fresh server over TLS with a self-signed certificate generated in its data dir, as
     /// `fleetrun server` does on a non-loopback address.
     pub async fn start_tls() -> Self {
-        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        Self::start_configured(dir, None, |_| {}, true).await
+        Self::start_configured(TestDir::new().await, None, |_| {}, true).await
+    }
+
+    /// Another server (a replica) on the same store as `self`, with a data dir of its own
+    /// (`name`). Only PostgreSQL can be shared.
+    pub async fn replica(&self, name: &str) -> Self {
+        assert!(on_postgres(), "replicas need FLEETRUN_TEST_STORE=postgres");
+        let admin = Some(self.admin.clone());
+        Self::start_over(Arc::clone(&self.dir), name, None, |_| {}, false, admin).await
     }
 
     async fn start_configured(
-        dir: Arc<TempDir>,
+        dir: Arc<TestDir>,
         addr: Option<std::net::SocketAddr>,
         tweak: impl FnOnce(&mut ServerConfig),
         tls: bool,
     ) -> Self {
-        let data = dir.path().join("data");
+        Self::start_over(dir, "data", addr, tweak, tls, None).await
+    }
+
+    async fn start_over(
+        dir: Arc<TestDir>,
+        data_name: &str,
+        addr: Option<std::net::SocketAddr>,
+        tweak: impl FnOnce(&mut ServerConfig),
+        tls: bool,
+        known_admin: Option<(String, String)>,
+    ) -> Self {
+        let data = dir.path().join(data_name);
         std::fs::create_dir_all(&data).expect("data dir");
-        let store = SqliteStore::open(&data.join("fleetrun.db")).expect("open store");
+        let (store, bus) = dir.open_store(&data).await;
         let mut config = ServerConfig::new(&data);
         config.tick = Duration::from_millis(200);
         tweak(&mut config);
-        let server = Server::new(config, Arc::new(store)).expect("server");
+        let mut server = Server::new(config, store).await.expect("server");
+        if let Some(bus) = bus {
+            server = server.with_replicas(bus);
+        }
         let node_auth = server.state().node_auth.clone();
-        let admin = server
-            .admin_credentials()
-            .await
-            .expect("admin key")
-            .expect("admin-credentials file");
-        let admin = (admin.access_key_id, admin.secret_access_key);
+        let created = server.admin_credentials().await.expect("admin key");
+        // A replica finds the key the first server created (and wrote to its own data dir).
+        let admin = match (created, known_admin) {
+            (Some(admin), _) => (admin.access_key_id, admin.secret_access_key),
+            (None, Some(admin)) => admin,
+            (None, None) => panic!("no admin-credentials file"),
+        };
         let bind = addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -167,7 +250,7 @@ impl TestServer {
             .expect("addr")
     }
 
-    pub async fn stop(mut self) -> Arc<TempDir> {
+    pub async fn stop(mut self) -> Arc<TestDir> {
         let _ = self.stop.send(true);
         if let Some(t) = self.task.take() {
             let _ = t.await;
