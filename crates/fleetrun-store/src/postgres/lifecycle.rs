@@ -1,0 +1,640 @@
+//! Everything that moves an invocation after SendCommand: agent polls (claim), agent reports
+//! (finish), CancelCommand, expiry, and retention (purge). The same rules as `sqlite/lifecycle.rs`,
+//! made safe for several servers sharing the database.
+//!
+//! All state changes go through [`Transitions`]: it locks the command's row (`SELECT ... FOR
+//! UPDATE`) before touching any of its invocations, asks `fleetrun_core::status::transition` for
+//! the next state, applies it with compare-and-set (`... WHERE state = <the state we read>`; no
+//! row changed = lost a race, nothing happens), shifts the command's per-state counts, and at the
+//! end ([`Transitions::flush`]) rewrites each changed command's aggregate columns from
+//! `fleetrun_core::status::aggregate`.
+//!
+//! The rule that keeps counts exact: every transaction that writes an invocation holds its
+//! command's row lock, taken before the invocation is read. Under READ COMMITTED each statement
+//! reads the latest committed rows, so an invocation read after the lock is what it really is, and
+//! the counters in the locked row move with exactly the rows that change. Commands are locked in
+//! seq order where a transaction needs several, so concurrent transactions rarely deadlock (and
+//! are retried whole when they do).
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use deadpool_postgres::{GenericClient, Transaction};
+use fleetrun_core::clock::Millis;
+use fleetrun_core::command::{Claim, Delivery, Finished, Report, StepResult};
+use fleetrun_core::document::Plan;
+use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::rate::Rollout;
+use fleetrun_core::status::{aggregate, transition, InvocationEvent, InvocationState, StateCounts};
+use fleetrun_core::store::CancelOutcome;
+use fleetrun_core::CoreError;
+use tokio_postgres::Row;
+
+use super::{
+    col, col_u32, command_id, execute, instance_id, invocation_state, query, query_opt, Result,
+};
+
+/// One invocation as read inside the transaction: enough to apply an event to it.
+#[derive(Debug, Clone)]
+pub(crate) struct InvocationRef {
+    pub(crate) command_seq: i64,
+    pub(crate) command_id: String,
+    pub(crate) instance_id: String,
+    pub(crate) state: InvocationState,
+}
+
+/// A locked command's counters, loaded once per transaction and written back at its end.
+pub(crate) struct Tally {
+    pub(crate) counts: StateCounts,
+    pub(crate) error_budget: u32,
+    pub(crate) cancel_requested: bool,
+    pub(crate) max_concurrency: String,
+    /// The stored aggregate says the command is done.
+    pub(crate) terminal: bool,
+    /// `total` and `concurrency` are filled in when the rollout advances.
+    pub(crate) rollout: Rollout,
+    /// Something changed: the rollout advances and the row is rewritten at the end. (A command
+    /// locked only to read its invocations safely is left as it was.)
+    pub(crate) dirty: bool,
+}
+
+/// Invocation transitions applied within one transaction, and the aggregates they change.
+#[derive(Default)]
+pub(crate) struct Transitions {
+    /// Every command locked by this transaction, by seq.
+    pub(crate) touched: BTreeMap<i64, Tally>,
+    /// Nodes that received released work in this transaction.
+    pub(crate) wake: Vec<String>,
+}
+
+/// The columns [`tally_from_row`] decodes (after the seq in column 0).
+const TALLY_COLUMNS: &str = "seq, counts_json, error_budget, cancel_requested, max_concurrency, \
+     terminal, released, acked, settled";
+
+fn tally_from_row(row: &Row) -> Result<Tally> {
+    Ok(Tally {
+        counts: serde_json::from_str(col(row, 1)?)?,
+        error_budget: col_u32(row, 2)?,
+        cancel_requested: col(row, 3)?,
+        max_concurrency: col(row, 4)?,
+        terminal: col(row, 5)?,
+        rollout: Rollout {
+            released: col_u32(row, 6)?,
+            acked: col_u32(row, 7)?,
+            settled: col_u32(row, 8)?,
+            ..Rollout::default()
+        },
+        dirty: false,
+    })
+}
+
+impl Transitions {
+    /// Locks and loads the commands among `seqs` not locked yet, in seq order (so two
+    /// transactions locking overlapping sets take them in the same order). Commands that no
+    /// longer exist (purged) are skipped.
+    pub(crate) async fn lock(
+        &mut self,
+        tx: &Transaction<'_>,
+        seqs: impl IntoIterator<Item = i64>,
+    ) -> Result<()> {
+        let mut want: Vec<i64> = seqs
+            .into_iter()
+            .filter(|s| !self.touched.contains_key(s))
+            .collect();
+        if want.is_empty() {
+            return Ok(());
+        }
+        want.sort_unstable();
+        want.dedup();
+        let sql = format!(
+            "SELECT {TALLY_COLUMNS} FROM commands WHERE seq = ANY($1) ORDER BY seq FOR UPDATE"
+        );
+        for row in query(tx, &sql, &[&want]).await? {
+            self.touched.insert(col(&row, 0)?, tally_from_row(&row)?);
+        }
+        Ok(())
+    }
+
+    /// Locks and loads the command with this id; its seq, or `None` when there is none.
+    pub(crate) async fn lock_id(&mut self, tx: &Transaction<'_>, id: &str) -> Result<Option<i64>> {
+        let sql = format!("SELECT {TALLY_COLUMNS} FROM commands WHERE command_id = $1 FOR UPDATE");
+        let Some(row) = query_opt(tx, &sql, &[&id]).await? else {
+            return Ok(None);
+        };
+        let seq: i64 = col(&row, 0)?;
+        if let Entry::Vacant(e) = self.touched.entry(seq) {
+            e.insert(tally_from_row(&row)?);
+        }
+        Ok(Some(seq))
+    }
+
+    /// Applies `event` to `inv` if the state machine allows it and the row still holds the state we
+    /// read. Returns the new state, or `None` when nothing changed (not applicable, lost a race,
+    /// or the command is gone).
+    pub(crate) async fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        inv: &InvocationRef,
+        event: InvocationEvent,
+    ) -> Result<Option<InvocationState>> {
+        let Some(to) = transition(inv.state, event) else {
+            return Ok(None);
+        };
+        // The command's row first (a no-op when the caller locked it already).
+        self.lock(tx, [inv.command_seq]).await?;
+        if !self.touched.contains_key(&inv.command_seq) {
+            return Ok(None);
+        }
+        let changed = query_opt(
+            tx,
+            "UPDATE invocations SET state = $1, status = $2
+             WHERE command_id = $3 AND instance_id = $4 AND state = $5
+             RETURNING released",
+            &[
+                &to.as_str(),
+                &to.status().as_str(),
+                &inv.command_id,
+                &inv.instance_id,
+                &inv.state.as_str(),
+            ],
+        )
+        .await?;
+        let Some(row) = changed else {
+            return Ok(None);
+        };
+        let released: bool = col(&row, 0)?;
+        let Some(tally) = self.touched.get_mut(&inv.command_seq) else {
+            return Ok(None);
+        };
+        tally.dirty = true;
+        tally.counts.shift(inv.state, to);
+        if released {
+            if inv.state == InvocationState::Pending {
+                tally.rollout.acked += 1;
+            }
+            if !inv.state.is_terminal() && to.is_terminal() {
+                tally.rollout.settled += 1;
+            }
+        }
+        Ok(Some(to))
+    }
+
+    /// Locks a command into this transaction so its rollout advances at the end (a new command).
+    pub(crate) async fn touch(&mut self, tx: &Transaction<'_>, command_seq: i64) -> Result<()> {
+        self.lock(tx, [command_seq]).await?;
+        if let Some(tally) = self.touched.get_mut(&command_seq) {
+            tally.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Records that CancelCommand was called for the whole (locked) command.
+    pub(crate) fn request_cancel(&mut self, command_seq: i64) {
+        if let Some(tally) = self.touched.get_mut(&command_seq) {
+            tally.cancel_requested = true;
+            tally.dirty = true;
+        }
+    }
+
+    /// Advances every changed command's rollout, then rewrites counts, rollout counters, status,
+    /// status details and the terminal flag. Returns the nodes that received work, each once.
+    pub(crate) async fn flush(mut self, tx: &Transaction<'_>) -> Result<Vec<InstanceId>> {
+        let dirty: Vec<i64> = self
+            .touched
+            .iter()
+            .filter(|(_, t)| t.dirty)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &dirty {
+            self.advance(tx, *seq).await?;
+        }
+        for seq in &dirty {
+            let Some(tally) = self.touched.get(seq) else {
+                continue;
+            };
+            let agg = aggregate(&tally.counts, tally.error_budget, tally.cancel_requested);
+            execute(
+                tx,
+                "UPDATE commands SET counts_json = $1, cancel_requested = $2, status = $3,
+                     status_details = $4, terminal = $5, released = $6, acked = $7, settled = $8
+                 WHERE seq = $9",
+                &[
+                    &serde_json::to_string(&tally.counts)?,
+                    &tally.cancel_requested,
+                    &agg.state.status().as_str(),
+                    &agg.state.as_str(),
+                    &agg.state.is_terminal(),
+                    &i64::from(tally.rollout.released),
+                    &i64::from(tally.rollout.acked),
+                    &i64::from(tally.rollout.settled),
+                    seq,
+                ],
+            )
+            .await?;
+        }
+        let mut seen = HashSet::new();
+        self.wake
+            .into_iter()
+            .filter(|n| seen.insert(n.clone()))
+            .map(|n| instance_id(&n))
+            .collect()
+    }
+}
+
+/// An invocation this node holds or may receive, with what a delivery needs.
+struct NodeWork {
+    inv: InvocationRef,
+    delivered_session: Option<String>,
+    cancel_sent: bool,
+    document_name: String,
+    plan_json: String,
+}
+
+impl NodeWork {
+    fn delivery(&self) -> Result<Delivery> {
+        let plan: Plan = serde_json::from_str(&self.plan_json)?;
+        Ok(Delivery {
+            command_id: command_id(&self.inv.command_id)?,
+            document_name: self.document_name.clone(),
+            plan,
+        })
+    }
+}
+
+/// The commands a poll of this node may change: those of the invocations it holds
+/// (InProgress/Cancelling) and of those released to it and waiting (Pending/Delayed, unexpired).
+/// Read before locking; the locked re-reads below decide.
+const CANDIDATES_SQL: &str = "SELECT DISTINCT i.command_seq
+     FROM invocations i JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = $1
+       AND (i.state IN ('InProgress', 'Cancelling')
+            OR (i.state IN ('Pending', 'Delayed') AND i.released AND c.expires_at > $2))";
+
+/// This node's invocations that the agent holds (InProgress/Cancelling) among the locked
+/// commands, oldest first.
+const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
+        i.cancel_sent, c.document_name, c.plan_json
+     FROM invocations i JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = $1 AND i.state IN ('InProgress', 'Cancelling')
+       AND c.expires_at > $2 AND i.command_seq = ANY($3)
+     ORDER BY i.requested_at, i.command_seq";
+
+/// This node's invocations released to it and waiting for delivery (Pending/Delayed) of unexpired
+/// commands among the locked ones, oldest first.
+const WAITING_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
+        i.cancel_sent, c.document_name, c.plan_json
+     FROM invocations i JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = $1 AND i.state IN ('Pending', 'Delayed') AND i.released
+       AND c.expires_at > $2 AND i.command_seq = ANY($3)
+     ORDER BY i.requested_at, i.command_seq";
+
+/// Runs [`HELD_SQL`] or [`WAITING_SQL`] for `node`.
+async fn node_work(
+    tx: &Transaction<'_>,
+    sql: &str,
+    node: &InstanceId,
+    now: Millis,
+    locked: &[i64],
+) -> Result<Vec<NodeWork>> {
+    let rows = query(tx, sql, &[&node.as_str(), &now, &locked]).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NodeWork {
+                inv: InvocationRef {
+                    command_seq: col(r, 0)?,
+                    command_id: col(r, 1)?,
+                    instance_id: node.as_str().to_string(),
+                    state: invocation_state(col(r, 2)?)?,
+                },
+                delivered_session: col(r, 3)?,
+                cancel_sent: col(r, 4)?,
+                document_name: col(r, 5)?,
+                plan_json: col(r, 6)?,
+            })
+        })
+        .collect()
+}
+
+/// How stale a node's recorded heartbeat may get before an idle poll writes a fresh one. Well under
+/// any sensible ping timeout (default 60 s), so PingStatus is unaffected.
+const PING_REFRESH_MS: Millis = 5_000;
+
+/// Whether a poll can be answered "nothing to do" without a transaction: the node holds no
+/// invocation (nothing to reconcile or cancel), has none released and waiting, its heartbeat is
+/// fresh and it has not signed off (the poll after a goodbye must make it reachable again).
+pub(crate) async fn idle_poll<C: GenericClient>(
+    c: &C,
+    node: &InstanceId,
+    now: Millis,
+) -> Result<bool> {
+    let found = query_opt(
+        c,
+        "SELECT n.last_ping_at, n.signed_off_at IS NOT NULL,
+             EXISTS (SELECT 1 FROM invocations i
+                     WHERE i.instance_id = n.instance_id
+                       AND (i.state IN ('InProgress', 'Cancelling')
+                            OR (i.state IN ('Pending', 'Delayed') AND i.released)))
+         FROM nodes n WHERE n.instance_id = $1",
+        &[&node.as_str()],
+    )
+    .await?;
+    let Some(row) = found else {
+        return Ok(false);
+    };
+    let (last_ping, signed_off, busy): (Millis, bool, bool) =
+        (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+    Ok(!signed_off && now - last_ping < PING_REFRESH_MS && !busy)
+}
+
+/// One agent poll. See [`fleetrun_core::Store::claim`]; the steps are:
+/// 1. lock the node's row (the heartbeat), then the commands the poll may change;
+/// 2. reconcile what the agent holds: an invocation it should hold but does not list in `known`
+///    was either handed out on this same session and the response lost (deliver it again, in
+///    `Claim::resent`) or died with a previous agent process (`LostByAgent`);
+/// 3. cancellations not yet sent for invocations the agent holds;
+/// 4. new work: Pending/Delayed invocations of unexpired commands become InProgress.
+pub(crate) async fn claim(
+    tx: &Transaction<'_>,
+    node: &InstanceId,
+    session: &str,
+    known: &[CommandId],
+    now: Millis,
+) -> Result<Claim> {
+    let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
+    // Lock order everywhere: the node, then commands by seq (deregister does the same).
+    execute(
+        tx,
+        "UPDATE nodes SET last_ping_at = $2, signed_off_at = NULL WHERE instance_id = $1",
+        &[&node.as_str(), &now],
+    )
+    .await?;
+    let mut tr = Transitions::default();
+    // Work released to this node by a transaction that committed after the candidates were read
+    // shows up in the next read; a few rounds catch it, the next poll catches the rest.
+    for _ in 0..3 {
+        let rows = query(tx, CANDIDATES_SQL, &[&node.as_str(), &now]).await?;
+        let seqs: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+        if seqs.iter().all(|s| tr.touched.contains_key(s)) {
+            break;
+        }
+        tr.lock(tx, seqs).await?;
+    }
+    let locked: Vec<i64> = tr.touched.keys().copied().collect();
+    let mut claim = Claim::default();
+
+    for held in node_work(tx, HELD_SQL, node, Millis::MIN, &locked).await? {
+        let listed = known.contains(held.inv.command_id.as_str());
+        match held.inv.state {
+            InvocationState::InProgress
+                if !listed && held.delivered_session.as_deref() == Some(session) =>
+            {
+                claim.resent.push(held.delivery()?);
+            }
+            _ if !listed => {
+                tr.apply(tx, &held.inv, InvocationEvent::LostByAgent)
+                    .await?;
+            }
+            InvocationState::Cancelling if !held.cancel_sent => {
+                execute(
+                    tx,
+                    "UPDATE invocations SET cancel_sent = TRUE
+                     WHERE command_id = $1 AND instance_id = $2",
+                    &[&held.inv.command_id, &held.inv.instance_id],
+                )
+                .await?;
+                claim.cancels.push(command_id(&held.inv.command_id)?);
+            }
+            _ => {}
+        }
+    }
+
+    for work in node_work(tx, WAITING_SQL, node, now, &locked).await? {
+        if tr
+            .apply(tx, &work.inv, InvocationEvent::Delivered)
+            .await?
+            .is_none()
+        {
+            continue;
+        }
+        execute(
+            tx,
+            "UPDATE invocations SET delivered_session = $3, started_at = $4, cancel_sent = FALSE
+             WHERE command_id = $1 AND instance_id = $2",
+            &[&work.inv.command_id, &work.inv.instance_id, &session, &now],
+        )
+        .await?;
+        claim.runs.push(work.delivery()?);
+    }
+    let wake = tr.flush(tx).await?;
+    // This poll's own node never needs a wake-up: it is being answered.
+    claim.wake = wake.into_iter().filter(|n| n != node).collect();
+    Ok(claim)
+}
+
+/// An agent's final report. `applied` false when the invocation had already left
+/// InProgress/Cancelling.
+pub(crate) async fn finish(
+    tx: &Transaction<'_>,
+    node: &InstanceId,
+    report: &Report,
+    now: Millis,
+) -> Result<Finished> {
+    let no_such =
+        || CoreError::NoSuchInvocation(report.command_id.to_string(), node.to_string()).into();
+    let mut tr = Transitions::default();
+    let Some(command_seq) = tr.lock_id(tx, report.command_id.as_str()).await? else {
+        return Err(no_such());
+    };
+    // `started_at` holds the delivery time until the report replaces it.
+    let found = query_opt(
+        tx,
+        "SELECT state, started_at FROM invocations WHERE command_id = $1 AND instance_id = $2",
+        &[&report.command_id.as_str(), &node.as_str()],
+    )
+    .await?;
+    let Some(row) = found else {
+        return Err(no_such());
+    };
+    let delivered_at: Option<Millis> = col(&row, 1)?;
+    let inv = InvocationRef {
+        command_seq,
+        command_id: report.command_id.as_str().to_string(),
+        instance_id: node.as_str().to_string(),
+        state: invocation_state(col(&row, 0)?)?,
+    };
+    if tr
+        .apply(tx, &inv, InvocationEvent::Finished(report.outcome))
+        .await?
+        .is_none()
+    {
+        return Ok(Finished {
+            applied: false,
+            wake: Vec::new(),
+        });
+    }
+    let ended_at = report.ended_at(now, delivered_at);
+    let started_at = ended_at.saturating_sub(report.elapsed_ms.max(0));
+    let steps: Vec<StepResult> = report
+        .steps
+        .iter()
+        .map(|s| {
+            let step_start = started_at.saturating_add(s.start_offset_ms);
+            StepResult {
+                name: s.name.clone(),
+                status: s.status.clone(),
+                exit_code: s.exit_code,
+                started_at: step_start,
+                ended_at: step_start.saturating_add(s.duration_ms),
+                stdout: s.stdout.clone(),
+                stderr: s.stderr.clone(),
+                stdout_truncated: s.stdout_truncated,
+                stderr_truncated: s.stderr_truncated,
+            }
+        })
+        .collect();
+    execute(
+        tx,
+        "UPDATE invocations SET response_code = $3, started_at = $4, ended_at = $5, steps_json = $6
+         WHERE command_id = $1 AND instance_id = $2",
+        &[
+            &inv.command_id,
+            &inv.instance_id,
+            &report.response_code,
+            &started_at,
+            &ended_at,
+            &serde_json::to_string(&steps)?,
+        ],
+    )
+    .await?;
+    let wake = tr.flush(tx).await?;
+    Ok(Finished {
+        applied: true,
+        wake,
+    })
+}
+
+/// Every invocation of one (locked) command, in node order.
+pub(crate) async fn command_invocations(
+    tx: &Transaction<'_>,
+    command_seq: i64,
+    only_live: bool,
+) -> Result<Vec<InvocationRef>> {
+    let sql = if only_live {
+        "SELECT command_id, instance_id, state FROM invocations
+         WHERE command_seq = $1 AND state IN ('Pending', 'InProgress', 'Delayed', 'Cancelling')
+         ORDER BY instance_id"
+    } else {
+        "SELECT command_id, instance_id, state FROM invocations WHERE command_seq = $1
+         ORDER BY instance_id"
+    };
+    query(tx, sql, &[&command_seq])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(InvocationRef {
+                command_seq,
+                command_id: col(r, 0)?,
+                instance_id: col(r, 1)?,
+                state: invocation_state(col(r, 2)?)?,
+            })
+        })
+        .collect()
+}
+
+/// CancelCommand. Pending/Delayed invocations are cancelled outright; running ones become
+/// Cancelling and their nodes are returned so the agents can be told (the next claim carries the
+/// cancel once). A command that already finished is left untouched.
+///
+/// choice: `cancel_requested` (which makes the command Cancelling/Cancelled) is set only when the
+/// cancel covers every invocation of the command — without node ids, or naming all of them. A cancel
+/// of some nodes only leaves the command to finish as Incomplete or Failed.
+pub(crate) async fn cancel(
+    tx: &Transaction<'_>,
+    command: &CommandId,
+    nodes: Option<&[InstanceId]>,
+    _now: Millis,
+) -> Result<CancelOutcome> {
+    let mut tr = Transitions::default();
+    let Some(seq) = tr.lock_id(tx, command.as_str()).await? else {
+        return Err(CoreError::UnknownCommand(command.to_string()).into());
+    };
+    let terminal = tr.touched.get(&seq).is_some_and(|t| t.terminal);
+    let all = command_invocations(tx, seq, false).await?;
+    let targets: Vec<&InvocationRef> = match nodes {
+        None => all.iter().collect(),
+        Some(nodes) => {
+            let by_node: HashMap<&str, &InvocationRef> =
+                all.iter().map(|i| (i.instance_id.as_str(), i)).collect();
+            let mut seen = HashSet::new();
+            let mut targets = Vec::new();
+            for node in nodes.iter().filter(|n| seen.insert(n.as_str())) {
+                match by_node.get(node.as_str()) {
+                    Some(inv) => targets.push(*inv),
+                    None => return Err(CoreError::UnknownInstance(node.to_string()).into()),
+                }
+            }
+            targets
+        }
+    };
+    let mut outcome = CancelOutcome::default();
+    if terminal {
+        return Ok(outcome);
+    }
+    if targets.len() == all.len() {
+        tr.request_cancel(seq);
+    }
+    for inv in targets {
+        if tr.apply(tx, inv, InvocationEvent::CancelRequested).await?
+            == Some(InvocationState::Cancelling)
+        {
+            outcome.nodes_to_notify.push(instance_id(&inv.instance_id)?);
+        }
+    }
+    let wake = tr.flush(tx).await?;
+    outcome.nodes_to_notify.extend(wake);
+    Ok(outcome)
+}
+
+/// Unfinished commands whose ExpiresAfter has passed (index `commands_by_expiry`).
+const EXPIRED_SQL: &str =
+    "SELECT seq FROM commands WHERE terminal = FALSE AND expires_at <= $1 ORDER BY seq";
+
+/// ExpiresAfter passed: every invocation still waiting or running becomes DeliveryTimedOut (a
+/// Cancelling one becomes Cancelled). Returns how many invocations changed.
+pub(crate) async fn expire_due(tx: &Transaction<'_>, now: Millis) -> Result<usize> {
+    let due: Vec<i64> = query(tx, EXPIRED_SQL, &[&now])
+        .await?
+        .iter()
+        .map(|r| col(r, 0))
+        .collect::<Result<_>>()?;
+    let mut tr = Transitions::default();
+    tr.lock(tx, due.iter().copied()).await?;
+    let mut changed = 0;
+    for seq in due {
+        // Another server may have expired it between the read above and the lock: then nothing
+        // is live any more and nothing changes.
+        for inv in command_invocations(tx, seq, true).await? {
+            if tr
+                .apply(tx, &inv, InvocationEvent::Expired)
+                .await?
+                .is_some()
+            {
+                changed += 1;
+            }
+        }
+    }
+    tr.flush(tx).await?;
+    Ok(changed)
+}
+
+/// Retention: deletes commands requested before `before`; their invocations go with them
+/// (ON DELETE CASCADE). The deletes wait for any transaction holding a command's lock.
+pub(crate) async fn purge_before(tx: &Transaction<'_>, before: Millis) -> Result<usize> {
+    let removed = execute(
+        tx,
+        "DELETE FROM commands WHERE requested_at < $1",
+        &[&before],
+    )
+    .await?;
+    Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+}
