@@ -237,6 +237,7 @@ pub(crate) async fn execute<C: GenericClient>(
 /// the `EXPLAIN` helpers show.
 #[derive(Debug, Clone)]
 pub(crate) enum Param {
+    Bool(bool),
     Int(i64),
     Text(String),
     TextArray(Vec<String>),
@@ -245,6 +246,7 @@ pub(crate) enum Param {
 impl Param {
     fn typed(&self) -> (&(dyn ToSql + Sync), Type) {
         match self {
+            Param::Bool(v) => (v, Type::BOOL),
             Param::Int(v) => (v, Type::INT8),
             Param::Text(v) => (v, Type::TEXT),
             Param::TextArray(v) => (v, Type::TEXT_ARRAY),
@@ -262,13 +264,54 @@ pub(crate) async fn query_built(
     Ok(c.query_typed(sql, &typed).await?)
 }
 
-/// `EXPLAIN` of a built statement, one plan line per line.
+/// How a listing is planned: never with a sort, a bitmap scan (which loses the index order) or an
+/// incremental sort. The listing SQL (`commands`) always has a plan without them — one backward
+/// range read of the index that ends in the page order — but for a set the statistics think
+/// small (a freshly sent command with thousands of targets) the planner would rather collect
+/// and sort it, on every page. `SET LOCAL`: only this transaction plans so.
+const LISTING_PLAN: &str = "BEGIN READ ONLY; SET LOCAL enable_sort = off; \
+     SET LOCAL enable_incremental_sort = off; SET LOCAL enable_bitmapscan = off";
+
+/// Runs a built listing statement under [`LISTING_PLAN`], in a read-only transaction of its own.
+/// The BEGIN, the statement and the COMMIT are sent at once (tokio-postgres pipelines requests
+/// polled together): one round trip, and the connection leaves the transaction even if this
+/// future is dropped midway, since all three are queued on the first poll.
+pub(crate) async fn query_listing(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    params: &[Param],
+) -> Result<Vec<Row>> {
+    let (begin, rows, commit) = tokio::join!(
+        c.batch_execute(LISTING_PLAN),
+        query_built(c, sql, params),
+        c.batch_execute("COMMIT")
+    );
+    begin?;
+    let rows = rows?;
+    commit?;
+    Ok(rows)
+}
+
+/// `EXPLAIN` of a built listing statement as [`query_listing`] plans it, one plan line per line.
+pub(crate) async fn explain_listing(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    params: &[Param],
+) -> Result<String> {
+    plan_text(query_listing(c, &format!("EXPLAIN {sql}"), params).await?)
+}
+
+/// `EXPLAIN` of a built statement run with [`query_built`].
 pub(crate) async fn explain_built(
     c: &tokio_postgres::Client,
     sql: &str,
     params: &[Param],
 ) -> Result<String> {
-    let rows = query_built(c, &format!("EXPLAIN {sql}"), params).await?;
+    plan_text(query_built(c, &format!("EXPLAIN {sql}"), params).await?)
+}
+
+/// The rows of an `EXPLAIN`, one plan line per line.
+fn plan_text(rows: Vec<Row>) -> Result<String> {
     let mut out = String::new();
     for row in &rows {
         out.push_str(col::<&str>(row, 0)?);
@@ -481,7 +524,7 @@ impl PostgresStore {
         after: Option<&PageKey>,
     ) -> CoreResult<String> {
         let built = commands::list_commands_sql(q, after, 51);
-        on_connection!(self, "explain", |c| explain_built(
+        on_connection!(self, "explain", |c| explain_listing(
             &c,
             &built.sql,
             &built.params
@@ -496,7 +539,7 @@ impl PostgresStore {
         after: Option<&PageKey>,
     ) -> CoreResult<String> {
         let built = commands::list_invocations_sql(q, after, 51);
-        on_connection!(self, "explain", |c| explain_built(
+        on_connection!(self, "explain", |c| explain_listing(
             &c,
             &built.sql,
             &built.params

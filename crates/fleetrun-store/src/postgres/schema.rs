@@ -74,7 +74,10 @@ CREATE TABLE invocations (
     PRIMARY KEY (command_id, instance_id)
 );
 CREATE INDEX invocations_by_node     ON invocations (instance_id, requested_at, command_seq);
-CREATE INDEX invocations_by_claim    ON invocations (instance_id, state);
+-- Live invocations only (what a poll, the idle check and deregistration look for): small
+-- whatever the history, and of no use to a listing, whose plans it would otherwise compete in.
+CREATE INDEX invocations_by_claim    ON invocations (instance_id, state)
+    WHERE state IN ('Pending', 'InProgress', 'Delayed', 'Cancelling');
 CREATE INDEX invocations_by_command  ON invocations (command_seq, state);
 CREATE INDEX invocations_by_release  ON invocations (command_seq, released, instance_id);
 CREATE INDEX invocations_by_time     ON invocations (requested_at, command_seq, instance_id);
