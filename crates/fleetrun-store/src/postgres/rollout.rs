@@ -15,7 +15,7 @@ use fleetrun_core::status::{InvocationEvent, InvocationState};
 use fleetrun_core::CoreError;
 use tokio_postgres::types::ToSql;
 
-use super::lifecycle::{InvocationRef, Transitions};
+use super::transitions::{InvocationRef, Transitions};
 use super::{col, execute, invocation_state, query, Result};
 
 /// Invocations of one command not yet delivered (Pending/Delayed), released or not, in node order.
