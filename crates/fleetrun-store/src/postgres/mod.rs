@@ -74,6 +74,11 @@ pub struct PoolOptions {
     /// running anything (a server that died mid-transaction behind a stuck socket) is ended, so its
     /// row locks do not block the other servers for long.
     pub idle_in_transaction_timeout: Duration,
+    /// How long a connection whose server went silent (host gone, network cut) may go
+    /// unnoticed: TCP keepalives start after this much idle time, and sent data not acknowledged
+    /// for this long ends the connection (`TCP_USER_TIMEOUT`). Without it a query on such a
+    /// connection waits for the kernel's retransmissions, many minutes.
+    pub dead_connection_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -83,6 +88,7 @@ impl Default for PoolOptions {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             idle_in_transaction_timeout: Duration::from_secs(60),
+            dead_connection_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -179,6 +185,13 @@ impl PostgresStore {
         let target = target_of(&config);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
+        }
+        // Settings the URL gives win; the driver's keepalive default (2 h idle) is no setting.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(options.dead_connection_timeout);
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(options.dead_connection_timeout);
         }
         if config.get_application_name().is_none() {
             config.application_name("fleetrun");
