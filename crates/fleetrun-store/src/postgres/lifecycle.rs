@@ -423,3 +423,77 @@ pub(crate) async fn purge_before(tx: &Transaction<'_>, before: Millis) -> Result
     .await?;
     Ok(usize::try_from(removed).unwrap_or(usize::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::{PostgresStore, TempDatabase};
+
+    /// The lookups every poll and the timekeeper run read their indexes (the live-only claim
+    /// index, the expiry index), never a table scan. Needs PostgreSQL (`FLEETRUN_TEST_STORE`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pg_lifecycle_queries_use_their_indexes() {
+        if std::env::var("FLEETRUN_TEST_STORE").as_deref() != Ok("postgres") {
+            eprintln!("SKIPPED pg_lifecycle_queries_use_their_indexes: needs FLEETRUN_TEST_STORE=postgres");
+            return;
+        }
+        let admin = std::env::var("FLEETRUN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let db = TempDatabase::create(&admin).await.expect("database");
+        let store = PostgresStore::connect(db.url()).await.expect("connect");
+        let client = store.client().await.expect("client");
+        // Enough finished history that a scan would cost more than the indexes.
+        client
+            .batch_execute(
+                "INSERT INTO commands (command_id, requested_at, expires_at, document_name,
+                     document_version, comment, timeout_seconds, max_concurrency, max_errors,
+                     error_budget, echo_json, plan_json, counts_json, status, status_details,
+                     terminal)
+                 SELECT 'c' || g, g, g + 1000, 'Doc', '1', '', 3600, '50', '0', 0, '{}', '{}',
+                     '[]', 'Success', 'Success', TRUE
+                 FROM generate_series(1, 20000) g;
+                 INSERT INTO invocations (command_seq, command_id, instance_id, requested_at,
+                     document_name, state, status, released)
+                 SELECT seq, command_id, 'mi-' || lpad((seq % 300)::text, 17, '0'), requested_at,
+                     'Doc', 'Success', 'Success', TRUE
+                 FROM commands;
+                 ANALYZE",
+            )
+            .await
+            .expect("seed");
+        let node = "mi-00000000000000007";
+        let locked: Vec<i64> = vec![1, 2, 3];
+        let plan = |rows: Vec<tokio_postgres::Row>| {
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for sql in [HELD_SQL, WAITING_SQL] {
+            let rows = client
+                .query(&format!("EXPLAIN {sql}"), &[&node, &0i64, &locked])
+                .await
+                .expect("explain");
+            let p = plan(rows);
+            assert!(
+                p.contains("using invocations_by_claim on invocations i"),
+                "{p}"
+            );
+            assert!(p.contains("using commands_pkey on commands c"), "{p}");
+            assert!(!p.contains("Seq Scan"), "{p}");
+        }
+        let rows = client
+            .query(&format!("EXPLAIN {CANDIDATES_SQL}"), &[&node, &0i64])
+            .await
+            .expect("explain");
+        let p = plan(rows);
+        assert!(p.contains("on invocations_by_claim"), "{p}");
+        assert!(!p.contains("Seq Scan"), "{p}");
+        let rows = client
+            .query(&format!("EXPLAIN {EXPIRED_SQL}"), &[&0i64])
+            .await
+            .expect("explain");
+        let p = plan(rows);
+        assert!(p.contains("using commands_by_expiry on commands"), "{p}");
+    }
+}
