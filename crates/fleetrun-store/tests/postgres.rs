@@ -26,7 +26,10 @@ const T0: Millis = 1_720_000_000_000;
 /// The admin URL, or `None` (after printing why) when the PostgreSQL checks are not selected.
 fn admin_url(test: &str) -> Option<String> {
     if std::env::var("FLEETRUN_TEST_STORE").as_deref() != Ok("postgres") {
-        eprintln!("SKIPPED {test}: needs PostgreSQL; run with FLEETRUN_TEST_STORE=postgres");
+        // Straight to stderr, past the test harness's output capture: a skip must show.
+        let line =
+            format!("SKIPPED {test}: needs PostgreSQL; run with FLEETRUN_TEST_STORE=postgres\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         return None;
     }
     Some(

@@ -434,7 +434,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pg_lifecycle_queries_use_their_indexes() {
         if std::env::var("FLEETRUN_TEST_STORE").as_deref() != Ok("postgres") {
-            eprintln!("SKIPPED pg_lifecycle_queries_use_their_indexes: needs FLEETRUN_TEST_STORE=postgres");
+            // Straight to stderr, past the test harness's output capture: a skip must show.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED pg_lifecycle_queries_use_their_indexes: needs PostgreSQL; \
+                  run with FLEETRUN_TEST_STORE=postgres\n",
+            );
             return;
         }
         let admin = std::env::var("FLEETRUN_TEST_PG_URL")

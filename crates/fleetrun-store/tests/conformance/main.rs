@@ -2,7 +2,8 @@
 //! so every backend runs the same `check_*` functions. The `backend` module below runs each check on
 //! a fresh store of the backend `FLEETRUN_TEST_STORE` selects: `sqlite` (the default) or
 //! `postgres` (a temporary database through the admin URL `FLEETRUN_TEST_PG_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`; CI runs both).
+//! `postgres://postgres@127.0.0.1:5432/postgres`). With `postgres` selected, a server that cannot
+//! be reached fails every check: nothing is skipped quietly.
 
 mod access_keys;
 mod activations;
