@@ -1,6 +1,9 @@
 //! The store conformance suite: what every `Store` backend must do, written against `&dyn Store` only
-//! so another backend (PostgreSQL) can run the same `check_*` functions. The `sqlite` module below
-//! runs each check on a fresh `SqliteStore` in a temporary directory.
+//! so every backend runs the same `check_*` functions. The `backend` module below runs each check on
+//! a fresh store of the backend `FLEETRUN_TEST_STORE` selects: `sqlite` (the default) or
+//! `postgres` (a temporary database through the admin URL `FLEETRUN_TEST_PG_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). With `postgres` selected, a server that cannot
+//! be reached fails every check: nothing is skipped quietly.
 
 mod access_keys;
 mod activations;
@@ -19,22 +22,18 @@ pub use listing::*;
 pub use rollout::*;
 pub use tags::*;
 
-mod sqlite {
-    use fleetrun_store::SqliteStore;
-    use tempfile::TempDir;
-
-    fn open() -> (TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("fleetrun.db")).expect("open");
-        (dir, store)
-    }
+/// Each check on a fresh store of the backend `FLEETRUN_TEST_STORE` names (see
+/// [`support::TestStore`]): SQLite in a temporary directory by default, a temporary PostgreSQL
+/// database with `FLEETRUN_TEST_STORE=postgres`.
+mod backend {
+    use super::support::TestStore;
 
     macro_rules! conformance {
         ($($check:ident),* $(,)?) => {$(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let (_dir, store) = open();
-                super::$check(&store).await;
+                let t = TestStore::open().await;
+                super::$check(t.store()).await;
             }
         )*};
     }
@@ -69,15 +68,13 @@ mod sqlite {
         check_documents,
     );
 
-    #[tokio::test]
+    /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
+    /// connected to the same database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn durable_across_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("fleetrun.db");
-        let id = {
-            let store = SqliteStore::open(&path).expect("open");
-            super::check_durable_write(&store).await
-        };
-        let store = SqliteStore::open(&path).expect("reopen");
-        super::check_durable_read(&store, &id).await;
+        let t = TestStore::open().await;
+        let id = super::check_durable_write(t.store()).await;
+        let t = t.reopen().await;
+        super::check_durable_read(t.store(), &id).await;
     }
 }

@@ -1,4 +1,5 @@
-//! Fixtures shared by the checks: ids, commands, reports, activations, small query helpers.
+//! Fixtures shared by the checks: the backend switch ([`TestStore`]), ids, commands, reports,
+//! activations, small query helpers.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use fleetrun_core::node::{hash_secret, NewActivation, NodeInfo, NodeRegistration
 use fleetrun_core::query::{CommandQuery, ListKind, PageKey};
 use fleetrun_core::status::{CommandState, ExecutionOutcome, InvocationState};
 use fleetrun_core::Store;
+use fleetrun_store::postgres::TempDatabase;
+use fleetrun_store::{PostgresStore, SqliteStore};
 
 pub(crate) const T0: Millis = 1_720_000_000_000;
 pub(crate) const HOUR: Millis = 3_600_000;
@@ -212,4 +215,67 @@ pub(crate) async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Out
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+/// The admin URL of the PostgreSQL server the suite uses when none is given.
+pub(crate) const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Where a check's store lives; removed when dropped.
+enum Place {
+    Dir(tempfile::TempDir),
+    Database(TempDatabase),
+}
+
+/// A fresh store of the backend `FLEETRUN_TEST_STORE` names (`sqlite`, the default, or
+/// `postgres`), and the place it lives in. An unknown value fails the test rather than quietly
+/// testing something else.
+pub(crate) struct TestStore {
+    // Field order is drop order: the store's connections close before its place is removed.
+    store: Box<dyn Store>,
+    place: Place,
+}
+
+impl TestStore {
+    pub(crate) async fn open() -> TestStore {
+        let place = match std::env::var("FLEETRUN_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Place::Dir(tempfile::tempdir().expect("tempdir")),
+            Ok("postgres") => {
+                let admin = std::env::var("FLEETRUN_TEST_PG_URL")
+                    .unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+                Place::Database(
+                    TempDatabase::create(&admin)
+                        .await
+                        .unwrap_or_else(|e| panic!("FLEETRUN_TEST_STORE=postgres: {e}")),
+                )
+            }
+            Ok(other) => panic!("FLEETRUN_TEST_STORE={other:?}: expected sqlite or postgres"),
+        };
+        let store = Self::connect(&place).await;
+        TestStore { store, place }
+    }
+
+    async fn connect(place: &Place) -> Box<dyn Store> {
+        match place {
+            Place::Dir(dir) => {
+                Box::new(SqliteStore::open(&dir.path().join("fleetrun.db")).expect("open sqlite"))
+            }
+            Place::Database(db) => Box::new(
+                PostgresStore::connect(db.url())
+                    .await
+                    .expect("connect postgres"),
+            ),
+        }
+    }
+
+    /// A new store on the same place (a server restart), after the old one is closed.
+    pub(crate) async fn reopen(self) -> TestStore {
+        let TestStore { store, place } = self;
+        drop(store);
+        let store = Self::connect(&place).await;
+        TestStore { store, place }
+    }
+
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
 }

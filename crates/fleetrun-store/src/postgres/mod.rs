@@ -1,0 +1,669 @@
+//! The PostgreSQL backend: the connection pool, error mapping, the transaction-and-retry helper,
+//! row-decoding helpers, and the [`Store`] implementation that routes each operation to its module.
+//!
+//! Several fleetrun servers may share one database, so every write runs in a READ COMMITTED
+//! transaction that locks what it decides on: a command's row (`SELECT ... FOR UPDATE`, in seq
+//! order) before any of its invocations is read for a change, and each state change is a
+//! compare-and-set. A transaction that loses a deadlock or a serialization check (SQLSTATE 40P01,
+//! 40001) is retried whole (see [`PostgresStore::retrying`]).
+//!
+//! Owns: pool setup and timeouts, error mapping, decoding helpers. Does not own: SQL for any
+//! operation (see `schema`, `access_keys`, `activations`, `commands`, `lifecycle`, `rollout`,
+//! `tags`, `documents`).
+
+mod access_keys;
+mod activations;
+mod commands;
+mod db;
+mod documents;
+mod lifecycle;
+mod listing;
+mod rollout;
+mod schema;
+mod tags;
+mod temp;
+mod transitions;
+mod wake;
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use fleetrun_core::access::{AccessKey, AccessKeyStatus};
+use fleetrun_core::clock::Millis;
+use fleetrun_core::command::{
+    Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
+};
+use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocumentVersion};
+use fleetrun_core::error::CoreResult;
+use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
+use fleetrun_core::lifecycle::Effects;
+use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
+use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::status::InvocationState;
+use fleetrun_core::store::CancelOutcome;
+use fleetrun_core::targets::TargetSpec;
+use fleetrun_core::{CoreError, Store};
+use tokio_postgres::NoTls;
+
+pub use temp::TempDatabase;
+pub use wake::PgWakeBus;
+
+pub(crate) use db::{
+    col, col_u32, command_id, describe, execute, explain_built, explain_listing, instance_id,
+    invocation_state, query, query_built, query_listing, query_one, query_opt, to_i64, Error,
+    Param, Result,
+};
+
+/// How many times a transaction that lost a deadlock or serialization check is run again.
+const MAX_RETRIES: u32 = 8;
+
+/// Pool size and timeouts of a [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Connections kept open at most (each is one PostgreSQL backend process).
+    pub max_size: usize,
+    /// Limit on establishing one connection (TCP connect, startup, authentication), and on waiting
+    /// for a free pooled connection. A server that cannot be reached is an error after this long,
+    /// never a hang.
+    pub connect_timeout: Duration,
+    /// `statement_timeout` of every session: a statement (lock waits included) running longer is
+    /// cancelled by the server.
+    pub statement_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`: a session that holds a transaction open without
+    /// running anything (a server that died mid-transaction behind a stuck socket) is ended, so its
+    /// row locks do not block the other servers for long.
+    pub idle_in_transaction_timeout: Duration,
+    /// How long a connection whose server went silent (host gone, network cut) may go
+    /// unnoticed: TCP keepalives start after this much idle time, and sent data not acknowledged
+    /// for this long ends the connection (`TCP_USER_TIMEOUT`). Without it a query on such a
+    /// connection waits for the kernel's retransmissions, many minutes.
+    pub dead_connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+            dead_connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Runs `$body` (an expression using the transaction `$tx`) in one READ COMMITTED transaction
+/// and commits it; the whole transaction is run again when it loses a deadlock or serialization
+/// check. Every value the body uses must be a reference or `Copy`: each attempt starts afresh.
+macro_rules! in_transaction {
+    ($store:expr, $op:literal, |$tx:ident| $body:expr) => {
+        $store.retrying($op, || async move {
+            let mut client = $store.client().await?;
+            let $tx = client.transaction().await?;
+            let out = $body.await?;
+            $tx.commit().await?;
+            Ok(out)
+        })
+    };
+}
+
+/// Runs `$body` (an expression using the pooled connection `$c`) outside a transaction.
+macro_rules! on_connection {
+    ($store:expr, $op:literal, |$c:ident| $body:expr) => {
+        $store.call($op, async {
+            let $c = $store.client().await?;
+            $body.await
+        })
+    };
+}
+
+struct Inner {
+    pool: Pool,
+    /// The parsed URL, for the wake bus's own listening connection.
+    config: tokio_postgres::Config,
+    /// `host:port/dbname`, for messages (never the user or password).
+    target: String,
+}
+
+/// A [`Store`] in a PostgreSQL database. Cheap to clone; clones share the pool. Any number of
+/// stores (in any number of processes) may use the same database at once.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port/dbname` of a parsed configuration.
+fn target_of(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_string()
+    } else {
+        hosts.join(",")
+    };
+    format!("{hosts}/{}", config.get_dbname().unwrap_or("(user's)"))
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/dbname?...` or libpq's
+    /// `key=value` form) with [`PoolOptions::default`] and brings its schema up to date.
+    pub async fn connect(url: &str) -> CoreResult<PostgresStore> {
+        Self::connect_with(url, PoolOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with explicit pool size and timeouts.
+    pub async fn connect_with(url: &str, options: PoolOptions) -> CoreResult<PostgresStore> {
+        // The URL may carry a password: no message below quotes it, and the parser's own errors
+        // name only the offending option.
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            CoreError::Store(format!("postgres: invalid database URL: {}", describe(&e)))
+        })?;
+        let target = target_of(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        // Settings the URL gives win; the driver's keepalive default (2 h idle) is no setting.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(options.dead_connection_timeout);
+        }
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(options.dead_connection_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("fleetrun");
+        }
+        // Ours first, so that options given in the URL win.
+        let mut session = format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            options.statement_timeout.as_millis(),
+            options.idle_in_transaction_timeout.as_millis()
+        );
+        if let Some(theirs) = config.get_options() {
+            session.push(' ');
+            session.push_str(theirs);
+        }
+        config.options(session);
+        // libpq's convention, so that the password need not be in the URL (nor the command line).
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| CoreError::Store(format!("postgres {target}: connection pool: {e}")))?;
+        let store = PostgresStore {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                target,
+            }),
+        };
+        store
+            .call("connect", async {
+                let mut client = store.client().await?;
+                schema::migrate(&mut client).await
+            })
+            .await?;
+        tracing::debug!(target = %store.inner.target, "connected postgres store");
+        Ok(store)
+    }
+
+    /// `host:port/dbname` this store uses.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// This server's end of the wake-ups between servers on this database.
+    pub fn wake_bus(&self) -> PgWakeBus {
+        PgWakeBus::new(self.inner.pool.clone(), self.inner.config.clone())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// A backend error as the domain sees it: core outcomes unchanged, everything else a
+    /// `CoreError::Store` naming the operation and the server.
+    fn fail(&self, op: &str, e: Error) -> CoreError {
+        match e {
+            Error::Core(core) => core,
+            other => CoreError::Store(format!("postgres {} {op}: {other}", self.inner.target)),
+        }
+    }
+
+    async fn call<T>(&self, op: &str, fut: impl Future<Output = Result<T>>) -> CoreResult<T> {
+        fut.await.map_err(|e| self.fail(op, e))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or has lost [`MAX_RETRIES`] deadlocks or
+    /// serialization checks, backing off a little more (with jitter) after each.
+    async fn retrying<T, F, Fut>(&self, op: &str, mut attempt: F) -> CoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && tries < MAX_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(op, tries, error = %e, "retrying postgres transaction");
+                    tokio::time::sleep(backoff(tries)).await;
+                }
+                Err(e) => return Err(self.fail(op, e)),
+            }
+        }
+    }
+
+    /// Seeds many commands (benchmarks, imports). Each command's invocations all start in the
+    /// given state (`None` = Pending), and its counts and status are derived from that as usual.
+    /// Commands go in with multi-row INSERTs and invocations with binary COPY, in one transaction.
+    pub async fn insert_commands_bulk(
+        &self,
+        cmds: Vec<(NewCommand, Option<InvocationState>)>,
+    ) -> CoreResult<()> {
+        let cmds = &cmds;
+        in_transaction!(self, "insert_commands_bulk", |tx| commands::insert_bulk(
+            &tx, cmds
+        ))
+        .await
+    }
+
+    /// `EXPLAIN` of the first-page SQL that [`Store::list_commands`] runs for `q`.
+    pub async fn explain_list_commands(&self, q: &CommandQuery) -> CoreResult<String> {
+        self.explain_list_commands_after(q, None).await
+    }
+
+    /// `EXPLAIN` of the list_commands SQL for the page after `after`.
+    pub async fn explain_list_commands_after(
+        &self,
+        q: &CommandQuery,
+        after: Option<&PageKey>,
+    ) -> CoreResult<String> {
+        let built = listing::list_commands_sql(q, after, 51);
+        on_connection!(self, "explain", |c| explain_listing(
+            &c,
+            &built.sql,
+            &built.params
+        ))
+        .await
+    }
+
+    /// `EXPLAIN` of the list_invocations SQL for `q` after `after`.
+    pub async fn explain_list_invocations(
+        &self,
+        q: &CommandQuery,
+        after: Option<&PageKey>,
+    ) -> CoreResult<String> {
+        let built = listing::list_invocations_sql(q, after, 51);
+        on_connection!(self, "explain", |c| explain_listing(
+            &c,
+            &built.sql,
+            &built.params
+        ))
+        .await
+    }
+
+    /// `EXPLAIN` of the SQL that [`Store::resolve_targets`] runs for `specs`.
+    pub async fn explain_resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<String> {
+        let Some(built) = tags::resolve_sql(specs) else {
+            return Ok(String::new());
+        };
+        on_connection!(self, "explain", |c| explain_built(&c, &built.0, &built.1)).await
+    }
+}
+
+/// 2, 4, 8 … ms (at most ~0.5 s) plus up to as much again of jitter, so transactions that
+/// deadlocked on each other do not collide again in step.
+fn backoff(tries: u32) -> Duration {
+    let base = 1u64 << tries.min(8);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    Duration::from_millis(base + nanos % (base + 1))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> CoreResult<Vec<u8>> {
+        in_transaction!(self, "shared_secret", |tx| access_keys::shared_secret(
+            &tx, name, candidate
+        ))
+        .await
+    }
+
+    async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {
+        let key = &key;
+        on_connection!(self, "create_access_key", |c| access_keys::create(&c, key)).await
+    }
+
+    async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>> {
+        on_connection!(self, "access_key", |c| access_keys::get(&c, access_key_id)).await
+    }
+
+    async fn access_keys(&self) -> CoreResult<Vec<AccessKey>> {
+        on_connection!(self, "access_keys", |c| access_keys::list(&c)).await
+    }
+
+    async fn set_access_key_status(
+        &self,
+        access_key_id: &str,
+        status: AccessKeyStatus,
+    ) -> CoreResult<bool> {
+        on_connection!(self, "set_access_key_status", |c| access_keys::set_status(
+            &c,
+            access_key_id,
+            status
+        ))
+        .await
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> CoreResult<bool> {
+        on_connection!(self, "delete_access_key", |c| access_keys::delete(
+            &c,
+            access_key_id
+        ))
+        .await
+    }
+
+    async fn create_activation(&self, activation: NewActivation) -> CoreResult<()> {
+        let activation = &activation;
+        on_connection!(self, "create_activation", |c| activations::create(
+            &c, activation
+        ))
+        .await
+    }
+
+    async fn activations(&self) -> CoreResult<Vec<Activation>> {
+        on_connection!(self, "activations", |c| activations::list(&c)).await
+    }
+
+    async fn delete_activation(&self, id: &ActivationId) -> CoreResult<()> {
+        on_connection!(self, "delete_activation", |c| activations::delete(&c, id)).await
+    }
+
+    async fn register_node(&self, registration: NodeRegistration, now: Millis) -> CoreResult<Node> {
+        let registration = &registration;
+        in_transaction!(self, "register_node", |tx| activations::register(
+            &tx,
+            registration,
+            now
+        ))
+        .await
+    }
+
+    async fn node(&self, id: &InstanceId) -> CoreResult<Option<Node>> {
+        on_connection!(self, "node", |c| activations::node(&c, id)).await
+    }
+
+    async fn nodes(&self) -> CoreResult<Vec<Node>> {
+        on_connection!(self, "nodes", |c| activations::nodes(&c)).await
+    }
+
+    async fn touch_node(
+        &self,
+        id: &InstanceId,
+        now: Millis,
+        info: Option<NodeInfo>,
+    ) -> CoreResult<()> {
+        on_connection!(self, "touch_node", |c| activations::touch(
+            &c,
+            id,
+            now,
+            info.as_ref()
+        ))
+        .await
+    }
+
+    async fn insert_command(&self, command: NewCommand) -> CoreResult<Sent> {
+        let cmd = &command;
+        let (seq, counts, cancel_requested, effects) =
+            in_transaction!(self, "insert_command", |tx| commands::insert(&tx, cmd)).await?;
+        Ok(Sent {
+            command: command.into_command(seq, counts, cancel_requested),
+            effects,
+        })
+    }
+
+    async fn command(&self, id: &CommandId) -> CoreResult<Option<Command>> {
+        on_connection!(self, "command", |c| commands::get(&c, id)).await
+    }
+
+    async fn list_commands(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<ListedCommand>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = listing::list_commands_sql(query, after, limit);
+        on_connection!(self, "list_commands", |c| listing::list_commands(
+            &c, &built
+        ))
+        .await
+    }
+
+    async fn list_invocations(
+        &self,
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Invocation>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = listing::list_invocations_sql(query, after, limit);
+        on_connection!(self, "list_invocations", |c| listing::list_invocations(
+            &c, &built
+        ))
+        .await
+    }
+
+    async fn invocation(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+    ) -> CoreResult<Option<Invocation>> {
+        on_connection!(self, "invocation", |c| commands::get_invocation(
+            &c, command, node
+        ))
+        .await
+    }
+
+    async fn claim(
+        &self,
+        node: &InstanceId,
+        session: &str,
+        known: &[CommandId],
+        now: Millis,
+    ) -> CoreResult<Claim> {
+        // Most polls find nothing to do: answer those with two reads, no transaction, no lock.
+        if on_connection!(self, "claim", |c| lifecycle::idle_poll(&c, node, now)).await? {
+            return Ok(Claim::default());
+        }
+        in_transaction!(self, "claim", |tx| lifecycle::claim(
+            &tx, node, session, known, now
+        ))
+        .await
+    }
+
+    async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<Finished> {
+        let report = &report;
+        in_transaction!(self, "finish", |tx| lifecycle::finish(
+            &tx, node, report, now
+        ))
+        .await
+    }
+
+    async fn cancel(
+        &self,
+        command: &CommandId,
+        nodes: Option<&[InstanceId]>,
+        now: Millis,
+    ) -> CoreResult<CancelOutcome> {
+        in_transaction!(self, "cancel", |tx| lifecycle::cancel(
+            &tx, command, nodes, now
+        ))
+        .await
+    }
+
+    async fn expire_due(&self, now: Millis) -> CoreResult<Effects> {
+        in_transaction!(self, "expire_due", |tx| lifecycle::expire_due(&tx, now)).await
+    }
+
+    async fn purge_before(&self, before: Millis) -> CoreResult<usize> {
+        in_transaction!(self, "purge_before", |tx| lifecycle::purge_before(
+            &tx, before
+        ))
+        .await
+    }
+
+    async fn mark_unreachable(&self, silent_since: Millis, _now: Millis) -> CoreResult<Effects> {
+        in_transaction!(self, "mark_unreachable", |tx| rollout::mark_unreachable(
+            &tx,
+            silent_since
+        ))
+        .await
+    }
+
+    async fn sign_off_node(&self, node: &InstanceId, now: Millis) -> CoreResult<()> {
+        on_connection!(self, "sign_off_node", |c| activations::sign_off(
+            &c, node, now
+        ))
+        .await
+    }
+
+    async fn deregister_node(&self, node: &InstanceId, _now: Millis) -> CoreResult<Effects> {
+        in_transaction!(self, "deregister_node", |tx| rollout::deregister(&tx, node)).await
+    }
+
+    async fn node_tags(&self, node: &InstanceId) -> CoreResult<Vec<Tag>> {
+        on_connection!(self, "node_tags", |c| tags::list(&c, node)).await
+    }
+
+    async fn add_node_tags(&self, node: &InstanceId, tags: &[Tag]) -> CoreResult<()> {
+        in_transaction!(self, "add_node_tags", |tx| tags::add(&tx, node, tags)).await
+    }
+
+    async fn remove_node_tags(&self, node: &InstanceId, keys: &[String]) -> CoreResult<()> {
+        in_transaction!(self, "remove_node_tags", |tx| tags::remove(&tx, node, keys)).await
+    }
+
+    async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>> {
+        on_connection!(self, "resolve_targets", |c| tags::resolve(&c, specs)).await
+    }
+
+    async fn create_document(
+        &self,
+        doc: NewDocument,
+        max_documents: usize,
+    ) -> CoreResult<Document> {
+        let doc = &doc;
+        in_transaction!(self, "create_document", |tx| documents::create(
+            &tx,
+            doc,
+            max_documents
+        ))
+        .await
+    }
+
+    async fn add_document_version(
+        &self,
+        name: &str,
+        expected_latest: u32,
+        version: NewDocumentVersion,
+        max_versions: u32,
+    ) -> CoreResult<Document> {
+        let version = &version;
+        in_transaction!(self, "add_document_version", |tx| documents::add_version(
+            &tx,
+            name,
+            expected_latest,
+            version,
+            max_versions
+        ))
+        .await
+    }
+
+    async fn document(&self, name: &str) -> CoreResult<Option<Document>> {
+        on_connection!(self, "document", |c| documents::document(&c, name)).await
+    }
+
+    async fn document_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> CoreResult<Option<DocumentVersion>> {
+        on_connection!(self, "document_version", |c| documents::version(
+            &c, name, version
+        ))
+        .await
+    }
+
+    async fn document_versions(&self, name: &str) -> CoreResult<Vec<DocumentVersion>> {
+        on_connection!(self, "document_versions", |c| documents::versions(&c, name)).await
+    }
+
+    async fn set_default_document_version(&self, name: &str, version: u32) -> CoreResult<Document> {
+        in_transaction!(self, "set_default_document_version", |tx| {
+            documents::set_default(&tx, name, version)
+        })
+        .await
+    }
+
+    async fn delete_document(&self, name: &str, version: Option<u32>) -> CoreResult<()> {
+        in_transaction!(self, "delete_document", |tx| documents::delete(
+            &tx, name, version
+        ))
+        .await
+    }
+
+    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>> {
+        on_connection!(self, "list_documents", |c| documents::list(&c)).await
+    }
+}

@@ -1,0 +1,790 @@
+//! PostgreSQL-only checks: query plans (every ListCommands / ListCommandInvocations filter is one
+//! index range read, no sort), migrations (idempotent, safe when servers start together), several
+//! stores on one database (no double delivery, MaxConcurrency never exceeded, counts exact), and
+//! prompt connection failures.
+//!
+//! They need a server: they run when `FLEETRUN_TEST_STORE=postgres` (admin URL
+//! `FLEETRUN_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`) and otherwise
+//! print a SKIPPED line and return. The connection-failure checks need no server and always run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleetrun_core::clock::Millis;
+use fleetrun_core::command::{CommandEcho, NewCommand, Report};
+use fleetrun_core::document::{Plan, PlanStep};
+use fleetrun_core::ids::{CommandId, InstanceId};
+use fleetrun_core::query::{CommandQuery, ExecutionStage, ListKind, PageKey, StatusMatch};
+use fleetrun_core::status::{ExecutionOutcome, InvocationState, StateCounts};
+use fleetrun_core::{CoreError, Store};
+use fleetrun_store::postgres::TempDatabase;
+use fleetrun_store::{PoolOptions, PostgresStore};
+
+const T0: Millis = 1_720_000_000_000;
+
+/// The admin URL, or `None` (after printing why) when the PostgreSQL checks are not selected.
+fn admin_url(test: &str) -> Option<String> {
+    if std::env::var("FLEETRUN_TEST_STORE").as_deref() != Ok("postgres") {
+        // Straight to stderr, past the test harness's output capture: a skip must show.
+        let line =
+            format!("SKIPPED {test}: needs PostgreSQL; run with FLEETRUN_TEST_STORE=postgres\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return None;
+    }
+    Some(
+        std::env::var("FLEETRUN_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string()),
+    )
+}
+
+async fn temp_db(admin: &str) -> TempDatabase {
+    TempDatabase::create(admin).await.expect("create database")
+}
+
+/// A plain connection to `url`, for what the Store API does not expose (ANALYZE, row counts).
+async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+fn node(n: u64) -> InstanceId {
+    InstanceId::parse(&format!("mi-{n:017x}")).expect("valid node id")
+}
+
+fn new_command(at: Millis, doc: &str, targets: Vec<InstanceId>) -> NewCommand {
+    let mut parameters = BTreeMap::new();
+    parameters.insert("commands".to_string(), vec!["uptime".to_string()]);
+    NewCommand {
+        id: CommandId::generate(),
+        requested_at: at,
+        expires_at: at + 7_200_000,
+        document_name: doc.into(),
+        document_version: "1".into(),
+        comment: String::new(),
+        timeout_seconds: 3600,
+        max_concurrency: "50".into(),
+        max_errors: "0".into(),
+        error_budget: 0,
+        echo: CommandEcho {
+            parameters,
+            ..Default::default()
+        },
+        plan: Plan {
+            steps: vec![PlanStep {
+                name: "aws:runShellScript".into(),
+                action: "aws:runShellScript".into(),
+                commands: vec!["uptime".into()],
+                working_directory: String::new(),
+                timeout_seconds: 3600,
+                precondition: None,
+            }],
+        },
+        targets,
+        rendered: Some("{}".into()),
+        access_denied: Vec::new(),
+    }
+}
+
+fn success(id: &CommandId) -> Report {
+    Report {
+        command_id: id.clone(),
+        outcome: ExecutionOutcome::Success,
+        response_code: 0,
+        elapsed_ms: 10,
+        held_ms: 0,
+        steps: Vec::new(),
+    }
+}
+
+// ---- (a) query plans ----
+
+const SEEDED: u64 = 30_000;
+const NODES: u64 = 400;
+
+/// Tens of thousands of commands spread evenly over states, documents and nodes, then ANALYZE, so
+/// the planner decides on real statistics.
+async fn seeded_store(db: &TempDatabase) -> PostgresStore {
+    let store = PostgresStore::connect(db.url()).await.expect("connect");
+    let states = [
+        None,
+        Some(InvocationState::InProgress),
+        Some(InvocationState::Success),
+        Some(InvocationState::Failed),
+        Some(InvocationState::DeliveryTimedOut),
+        Some(InvocationState::Cancelled),
+        Some(InvocationState::ExecutionTimedOut),
+    ];
+    let docs = ["AWS-RunShellScript", "Deploy", "Patch", "Backup", "Audit"];
+    let mut batch = Vec::new();
+    for i in 0..SEEDED {
+        let targets = (0..1 + i % 3).map(|k| node((i * 7 + k) % NODES)).collect();
+        let at = T0 + i64::try_from(i).expect("small") * 1_000;
+        batch.push((
+            new_command(at, docs[(i % 5) as usize], targets),
+            states[(i % 7) as usize],
+        ));
+    }
+    let started = Instant::now();
+    store.insert_commands_bulk(batch).await.expect("seed");
+    eprintln!("seeded {SEEDED} commands in {:?}", started.elapsed());
+    raw(db.url())
+        .await
+        .batch_execute("ANALYZE")
+        .await
+        .expect("analyze");
+    store
+}
+
+/// Why the plan is not one read of `table` through `index` (an index scan, in either direction)
+/// with no Sort and no sequential or bitmap scan of either table; `None` when it is.
+fn plan_problem(name: &str, plan: &str, index: &str, table: &str) -> Option<String> {
+    if !plan
+        .lines()
+        .any(|l| l.contains("Index") && l.contains(&format!(" using {index} on {table} ")))
+    {
+        return Some(format!(
+            "{name}: no index scan using {index} on {table}:\n{plan}"
+        ));
+    }
+    for bad in ["Sort", "Seq Scan", "Bitmap Heap Scan"] {
+        if plan.contains(bad) {
+            return Some(format!("{name}: {bad} in the plan:\n{plan}"));
+        }
+    }
+    None
+}
+
+/// Fails with every problem found, not only the first.
+fn assert_no_problems(problems: &[String]) {
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every single-filter ListCommands query, by name, with the index that should serve it.
+fn list_commands_cases(some_id: &CommandId) -> Vec<(String, CommandQuery, &'static str)> {
+    let mut out = vec![
+        (
+            "none".to_string(),
+            CommandQuery::default(),
+            "commands_by_time",
+        ),
+        (
+            "CommandId".to_string(),
+            CommandQuery {
+                command_id: Some(some_id.clone()),
+                ..Default::default()
+            },
+            "commands_command_id_key",
+        ),
+        (
+            "InstanceId".to_string(),
+            CommandQuery {
+                instance_id: Some(node(7)),
+                ..Default::default()
+            },
+            "invocations_by_node",
+        ),
+    ];
+    for value in fleetrun_core::query::status_values(ListKind::Commands) {
+        let mut q = CommandQuery::default();
+        q.add_filter(ListKind::Commands, "Status", value)
+            .expect("filter");
+        let index = match q.statuses[0] {
+            StatusMatch::Status(_) => "commands_by_status",
+            StatusMatch::Details(_) => "commands_by_details",
+        };
+        out.push((format!("Status={value}"), q, index));
+    }
+    for (key, value, index) in [
+        ("DocumentName", "Deploy", "commands_by_document"),
+        ("ExecutionStage", "Executing", "commands_by_stage"),
+        ("ExecutionStage", "Complete", "commands_by_stage"),
+        ("InvokedAfter", "2024-07-03T12:00:00Z", "commands_by_time"),
+        ("InvokedBefore", "2024-07-03T12:00:00Z", "commands_by_time"),
+    ] {
+        let mut q = CommandQuery::default();
+        q.add_filter(ListKind::Commands, key, value)
+            .expect("filter");
+        out.push((format!("{key}={value}"), q, index));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_every_list_commands_filter_is_one_index_range_read() {
+    let Some(admin) = admin_url("pg_every_list_commands_filter_is_one_index_range_read") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let store = seeded_store(&db).await;
+    let newest = store
+        .list_commands(&CommandQuery::default(), None, 1)
+        .await
+        .expect("list");
+    let some_id = newest[0].id.clone();
+    // A key in the middle of the data: the second page of a deep walk.
+    let middle = PageKey {
+        requested_at: T0 + i64::try_from(SEEDED / 2).expect("small") * 1_000,
+        seq: i64::try_from(SEEDED / 2).expect("small"),
+        instance_id: None,
+    };
+    let mut problems = Vec::new();
+    for (name, q, index) in list_commands_cases(&some_id) {
+        let first = store.explain_list_commands(&q).await.expect("explain");
+        let later = store
+            .explain_list_commands_after(&q, Some(&middle))
+            .await
+            .expect("explain");
+        eprintln!("ListCommands {name}:\n{first}page after a key:\n{later}");
+        let table = if q.instance_id.is_some() {
+            "invocations i"
+        } else {
+            "commands c"
+        };
+        problems.extend(plan_problem(&name, &first, index, table));
+        problems.extend(plan_problem(
+            &format!("{name} (after a key)"),
+            &later,
+            index,
+            table,
+        ));
+        if q.instance_id.is_some() {
+            for plan in [&first, &later] {
+                problems.extend(plan_problem(&name, plan, "commands_pkey", "commands c"));
+            }
+        }
+    }
+    // Two filters: one drives the index read, the other filters it; still no sort.
+    let q = CommandQuery {
+        statuses: vec![StatusMatch::Status("Failed")],
+        document_names: vec!["Patch".into()],
+        stage: Some(ExecutionStage::Complete),
+        ..Default::default()
+    };
+    let plan = store.explain_list_commands(&q).await.expect("explain");
+    problems.extend(plan_problem(
+        "Status+DocumentName+ExecutionStage",
+        &plan,
+        "commands_by_status",
+        "commands c",
+    ));
+    assert_no_problems(&problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_every_list_invocations_filter_is_one_index_range_read() {
+    let Some(admin) = admin_url("pg_every_list_invocations_filter_is_one_index_range_read") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let store = seeded_store(&db).await;
+    let newest = store
+        .list_commands(&CommandQuery::default(), None, 1)
+        .await
+        .expect("list");
+    let some_id = newest[0].id.clone();
+    let mut cases = vec![
+        (
+            "none".to_string(),
+            CommandQuery::default(),
+            "invocations_by_time",
+        ),
+        (
+            "CommandId".to_string(),
+            CommandQuery {
+                command_id: Some(some_id.clone()),
+                ..Default::default()
+            },
+            "invocations_pkey",
+        ),
+        (
+            "InstanceId".to_string(),
+            CommandQuery {
+                instance_id: Some(node(7)),
+                ..Default::default()
+            },
+            "invocations_by_node",
+        ),
+        (
+            "CommandId+InstanceId".to_string(),
+            CommandQuery {
+                command_id: Some(some_id),
+                instance_id: Some(node(7)),
+                ..Default::default()
+            },
+            "invocations_pkey",
+        ),
+    ];
+    for value in fleetrun_core::query::status_values(ListKind::Invocations) {
+        let mut q = CommandQuery::default();
+        q.add_filter(ListKind::Invocations, "Status", value)
+            .expect("filter");
+        let index = match q.statuses[0] {
+            StatusMatch::Status(_) => "invocations_by_status",
+            StatusMatch::Details(_) => "invocations_by_details",
+        };
+        cases.push((format!("Status={value}"), q, index));
+    }
+    for (key, value, index) in [
+        ("DocumentName", "Deploy", "invocations_by_document"),
+        (
+            "InvokedAfter",
+            "2024-07-03T12:00:00Z",
+            "invocations_by_time",
+        ),
+        (
+            "InvokedBefore",
+            "2024-07-03T12:00:00Z",
+            "invocations_by_time",
+        ),
+    ] {
+        let mut q = CommandQuery::default();
+        q.add_filter(ListKind::Invocations, key, value)
+            .expect("filter");
+        cases.push((format!("{key}={value}"), q, index));
+    }
+    let key = PageKey {
+        requested_at: T0 + i64::try_from(SEEDED / 2).expect("small") * 1_000,
+        seq: i64::try_from(SEEDED / 2).expect("small"),
+        instance_id: Some(node(3).to_string()),
+    };
+    let mut problems = Vec::new();
+    for (name, q, index) in cases {
+        for after in [None, Some(&key)] {
+            let plan = store
+                .explain_list_invocations(&q, after)
+                .await
+                .expect("explain");
+            eprintln!(
+                "ListCommandInvocations {name} after={}:\n{plan}",
+                after.is_some()
+            );
+            problems.extend(plan_problem(&name, &plan, index, "invocations i"));
+        }
+    }
+    assert_no_problems(&problems);
+}
+
+/// The lifecycle's lookups read indexes too (a claim runs on every poll of every node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_seeded_data_pages_and_claims_like_sqlite() {
+    let Some(admin) = admin_url("pg_seeded_data_pages_and_claims_like_sqlite") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let store = seeded_store(&db).await;
+    // A full walk by (requested_at, seq) pages: every command once, newest first.
+    let mut after: Option<PageKey> = None;
+    let mut seen = HashSet::new();
+    let mut last_key = (i64::MAX, i64::MAX);
+    loop {
+        let page = store
+            .list_commands(&CommandQuery::default(), after.as_ref(), 500)
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        for c in &page {
+            assert!((c.requested_at, c.seq) < last_key, "newest first");
+            last_key = (c.requested_at, c.seq);
+            assert!(seen.insert(c.id.clone()), "listed twice");
+        }
+        after = Some(PageKey {
+            requested_at: last.requested_at,
+            seq: last.seq,
+            instance_id: None,
+        });
+    }
+    assert_eq!(seen.len() as u64, SEEDED);
+    // Seeded Pending work is claimed like any other.
+    let claim = store.claim(&node(0), "s", &[], T0).await.expect("claim");
+    assert!(!claim.runs.is_empty());
+}
+
+// ---- (b) migrations ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_migrations_are_idempotent_and_race_free() {
+    let Some(admin) = admin_url("pg_migrations_are_idempotent_and_race_free") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    // Two servers starting at once on a fresh database: both succeed, each migration ran once.
+    let (a, b) = tokio::join!(
+        PostgresStore::connect(db.url()),
+        PostgresStore::connect(db.url())
+    );
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    let c = raw(db.url()).await;
+    let rows = c
+        .query("SELECT version FROM schema_version ORDER BY version", &[])
+        .await
+        .expect("versions");
+    let applied: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(applied, vec![1, 2]);
+    // Both work on the same data.
+    let sent = a
+        .insert_command(new_command(T0, "Doc", vec![node(1)]))
+        .await
+        .expect("insert");
+    assert!(b.command(&sent.command.id).await.expect("get").is_some());
+    drop((a, b));
+    // Connecting again changes nothing.
+    let again = PostgresStore::connect(db.url()).await.expect("reconnect");
+    drop(again);
+    let rows = c
+        .query("SELECT count(*) FROM schema_version", &[])
+        .await
+        .expect("count");
+    assert_eq!(rows[0].get::<_, i64>(0), 2);
+    // A database from a newer build is refused.
+    c.batch_execute("INSERT INTO schema_version (version) VALUES (99)")
+        .await
+        .expect("bump");
+    match PostgresStore::connect(db.url()).await {
+        Err(CoreError::Store(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+// ---- (c) several stores on one database ----
+
+/// Two stores (two servers) on one database, several pollers each, all for the same node:
+/// every invocation is handed out (in `runs`) exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_two_servers_never_deliver_an_invocation_twice() {
+    let Some(admin) = admin_url("pg_two_servers_never_deliver_an_invocation_twice") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let a = PostgresStore::connect(db.url()).await.expect("a");
+    let b = PostgresStore::connect(db.url()).await.expect("b");
+    const COMMANDS: usize = 40;
+    let mut ids = Vec::new();
+    for i in 0..COMMANDS {
+        let at = T0 + i64::try_from(i).expect("small");
+        let cmd = new_command(at, "Doc", vec![node(1), node(2)]);
+        ids.push(a.insert_command(cmd).await.expect("insert").command.id);
+    }
+    // What the agent holds, shared by its pollers so none reconciles another's work away.
+    let held: Arc<Mutex<HashSet<CommandId>>> = Arc::default();
+    let delivered: Arc<Mutex<Vec<CommandId>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for (k, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let (held, delivered) = (held.clone(), delivered.clone());
+        tasks.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while delivered.lock().expect("lock").len() < COMMANDS && Instant::now() < deadline {
+                let known: Vec<CommandId> = held.lock().expect("lock").iter().cloned().collect();
+                let now = T0 + 100 + i64::try_from(k).expect("small");
+                let claim = store
+                    .claim(&node(1), "s", &known, now)
+                    .await
+                    .expect("claim");
+                {
+                    let mut h = held.lock().expect("lock");
+                    let mut d = delivered.lock().expect("lock");
+                    for run in claim.runs {
+                        h.insert(run.command_id.clone());
+                        d.push(run.command_id);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("poller");
+    }
+    let delivered = delivered.lock().expect("lock").clone();
+    let unique: HashSet<&CommandId> = delivered.iter().collect();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "an invocation was delivered twice"
+    );
+    assert_eq!(unique.len(), COMMANDS, "every invocation was delivered");
+    for id in &ids {
+        let inv = b
+            .invocation(id, &node(1))
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(inv.state, InvocationState::InProgress);
+    }
+    assert_counts_match_rows(&db).await;
+}
+
+/// Released-and-unsettled invocations of a command (what MaxConcurrency bounds), and whether its
+/// stored counters agree with its rows.
+async fn assert_counts_match_rows(db: &TempDatabase) {
+    let c = raw(db.url()).await;
+    let commands = c
+        .query(
+            "SELECT seq, counts_json, released, acked, settled FROM commands",
+            &[],
+        )
+        .await
+        .expect("commands");
+    for row in commands {
+        let seq: i64 = row.get(0);
+        let counts: StateCounts = serde_json::from_str(row.get(1)).expect("counts");
+        let states = c
+            .query(
+                "SELECT state, released FROM invocations WHERE command_seq = $1",
+                &[&seq],
+            )
+            .await
+            .expect("invocations");
+        let mut actual = StateCounts::default();
+        let (mut released, mut acked, mut settled) = (0i64, 0i64, 0i64);
+        for s in &states {
+            let state = InvocationState::parse(s.get(0)).expect("state");
+            actual.add(state, 1);
+            if s.get::<_, bool>(1) {
+                released += 1;
+                acked += i64::from(state != InvocationState::Pending);
+                settled += i64::from(state.is_terminal());
+            }
+        }
+        assert_eq!(
+            counts, actual,
+            "command {seq}: counts drifted from its rows"
+        );
+        let stored: (i64, i64, i64) = (row.get(2), row.get(3), row.get(4));
+        assert_eq!(
+            stored,
+            (released, acked, settled),
+            "command {seq}: rollout counters drifted"
+        );
+    }
+}
+
+/// Two stores, many nodes polling and reporting through either, one command with
+/// MaxConcurrency 3: at no moment are more than 3 of its invocations released and unsettled,
+/// every node runs once, and the counters match the rows at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_two_servers_never_exceed_max_concurrency() {
+    let Some(admin) = admin_url("pg_two_servers_never_exceed_max_concurrency") else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let a = PostgresStore::connect(db.url()).await.expect("a");
+    let b = PostgresStore::connect(db.url()).await.expect("b");
+    const TARGETS: u64 = 30;
+    const LIMIT: i64 = 3;
+    let nodes: Vec<InstanceId> = (1..=TARGETS).map(node).collect();
+    let mut cmd = new_command(T0, "Doc", nodes.clone());
+    cmd.max_concurrency = LIMIT.to_string();
+    let id = a.insert_command(cmd).await.expect("insert").command.id;
+
+    // An observer samples the database while the agents work.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let observer = {
+        let (url, done) = (db.url().to_string(), done.clone());
+        tokio::spawn(async move {
+            let c = raw(&url).await;
+            let mut worst = 0;
+            let mut samples = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = c
+                    .query_one(
+                        "SELECT count(*) FROM invocations WHERE released
+                         AND state IN ('Pending', 'InProgress', 'Delayed', 'Cancelling')",
+                        &[],
+                    )
+                    .await
+                    .expect("sample");
+                worst = worst.max(row.get::<_, i64>(0));
+                samples += 1;
+            }
+            (worst, samples)
+        })
+    };
+    let ran: Arc<Mutex<HashMap<InstanceId, usize>>> = Arc::default();
+    let mut agents = Vec::new();
+    for (k, n) in nodes.iter().enumerate() {
+        let (n, id, ran) = (n.clone(), id.clone(), ran.clone());
+        // Each node polls and reports through the two servers in turn.
+        let stores = if k % 2 == 0 {
+            [a.clone(), b.clone()]
+        } else {
+            [b.clone(), a.clone()]
+        };
+        agents.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut turn = 0;
+            while Instant::now() < deadline {
+                let store = &stores[turn % 2];
+                turn += 1;
+                let claim = store.claim(&n, "s", &[], T0 + 10).await.expect("claim");
+                if let Some(d) = claim.runs.first() {
+                    *ran.lock().expect("lock").entry(n.clone()).or_default() += 1;
+                    let report = stores[turn % 2]
+                        .finish(&n, success(&d.command_id), T0 + 20)
+                        .await
+                        .expect("finish");
+                    assert!(report.applied, "{n}: a delivered invocation finishes once");
+                    assert_eq!(d.command_id, id);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            panic!("{n} was never released");
+        }));
+    }
+    for t in agents {
+        t.await.expect("agent");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (worst, samples) = observer.await.expect("observer");
+    eprintln!("{samples} samples, at most {worst} released and unsettled");
+    assert!(worst <= LIMIT, "{worst} in flight, MaxConcurrency {LIMIT}");
+    let ran = ran.lock().expect("lock").clone();
+    assert_eq!(ran.len() as u64, TARGETS);
+    assert!(ran.values().all(|n| *n == 1), "{ran:?}");
+    let agg = a
+        .command(&id)
+        .await
+        .expect("get")
+        .expect("exists")
+        .aggregate();
+    assert_eq!(
+        (agg.completed_count, agg.target_count),
+        (TARGETS as u32, TARGETS as u32)
+    );
+    assert_counts_match_rows(&db).await;
+}
+
+/// Expiry, cancel and reports racing from two servers: every invocation ends once, and the
+/// counters match the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_two_servers_racing_cancel_expire_and_reports_keep_counts_exact() {
+    let Some(admin) =
+        admin_url("pg_two_servers_racing_cancel_expire_and_reports_keep_counts_exact")
+    else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let a = PostgresStore::connect(db.url()).await.expect("a");
+    let b = PostgresStore::connect(db.url()).await.expect("b");
+    let nodes: Vec<InstanceId> = (1..=12).map(node).collect();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let mut cmd = new_command(T0 + i, "Doc", nodes.clone());
+        cmd.expires_at = T0 + 1_000;
+        ids.push(a.insert_command(cmd).await.expect("insert").command.id);
+    }
+    // Deliver what the ramps released so far, through both servers.
+    for (k, n) in nodes.iter().enumerate() {
+        let store = if k % 2 == 0 { &a } else { &b };
+        store.claim(n, "s", &[], T0 + 10).await.expect("claim");
+    }
+    let mut reports = Vec::new();
+    for (k, n) in nodes.iter().enumerate() {
+        for id in &ids {
+            let store = if k % 2 == 0 { a.clone() } else { b.clone() };
+            let (n, id) = (n.clone(), id.clone());
+            reports.push(tokio::spawn(async move {
+                store.finish(&n, success(&id), T0 + 20).await
+            }));
+        }
+    }
+    let cancel = {
+        let (b, id) = (b.clone(), ids[0].clone());
+        tokio::spawn(async move { b.cancel(&id, None, T0 + 30).await })
+    };
+    let expire_a = {
+        let a = a.clone();
+        tokio::spawn(async move { a.expire_due(T0 + 2_000).await })
+    };
+    let expire_b = {
+        let b = b.clone();
+        tokio::spawn(async move { b.expire_due(T0 + 2_000).await })
+    };
+    for r in reports {
+        r.await.expect("join").expect("finish");
+    }
+    cancel.await.expect("join").expect("cancel");
+    expire_a.await.expect("join").expect("expire");
+    expire_b.await.expect("join").expect("expire");
+    // Whatever interleaving happened, nothing is left live after expiry and the counts add up.
+    a.expire_due(T0 + 2_000).await.expect("expire");
+    for id in &ids {
+        let c = a.command(id).await.expect("get").expect("exists");
+        assert_eq!(c.counts.total(), 12);
+        assert!(c.aggregate().state.is_terminal(), "{:?}", c.aggregate());
+    }
+    assert_counts_match_rows(&db).await;
+}
+
+// ---- (d) connection failures ----
+
+/// Nothing listens on port 1: `connect` fails at once with a storage error that names the
+/// server but not the password.
+#[tokio::test]
+async fn pg_connect_to_a_closed_port_fails_promptly() {
+    let started = Instant::now();
+    let got = PostgresStore::connect("postgres://fleetrun:s3cret-pw@127.0.0.1:1/fleetrun").await;
+    let elapsed = started.elapsed();
+    match got {
+        Err(CoreError::Store(msg)) => {
+            assert!(!msg.contains("s3cret-pw"), "{msg}");
+            assert!(msg.contains("127.0.0.1:1"), "{msg}");
+            eprintln!("{msg}");
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+}
+
+/// A server that accepts the TCP connection and then never answers: the connect timeout ends
+/// the attempt, with an error, instead of hanging.
+#[tokio::test]
+async fn pg_connect_to_a_silent_server_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts, then holds the connections open without a word.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = PoolOptions {
+        connect_timeout: Duration::from_secs(1),
+        ..PoolOptions::default()
+    };
+    let started = Instant::now();
+    let got = PostgresStore::connect_with(
+        &format!("postgres://fleetrun:s3cret-pw@127.0.0.1:{port}/fleetrun"),
+        options,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    silent.abort();
+    match got {
+        Err(CoreError::Store(msg)) => {
+            assert!(!msg.contains("s3cret-pw"), "{msg}");
+            eprintln!("{msg}");
+        }
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+}
+
+/// A URL that does not parse is refused without echoing it (it may hold a password).
+#[tokio::test]
+async fn pg_bad_url_is_refused_without_echoing_it() {
+    match PostgresStore::connect("postgres://fleetrun:s3cret-pw@127.0.0.1:notaport/x").await {
+        Err(CoreError::Store(msg)) => assert!(!msg.contains("s3cret-pw"), "{msg}"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
