@@ -351,6 +351,13 @@ async fn agent_restart_reuses_its_identity() {
 /// exactly as it did when it was sent, beside one that has its rendering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_stored_without_a_rendering_list_the_same() {
+    if common::on_postgres() {
+        // Such rows exist only in SQLite data dirs (PostgreSQL stores began with renderings).
+        eprintln!(
+            "SKIPPED commands_stored_without_a_rendering_list_the_same: SQLite data dirs only"
+        );
+        return;
+    }
     let s = TestServer::start().await;
     let a = s.add_agent().await;
     let node = a.instance_id.clone();
