@@ -1,17 +1,44 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (unit, store conformance, SDK integration tests with real
-# agents) and the Python end-to-end suite (boto3 + AWS CLI against the real binary).
+# agents) and the Python end-to-end suite (boto3 + AWS CLI against the real binary), on each store:
+# embedded SQLite, then PostgreSQL (FLEETRUN_TEST_STORE=postgres: the store conformance suite, the
+# server's SDK tests incl. several replicas on one database, and the end-to-end suite again).
+#
+# FLEETRUN_TEST_STORES   stores to run on (default "sqlite postgres")
+# FLEETRUN_TEST_PG_URL   PostgreSQL admin URL each test creates (and drops) its own database
+#                        through (default postgres://postgres@127.0.0.1:5432/postgres)
+#
 # Installs what it needs (a Python virtualenv with pinned boto3/awscli/pytest) and starts what it
 # needs (fleetrun servers and agents, on ephemeral loopback ports). Nothing else must be running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo test --workspace" >&2
-cargo test --workspace
+STORES="${FLEETRUN_TEST_STORES:-sqlite postgres}"
+export FLEETRUN_TEST_PG_URL="${FLEETRUN_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+unset FLEETRUN_TEST_STORE FLEETRUN_BIN
+
+for store in $STORES; do
+    case "$store" in sqlite|postgres) ;; *) echo "unknown store '$store'" >&2; exit 2 ;; esac
+done
+if [[ " $STORES " == *" postgres "* ]]; then
+    if ! psql "$FLEETRUN_TEST_PG_URL" -qAtc "SELECT 1" >/dev/null 2>&1; then
+        echo "PostgreSQL is not reachable at $FLEETRUN_TEST_PG_URL (needs psql and a server that" >&2
+        echo "lets that user create databases); FLEETRUN_TEST_STORES=sqlite runs the SQLite pass only" >&2
+        exit 2
+    fi
+fi
 
 echo "== building the fleetrun binary for the end-to-end suite" >&2
 cargo build -p fleetrun
-unset FLEETRUN_BIN
 
-echo "== Python end-to-end suite (boto3, aws CLI)" >&2
-./scripts/e2e.sh
+for store in $STORES; do
+    if [ "$store" = sqlite ]; then
+        echo "== cargo test --workspace (SQLite)" >&2
+        cargo test --workspace
+    else
+        echo "== store conformance and server SDK tests on PostgreSQL" >&2
+        FLEETRUN_TEST_STORE=postgres cargo test -p fleetrun-store -p fleetrun-server
+    fi
+    echo "== Python end-to-end suite (boto3, aws CLI) on $store" >&2
+    FLEETRUN_TEST_STORE="$store" ./scripts/e2e.sh
+done

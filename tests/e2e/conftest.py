@@ -231,10 +231,12 @@ class Server:
 
 def start_server(
     binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool, cwd: Path | None = None,
-    env: dict | None = None,
+    env: dict | None = None, store: str | None = None, admin: dict | None = None,
 ) -> Server:
     """Starts `fleetrun server` on a free port; returns once the banner is printed and /healthz answers.
-    `env`: the server's whole environment (default: ours with NO_COLOR=1)."""
+    `env`: the server's whole environment (default: ours with NO_COLOR=1). `store`: a --store URL
+    instead of the run's default; `admin`: the credentials of a store that already has its
+    administrator key (a replica's banner prints none)."""
     last_error = None
     for attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
@@ -243,7 +245,7 @@ def start_server(
             "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(data_dir),
             "--region", REGION,
-            *store_args(data_dir),
+            *(["--store", store] if store else store_args(data_dir)),
         ]
         if local_node:
             argv.append("--local-node")
@@ -261,12 +263,15 @@ def start_server(
         endpoint = proc.wait_for_line(r"serving the SSM Run Command API at (http://\S+)", 1).group(1)
         assert endpoint == f"http://127.0.0.1:{port}", endpoint
         assert (banner.group(1) is not None) == local_node, banner.group(0)
-        key = proc.wait_for_line(BANNER_EXPORT.pattern, 5)
-        credentials = {
-            "AWS_ACCESS_KEY_ID": key.group(1),
-            "AWS_SECRET_ACCESS_KEY": key.group(2),
-            "AWS_DEFAULT_REGION": REGION,
-        }
+        if admin is None:
+            key = proc.wait_for_line(BANNER_EXPORT.pattern, 5)
+            credentials = {
+                "AWS_ACCESS_KEY_ID": key.group(1),
+                "AWS_SECRET_ACCESS_KEY": key.group(2),
+                "AWS_DEFAULT_REGION": REGION,
+            }
+        else:
+            credentials = dict(admin)
         CREDENTIALS_BY_ENDPOINT[endpoint] = credentials
         poll("/healthz", lambda: healthy(endpoint), STARTUP_TIMEOUT)
         return Server(proc, endpoint, banner.group(1), credentials)
