@@ -261,7 +261,9 @@ impl Harness {
         // A long poll must never hold the fuzzer; the timekeeper does not run here.
         config.max_poll_wait = Duration::ZERO;
         config.tick = Duration::from_secs(3600);
-        let server = Server::new(config, Arc::new(store)).expect("server");
+        let server = Server::new(config, Arc::new(store))
+            .await
+            .expect("server");
         let admin = server
             .admin_credentials()
             .await
