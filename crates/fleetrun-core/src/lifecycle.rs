@@ -242,11 +242,17 @@ impl Effects {
         }
     }
 
-    /// Wakes `node`'s long poll (once, however often asked).
+    /// Wakes `node`'s long poll. Repeats are removed by [`Effects::settled`], once per call, so
+    /// a release to thousands of nodes stays linear.
     pub fn wake(&mut self, node: InstanceId) {
-        if !self.wake.contains(&node) {
-            self.wake.push(node);
-        }
+        self.wake.push(node);
+    }
+
+    /// The effects as a store call returns them: each node woken once, in the order first asked.
+    pub fn settled(mut self) -> Effects {
+        let mut seen = std::collections::HashSet::with_capacity(self.wake.len());
+        self.wake.retain(|n| seen.insert(n.clone()));
+        self
     }
 
     /// The same effects without waking `node` (the poll being answered needs no wake-up).
@@ -462,9 +468,11 @@ mod tests {
             from: S::InProgress,
             to: S::Success,
         });
+        let e = e.settled();
         assert_eq!(e.wake, vec![id(1), id(2)]);
         assert_eq!(e.invocations.len(), 2);
         let cmd = CommandId::generate();
+        let mut e = e;
         e.command_changed(cmd.clone(), CommandState::Pending, CommandState::Pending);
         assert!(e.commands.is_empty(), "no change, no record");
         e.command_changed(cmd, CommandState::Pending, CommandState::InProgress);

@@ -220,6 +220,6 @@ impl Transitions {
             self.effects
                 .command_changed(locked.id.clone(), tally.loaded_state, agg.state);
         }
-        Ok(self.effects)
+        Ok(self.effects.settled())
     }
 }

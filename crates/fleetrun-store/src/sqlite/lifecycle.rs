@@ -172,7 +172,7 @@ impl Transitions {
             self.effects
                 .command_changed(id.clone(), tally.loaded_state, agg.state);
         }
-        Ok(self.effects)
+        Ok(self.effects.settled())
     }
 }
 
