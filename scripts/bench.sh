@@ -7,6 +7,11 @@
 #   ./scripts/bench.sh --smoke      CI: N = 1,000, K = 100, few iterations, moto only if already
 #                                   installed; proves the harness works, judges no target
 #
+# Every phase runs on SQLite and again on PostgreSQL (each phase in a database of its own, created
+# and dropped through FLEETRUN_BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres);
+# when that server cannot be reached, the PostgreSQL column is left out and the script says so.
+# FLEETRUN_BENCH_POSTGRES=0 leaves it out on purpose.
+#
 # Any other flags go to the fleetrun-bench binary (`--help` lists them). The report is printed and
 # written to bench-results.md (override with --out FILE). Exit status is non-zero only when a
 # measurement fails, never because a number is slow.
@@ -51,4 +56,14 @@ else
   echo "== moto not installed: skipped in smoke mode" >&2
 fi
 
-exec "$BENCH_BIN" --agent-bin "$AGENT_BIN" "${MOTO[@]}" "$@"
+PG=()
+PG_URL="${FLEETRUN_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if [ "${FLEETRUN_BENCH_POSTGRES:-1}" != 1 ]; then
+  echo "== PostgreSQL left out (FLEETRUN_BENCH_POSTGRES=${FLEETRUN_BENCH_POSTGRES})" >&2
+elif psql "$PG_URL" -qAtc "SELECT 1" >/dev/null 2>&1; then
+  PG=(--postgres "$PG_URL")
+else
+  echo "== PostgreSQL not reachable at $PG_URL: measuring SQLite only" >&2
+fi
+
+exec "$BENCH_BIN" --agent-bin "$AGENT_BIN" "${MOTO[@]}" "${PG[@]}" "$@"

@@ -1,10 +1,12 @@
 //! Where a request's CPU goes: per-thread on-CPU time from `/proc/self/task/*/schedstat`, grouped
-//! by thread name into the `aws-sdk-ssm` client, the server's HTTP runtime and SQLite's threads.
+//! by thread name into the `aws-sdk-ssm` client, the server's HTTP runtime and the store: SQLite's
+//! threads, or on PostgreSQL the database server's own processes (`/proc/<pid>/schedstat` of every
+//! process named `postgres`; the benchmark is the only client of the database while it runs).
 //!
-//! The in-process server runs on its own runtime whose threads are named [`SERVER_THREAD`]; the
-//! store's reader and writer threads are named `fleetrun-sqlite-…`; every other thread of the
-//! process (the harness's runtime, where the client runs) counts as client. Nanosecond resolution,
-//! unlike `/proc/*/stat`'s 10 ms ticks.
+//! The in-process server runs on its own runtime whose threads are named [`SERVER_THREAD`] (the
+//! PostgreSQL driver's work runs there too); SQLite's reader and writer threads are named
+//! `fleetrun-sqlite-…`; every other thread of the process (the harness's runtime, where the client
+//! runs) counts as client. Nanosecond resolution, unlike `/proc/*/stat`'s 10 ms ticks.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,7 +19,8 @@ pub const SERVER_THREAD: &str = "fleetrun-server";
 pub struct CpuSplit {
     pub client: Duration,
     pub server: Duration,
-    pub sqlite: Duration,
+    /// SQLite's threads, or the PostgreSQL server's processes.
+    pub store: Duration,
 }
 
 impl CpuSplit {
@@ -27,7 +30,7 @@ impl CpuSplit {
         CpuSplit {
             client: self.client / n,
             server: self.server / n,
-            sqlite: self.sqlite / n,
+            store: self.store / n,
         }
     }
 }
@@ -39,8 +42,12 @@ enum Side {
     Sqlite,
 }
 
-/// On-CPU nanoseconds of every thread of this process, by thread id.
-pub struct Snapshot(HashMap<String, (Side, u64)>);
+/// On-CPU nanoseconds of every thread of this process, by thread id, and of every PostgreSQL
+/// server process, by pid.
+pub struct Snapshot {
+    threads: HashMap<String, (Side, u64)>,
+    postgres: HashMap<String, u64>,
+}
 
 fn side(comm: &str) -> Side {
     if comm.starts_with(SERVER_THREAD) {
@@ -52,40 +59,60 @@ fn side(comm: &str) -> Side {
     }
 }
 
-/// Reads every thread's counter; threads that cannot be read (just exited) are skipped.
-pub fn snapshot() -> Snapshot {
-    let mut threads = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for entry in dir.flatten() {
+/// `(comm, on-CPU ns)` of each entry of `dir` (`/proc/self/task` or `/proc`), by entry name;
+/// entries that cannot be read (just exited, not a process) are skipped.
+fn read_schedstats(dir: &str) -> impl Iterator<Item = (String, String, u64)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
             let path = entry.path();
-            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
             let ns = std::fs::read_to_string(path.join("schedstat"))
                 .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
-            if let Some(ns) = ns {
-                threads.insert(
-                    entry.file_name().to_string_lossy().into_owned(),
-                    (side(comm.trim()), ns),
-                );
-            }
-        }
-    }
-    Snapshot(threads)
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())?;
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            Some((
+                entry.file_name().to_string_lossy().into_owned(),
+                comm.trim().to_string(),
+                ns,
+            ))
+        })
+}
+
+/// Reads every counter. `postgres`: also the PostgreSQL server's processes.
+pub fn snapshot_with(postgres: bool) -> Snapshot {
+    let threads = read_schedstats("/proc/self/task")
+        .map(|(tid, comm, ns)| (tid, (side(&comm), ns)))
+        .collect();
+    let postgres = if postgres {
+        read_schedstats("/proc")
+            .filter(|(_, comm, _)| comm == "postgres")
+            .map(|(pid, _, ns)| (pid, ns))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    Snapshot { threads, postgres }
 }
 
 impl Snapshot {
     /// CPU time spent since `self` (threads started since count from zero).
     pub fn elapsed(&self) -> CpuSplit {
-        let now = snapshot();
+        let now = snapshot_with(!self.postgres.is_empty());
         let mut split = CpuSplit::default();
-        for (tid, (side, ns)) in now.0 {
-            let before = self.0.get(&tid).map_or(0, |(_, b)| *b);
+        for (tid, (side, ns)) in now.threads {
+            let before = self.threads.get(&tid).map_or(0, |(_, b)| *b);
             let spent = Duration::from_nanos(ns.saturating_sub(before));
             match side {
                 Side::Client => split.client += spent,
                 Side::Server => split.server += spent,
-                Side::Sqlite => split.sqlite += spent,
+                Side::Sqlite => split.store += spent,
             }
+        }
+        for (pid, ns) in now.postgres {
+            let before = self.postgres.get(&pid).copied().unwrap_or(0);
+            split.store += Duration::from_nanos(ns.saturating_sub(before));
         }
         split
     }

@@ -1,6 +1,8 @@
-//! One command fanned out to K nodes, until every invocation is terminal, with the server's peak RSS.
+//! One command fanned out to K nodes, until every invocation is terminal, with each server's peak RSS.
 //!
-//! The server is the real `fleetrun server` binary as a child process, so its RSS is its own. The K
+//! The server is the real `fleetrun server` binary as a child process, so its RSS is its own; on
+//! PostgreSQL there are two of them (replicas on one database), the nodes registered and polling
+//! round-robin, the command sent through the first — so half the fan-out crosses replicas. The K
 //! nodes are an **agent simulator**: each simulated node registers through `/agent/v2/register`
 //! with its own Ed25519 key (activations tagged `fleetrun-bench=fanout`, 1,000 registrations
 //! each), fetches session credentials from `/agent/v2/token`, long-polls `/agent/v2/poll` and
@@ -30,6 +32,7 @@ use fleetrun_wire::agent::{
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use crate::stores::Backend;
 use crate::util::{
     free_port, open_files_limit, proc_status_bytes, signed_client, wait_http, wait_idle, ChildGuard,
 };
@@ -42,19 +45,24 @@ const PER_ACTIVATION: usize = 1_000;
 /// The fan-out result.
 #[derive(Debug, Clone)]
 pub struct Fanout {
+    pub backend: Backend,
+    /// Servers the nodes were split over.
+    pub replicas: usize,
     pub nodes: usize,
     /// How the command was addressed: "1 SendCommand (tag target)" or the fallback.
     pub how: String,
     pub all_terminal: Duration,
-    /// Peak VmRSS sampled every 20 ms during the fan-out.
-    pub peak_rss_fanout: u64,
-    /// VmHWM at the end (peak over the server's life, registration included).
-    pub hwm: u64,
+    /// Peak VmRSS of each server, sampled every 20 ms during the fan-out.
+    pub peak_rss_fanout: Vec<u64>,
+    /// VmHWM of each server at the end (peak over its life, registration included).
+    pub hwm: Vec<u64>,
     /// Time to register the K simulated nodes (setup, not part of the target).
     pub register: Duration,
 }
 
 struct SimNode {
+    /// The server this node registered with and polls.
+    base: Arc<str>,
     instance_id: String,
     region: String,
     /// Issued for an hour (the server's default): longer than any fan-out run.
@@ -162,6 +170,7 @@ async fn register(
     }
     let t: TokenResponse = resp.json().await.context("token response")?;
     Ok(SimNode {
+        base: base.into(),
         instance_id: r.instance_id,
         region: r.region,
         creds: SessionCredentials::from(t),
@@ -238,12 +247,12 @@ struct Progress {
 /// A simulated node's life: long-poll, report every Run at once, until stopped.
 async fn sim_loop(
     http: reqwest::Client,
-    base: Arc<str>,
     node: SimNode,
     session: String,
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let base = node.base.clone();
     loop {
         let polled = tokio::select! {
             r = poll(&http, &base, &node, &session, 20_000) => r,
@@ -357,10 +366,49 @@ async fn verify(client: &Client, ids: &[String], k: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Runs the fan-out against a fresh `fleetrun server` child process.
+/// One `fleetrun server` child process.
+struct ServerChild {
+    base: Arc<str>,
+    data: std::path::PathBuf,
+    guard: ChildGuard,
+}
+
+fn spawn_server(
+    fleetrun: &std::path::Path,
+    data: std::path::PathBuf,
+    store_url: Option<&str>,
+) -> anyhow::Result<ServerChild> {
+    let port = free_port()?;
+    let mut cmd = Process::new(fleetrun);
+    cmd.arg("server")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(url) = store_url {
+        // By environment, as a URL with a password should be passed.
+        cmd.env("FLEETRUN_STORE", url);
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", fleetrun.display()))?;
+    Ok(ServerChild {
+        base: format!("http://127.0.0.1:{port}").into(),
+        data,
+        guard: ChildGuard(child),
+    })
+}
+
+/// Runs the fan-out against fresh `fleetrun server` child processes: one on SQLite (`store_url`
+/// None), or `replicas` sharing the PostgreSQL database at `store_url`.
 pub async fn fanout(
     fleetrun: &std::path::Path,
     work: &std::path::Path,
+    store_url: Option<&str>,
+    replicas: usize,
     k: usize,
     limit: Duration,
 ) -> anyhow::Result<Fanout> {
@@ -369,31 +417,33 @@ pub async fn fanout(
     if fds < needed {
         bail!("fan-out to {k} nodes needs about {needed} open files but `ulimit -n` is {fds}; raise it (scripts/bench.sh raises the soft limit to the hard one)");
     }
-    let port = free_port()?;
-    let base: Arc<str> = format!("http://127.0.0.1:{port}").into();
-    let data = work.join("fanout-server");
-    let child = Process::new(fleetrun)
-        .arg("server")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", fleetrun.display()))?;
-    let mut server = ChildGuard(child);
-    wait_http(
-        &format!("{base}/healthz"),
-        &mut server.0,
-        Duration::from_secs(20),
-    )
-    .await?;
-    let pid = server.pid();
-    let admin = fleetrun_server::auth::read_admin_credentials(&data)?
+    let backend = if store_url.is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let replicas = replicas.max(1);
+    let mut servers: Vec<ServerChild> = Vec::with_capacity(replicas);
+    for i in 0..replicas {
+        // One at a time: the first creates the schema and the administrator key.
+        let mut server =
+            spawn_server(fleetrun, work.join(format!("fanout-server-{i}")), store_url)?;
+        wait_http(
+            &format!("{}/healthz", server.base),
+            &mut server.guard.0,
+            Duration::from_secs(20),
+        )
+        .await?;
+        servers.push(server);
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.guard.pid()).collect();
+    let admin = fleetrun_server::auth::read_admin_credentials(&servers[0].data)?
         .context("the server wrote no admin-credentials file")?;
-    let client = signed_client(&base, &admin.access_key_id, &admin.secret_access_key);
+    let client = signed_client(
+        &servers[0].base,
+        &admin.access_key_id,
+        &admin.secret_access_key,
+    );
 
     // Activations (tagged, so a tag target can find the nodes), then K registrations.
     let mut acts = Vec::new();
@@ -426,7 +476,8 @@ pub async fn fanout(
                 nodes.push(r??);
             }
         }
-        let (http, base, act) = (http.clone(), base.clone(), acts[i / PER_ACTIVATION].clone());
+        let base = servers[i % replicas].base.clone();
+        let (http, act) = (http.clone(), acts[i / PER_ACTIVATION].clone());
         set.spawn(async move { register(&http, &base, &act, i).await });
     }
     while let Some(r) = set.join_next().await {
@@ -440,9 +491,10 @@ pub async fn fanout(
     let nodes = Arc::new(nodes);
     let mut warm = JoinSet::new();
     for i in 0..k {
-        let (http, base, nodes) = (http.clone(), base.clone(), nodes.clone());
+        let (http, nodes) = (http.clone(), nodes.clone());
         warm.spawn(async move {
-            poll(&http, &base, &nodes[i], &session(i), 0)
+            let node = &nodes[i];
+            poll(&http, &node.base, node, &session(i), 0)
                 .await
                 .map(|_| ())
         });
@@ -464,24 +516,27 @@ pub async fn fanout(
     for (i, node) in nodes.into_iter().enumerate() {
         sims.spawn(sim_loop(
             http.clone(),
-            base.clone(),
             node,
             session(i),
             progress.clone(),
             stop_rx.clone(),
         ));
     }
-    // Every long poll is parked once the server stops using CPU.
-    wait_idle(pid, Duration::from_secs(30)).await?;
+    // Every long poll is parked once the servers stop using CPU.
+    for &pid in &pids {
+        wait_idle(pid, Duration::from_secs(30)).await?;
+    }
 
     let sampling = Arc::new(AtomicUsize::new(1));
     let sampler = {
-        let sampling = sampling.clone();
+        let (sampling, pids) = (sampling.clone(), pids.clone());
         tokio::spawn(async move {
-            let mut peak = 0u64;
+            let mut peak = vec![0u64; pids.len()];
             while sampling.load(Ordering::Relaxed) == 1 {
-                if let Ok(rss) = proc_status_bytes(pid, "VmRSS") {
-                    peak = peak.max(rss);
+                for (peak, &pid) in peak.iter_mut().zip(&pids) {
+                    if let Ok(rss) = proc_status_bytes(pid, "VmRSS") {
+                        *peak = (*peak).max(rss);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -505,8 +560,11 @@ pub async fn fanout(
     };
     let all_terminal = started.elapsed();
     sampling.store(0, Ordering::Relaxed);
-    let peak_rss_fanout = sampler.await.unwrap_or(0);
-    let hwm = proc_status_bytes(pid, "VmHWM")?;
+    let peak_rss_fanout = sampler.await.unwrap_or_default();
+    let hwm = pids
+        .iter()
+        .map(|&pid| proc_status_bytes(pid, "VmHWM"))
+        .collect::<anyhow::Result<Vec<u64>>>()?;
     let _ = stop_tx.send(true);
     sims.abort_all();
     while sims.join_next().await.is_some() {}
@@ -519,8 +577,10 @@ pub async fn fanout(
         );
     }
     verify(&client, &cmd_ids, k).await?;
-    drop(server);
+    drop(servers);
     Ok(Fanout {
+        backend,
+        replicas,
         nodes: k,
         how,
         all_terminal,

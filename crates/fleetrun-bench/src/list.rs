@@ -112,7 +112,7 @@ pub struct CaseResult {
     pub dist: Dist,
     /// Commands in the (last) response.
     pub rows: usize,
-    /// CPU time per request by side (client, server, SQLite), over the timed requests.
+    /// CPU time per request by side (client, server, store), over the timed requests.
     pub cpu: crate::cpu::CpuSplit,
 }
 
@@ -146,6 +146,7 @@ pub async fn run_cases(
     cases: &[Case],
     iterations: usize,
     warmup: usize,
+    backend: crate::stores::Backend,
 ) -> anyhow::Result<Vec<CaseResult>> {
     let mut out = Vec::with_capacity(cases.len());
     for case in cases {
@@ -154,7 +155,7 @@ pub async fn run_cases(
         }
         let mut samples = Vec::with_capacity(iterations);
         let mut rows = 0;
-        let cpu = crate::cpu::snapshot();
+        let cpu = crate::cpu::snapshot_with(backend == crate::stores::Backend::Postgres);
         for _ in 0..iterations {
             let t = Instant::now();
             rows = once(client, case).await?;

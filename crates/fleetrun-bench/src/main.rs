@@ -1,13 +1,15 @@
 //! `fleetrun-bench`: the benchmark harness behind `scripts/bench.sh` and BENCHMARKS.md.
 //!
 //! Phases, each independent (a failing one is reported and makes the exit status non-zero, the
-//! others still run):
-//! 1. for each N: seed an SQLite store through the store API, serve it with an in-process
+//! others still run), each on SQLite and, with `--postgres`, again on PostgreSQL (`stores`):
+//! 1. for each N: seed a fresh store through the store API, serve it with an in-process
 //!    `fleetrun_server::Server` on 127.0.0.1:0, time ListCommands cases and a full pagination walk
 //!    with `aws-sdk-ssm` (`list`, `seed`);
-//! 2. SendCommand → process start with a real in-process agent, and the idle RSS of the agent binary
-//!    as a child process (`dispatch`);
-//! 3. one command to K simulated nodes against a `fleetrun server` child process (`fanout`);
+//! 2. SendCommand → process start with a real in-process agent (on PostgreSQL: sent through one
+//!    replica, the agent polling another), and the idle RSS of the agent binary as a child process
+//!    (`dispatch`);
+//! 3. one command to K simulated nodes against `fleetrun server` child processes (on PostgreSQL:
+//!    two replicas, the nodes split between them) (`fanout`);
 //! 4. the same ListCommands cases against moto's server, if `--moto-server` is given (`moto`).
 //!
 //! Then prints the Markdown report and writes it to `--out`. Targets are judged in the report only;
@@ -21,6 +23,7 @@ mod moto;
 mod replay;
 mod report;
 mod seed;
+mod stores;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -31,12 +34,14 @@ use anyhow::Context;
 use aws_sdk_ssm::Client;
 use clap::Parser;
 use fleetrun_core::clock::{iso8601, now_millis};
+use fleetrun_core::store::WakeBus;
+use fleetrun_core::Store;
 use fleetrun_server::{Server, ServerConfig};
-use fleetrun_store::SqliteStore;
 use tokio::sync::watch;
 
 use crate::list::CaseInputs;
 use crate::report::{ListRun, Results};
+use crate::stores::{Backend, PhaseStore};
 
 /// Benchmarks fleetrun (ListCommands, dispatch, fan-out, agent RSS) against moto in one run.
 #[derive(Parser, Debug)]
@@ -75,6 +80,10 @@ struct Args {
     /// A smaller agent binary to measure too (default: `fleetrun-agent` next to this executable, if any).
     #[arg(long)]
     agent_bin: Option<PathBuf>,
+    /// A PostgreSQL admin URL: every phase runs again on PostgreSQL, each in a database of its own
+    /// created (and dropped) through this URL. Without it only SQLite is measured.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
     /// Where to write the Markdown report.
     #[arg(long, default_value = "bench-results.md")]
     out: PathBuf,
@@ -142,17 +151,32 @@ fn server_runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 }
 
 /// An in-process server over `store` on 127.0.0.1:0; stops when the returned sender sends true.
-async fn start_server(data: &Path, store: SqliteStore) -> anyhow::Result<Started> {
-    let server = Server::new(ServerConfig::new(data), Arc::new(store)).await?;
-    let admin = server
-        .admin_credentials()
-        .await?
-        .context("the server wrote no admin-credentials file")?;
+/// `admin`: the administrator key a replica shares with the first server on its database.
+async fn start_server(
+    data: &Path,
+    (store, bus): (Arc<dyn Store>, Option<Arc<dyn WakeBus>>),
+    admin: Option<&(String, String)>,
+) -> anyhow::Result<Started> {
+    std::fs::create_dir_all(data)?;
+    let mut server = Server::new(ServerConfig::new(data), store).await?;
+    if let Some(bus) = bus {
+        server = server.with_replicas(bus);
+    }
+    let (access_key_id, secret_access_key) = match admin {
+        Some(key) => key.clone(),
+        None => {
+            let admin = server
+                .admin_credentials()
+                .await?
+                .context("the server wrote no admin-credentials file")?;
+            (admin.access_key_id, admin.secret_access_key)
+        }
+    };
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let client = util::signed_client(&endpoint, &admin.access_key_id, &admin.secret_access_key);
+    let client = util::signed_client(&endpoint, &access_key_id, &secret_access_key);
     let (stop, mut rx) = watch::channel(false);
     let rt = server_runtime()?;
     // The listener must be registered with the server runtime's reactor, so it is converted there.
@@ -169,7 +193,7 @@ async fn start_server(data: &Path, store: SqliteStore) -> anyhow::Result<Started
     });
     Ok(Started {
         client,
-        key: (admin.access_key_id, admin.secret_access_key),
+        key: (access_key_id, secret_access_key),
         endpoint,
         stop,
         task,
@@ -186,15 +210,18 @@ struct Started {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun> {
-    let dir = work.join(format!("list-{n}"));
+async fn list_phase(
+    n: u64,
+    backend: Backend,
+    work: &Path,
+    plan: &Plan,
+    args: &Args,
+) -> anyhow::Result<ListRun> {
+    let dir = work.join(format!("list-{n}-{}", backend.label()));
     std::fs::create_dir_all(&dir)?;
-    let store = SqliteStore::open(&dir.join("fleetrun.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    eprintln!("seeding {n} commands ...");
-    let seeding = store.clone();
-    let seeded = tokio::task::spawn_blocking(move || seed::seed(&seeding, n, now_millis()))
-        .await
-        .context("seeding task")??;
+    let store = PhaseStore::create(backend, &dir, args.postgres.as_deref()).await?;
+    eprintln!("{}: seeding {n} commands ...", backend.label());
+    let seeded = seed::seed(store.seed_target(), n, now_millis()).await?;
     eprintln!(
         "  {:.1} s, {} invocations",
         seeded.seconds, seeded.invocations
@@ -205,7 +232,7 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
         endpoint,
         stop,
         task,
-    } = start_server(&dir, store).await?;
+    } = start_server(&dir.join("data"), store.server_store(), None).await?;
     let result = async {
         let (command_id, _) = list::probe(&client).await?;
         let inputs = CaseInputs {
@@ -215,7 +242,8 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
         };
         let cases = list::cases(&inputs);
         eprintln!("ListCommands at N = {n}: {} cases ...", cases.len());
-        let results = list::run_cases(&client, &cases, plan.iterations, plan.warmup).await?;
+        let results =
+            list::run_cases(&client, &cases, plan.iterations, plan.warmup, backend).await?;
         eprintln!("pagination walk over {n} ...");
         let walk = list::walk(&client).await?;
         anyhow::ensure!(
@@ -226,6 +254,7 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
         eprintln!("pagination walk ceiling (recorded answers replayed from memory) ...");
         let ceiling = replay::ceiling(&endpoint, &key, server_runtime()?).await?;
         Ok(ListRun {
+            backend,
             seeded,
             cases: results,
             walk,
@@ -235,6 +264,7 @@ async fn list_phase(n: u64, work: &Path, plan: &Plan) -> anyhow::Result<ListRun>
     .await;
     let _ = stop.send(true);
     let _ = task.await;
+    drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -247,14 +277,14 @@ async fn dispatch_phase(
 ) -> anyhow::Result<()> {
     let dir = work.join("dispatch");
     std::fs::create_dir_all(&dir)?;
-    let store = SqliteStore::open(&dir.join("fleetrun.db")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = PhaseStore::create(Backend::Sqlite, &dir, None).await?;
     let Started {
         client,
         key: _,
         endpoint,
         stop,
         task,
-    } = start_server(&dir, store).await?;
+    } = start_server(&dir.join("data"), store.server_store(), None).await?;
     let outcome = async {
         eprintln!("SendCommand → process start, {} runs ...", plan.dispatch);
         results.dispatch =
@@ -284,6 +314,31 @@ async fn dispatch_phase(
     outcome
 }
 
+/// SendCommand → process start on PostgreSQL, across replicas: the command goes to replica A, the
+/// agent long-polls replica B, so every sample includes the wake-up between the two servers.
+async fn cross_replica_dispatch_phase(
+    work: &Path,
+    plan: &Plan,
+    args: &Args,
+) -> anyhow::Result<util::Dist> {
+    let dir = work.join("dispatch-replicas");
+    std::fs::create_dir_all(&dir)?;
+    let store = PhaseStore::create(Backend::Postgres, &dir, args.postgres.as_deref()).await?;
+    let a = start_server(&dir.join("a"), store.server_store(), None).await?;
+    let b = start_server(&dir.join("b"), store.replica().await?, Some(&a.key)).await?;
+    eprintln!(
+        "PostgreSQL: SendCommand on replica A → process start, agent on replica B, {} runs ...",
+        plan.dispatch
+    );
+    let outcome = dispatch::dispatch_latency(&a.client, &b.endpoint, &dir, plan.dispatch).await;
+    for server in [a, b] {
+        let _ = server.stop.send(true);
+        let _ = server.task.await;
+    }
+    drop(store);
+    outcome
+}
+
 async fn run(args: Args) -> anyhow::Result<Results> {
     let plan = Plan::from(&args);
     let work = tempfile::Builder::new()
@@ -294,12 +349,20 @@ async fn run(args: Args) -> anyhow::Result<Results> {
         smoke: args.smoke,
         ..Default::default()
     };
+    let backends: &[Backend] = if args.postgres.is_some() {
+        &[Backend::Sqlite, Backend::Postgres]
+    } else {
+        &[Backend::Sqlite]
+    };
     for &n in &plan.sizes {
-        match list_phase(n, work.path(), &plan).await {
-            Ok(run) => results.lists.push(run),
-            Err(e) => results
-                .failures
-                .push(format!("ListCommands at N = {n}: {e:#}")),
+        for &backend in backends {
+            match list_phase(n, backend, work.path(), &plan, &args).await {
+                Ok(run) => results.lists.push(run),
+                Err(e) => results.failures.push(format!(
+                    "ListCommands at N = {n} on {}: {e:#}",
+                    backend.label()
+                )),
+            }
         }
     }
     if let Err(e) = dispatch_phase(work.path(), &plan, &args, &mut results).await {
@@ -307,16 +370,47 @@ async fn run(args: Args) -> anyhow::Result<Results> {
             .failures
             .push(format!("dispatch / agent RSS: {e:#}"));
     }
-    if plan.fanout > 0 {
-        eprintln!("fan-out to {} simulated nodes ...", plan.fanout);
-        let outcome = async {
-            let fleetrun = util::fleetrun_bin(args.fleetrun_bin.as_deref())?;
-            fanout::fanout(&fleetrun, work.path(), plan.fanout, plan.fanout_limit).await
+    if args.postgres.is_some() {
+        match cross_replica_dispatch_phase(work.path(), &plan, &args).await {
+            Ok(d) => results.cross_replica_dispatch = Some(d),
+            Err(e) => results
+                .failures
+                .push(format!("cross-replica dispatch (PostgreSQL): {e:#}")),
         }
-        .await;
-        match outcome {
-            Ok(f) => results.fanout = Some(f),
-            Err(e) => results.failures.push(format!("fan-out: {e:#}")),
+    }
+    if plan.fanout > 0 {
+        for &backend in backends {
+            eprintln!(
+                "fan-out to {} simulated nodes on {} ...",
+                plan.fanout,
+                backend.label()
+            );
+            let outcome = async {
+                let fleetrun = util::fleetrun_bin(args.fleetrun_bin.as_deref())?;
+                let dir = work.path().join(format!("fanout-{}", backend.label()));
+                std::fs::create_dir_all(&dir)?;
+                let store = PhaseStore::create(backend, &dir, args.postgres.as_deref()).await?;
+                let replicas = if backend == Backend::Postgres { 2 } else { 1 };
+                let run = fanout::fanout(
+                    &fleetrun,
+                    &dir,
+                    store.url(),
+                    replicas,
+                    plan.fanout,
+                    plan.fanout_limit,
+                )
+                .await;
+                // The servers are gone by now: the database can be dropped.
+                drop(store);
+                run
+            }
+            .await;
+            match outcome {
+                Ok(f) => results.fanouts.push(f),
+                Err(e) => results
+                    .failures
+                    .push(format!("fan-out on {}: {e:#}", backend.label())),
+            }
         }
     }
     if let Some(moto_server) = &args.moto_server {

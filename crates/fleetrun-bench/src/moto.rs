@@ -67,7 +67,14 @@ pub async fn run(moto_server: &Path, n: u64, iterations: usize) -> anyhow::Resul
         instance_id,
         middle,
     });
-    let results = list::run_cases(&client, &cases, iterations, 1).await?;
+    let results = list::run_cases(
+        &client,
+        &cases,
+        iterations,
+        1,
+        crate::stores::Backend::Sqlite,
+    )
+    .await?;
     let walk = list::walk(&client).await?;
     drop(guard);
     Ok(Moto {

@@ -1,5 +1,5 @@
 //! Seeding a store with N commands of realistic variety, through
-//! [`SqliteStore::insert_commands_bulk`] (the store API, not HTTP: a million SendCommands over HTTP
+//! each store's `insert_commands_bulk` (the store API, not HTTP: a million SendCommands over HTTP
 //! would measure SendCommand, not ListCommands).
 //!
 //! The shape of the history, deterministic for a given N (a splitmix64 hash of the index):
@@ -20,7 +20,7 @@ use fleetrun_core::command::{CommandEcho, NewCommand};
 use fleetrun_core::document::{Plan, PlanStep};
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::status::InvocationState;
-use fleetrun_store::SqliteStore;
+use fleetrun_store::{PostgresStore, SqliteStore};
 
 /// Distinct nodes the seeded commands target.
 pub const NODE_POOL: u64 = 2_000;
@@ -180,8 +180,14 @@ fn command(i: u64, n: u64, first_at: Millis, now: Millis) -> (NewCommand, Option
     (cmd, state)
 }
 
-/// Seeds `n` commands into `store` (blocking; call from `spawn_blocking` or outside the runtime).
-pub fn seed(store: &SqliteStore, n: u64, now: Millis) -> anyhow::Result<Seeded> {
+/// The store being seeded, as the harness holds it.
+pub enum Target<'a> {
+    Sqlite(&'a SqliteStore),
+    Postgres(&'a PostgresStore),
+}
+
+/// Seeds `n` commands into `store` in transactions of [`BATCH`] commands.
+pub async fn seed(store: Target<'_>, n: u64, now: Millis) -> anyhow::Result<Seeded> {
     let started = Instant::now();
     let first_at = now - YEAR_MS;
     let mut invocations = 0u64;
@@ -194,20 +200,30 @@ pub fn seed(store: &SqliteStore, n: u64, now: Millis) -> anyhow::Result<Seeded> 
             .iter()
             .map(|(c, _)| c.targets.len() as u64)
             .sum::<u64>();
-        store
-            .insert_commands_bulk(cmds)
-            .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
+        match store {
+            Target::Sqlite(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || s.insert_commands_bulk(cmds))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("seeding task: {e}"))?
+            }
+            Target::Postgres(s) => s.insert_commands_bulk(cmds).await,
+        }
+        .map_err(|e| anyhow::anyhow!("seeding: {e}"))?;
         i += BATCH;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let db_bytes = ["", "-wal"]
-        .iter()
-        .filter_map(|suffix| {
-            let mut p = store.path().as_os_str().to_owned();
-            p.push(suffix);
-            std::fs::metadata(p).ok().map(|m| m.len())
-        })
-        .sum();
+    let db_bytes = match store {
+        Target::Sqlite(s) => ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = s.path().as_os_str().to_owned();
+                p.push(suffix);
+                std::fs::metadata(p).ok().map(|m| m.len())
+            })
+            .sum(),
+        Target::Postgres(s) => s.database_bytes().await.unwrap_or(0),
+    };
     let last_at = first_at
         + i64::try_from(
             i128::from(now - first_at) * i128::from(n.saturating_sub(1)) / i128::from(n.max(1)),

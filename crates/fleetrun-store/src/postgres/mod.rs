@@ -312,6 +312,16 @@ impl PostgresStore {
         .await
     }
 
+    /// The database's size on disk (`pg_database_size`), for reports.
+    pub async fn database_bytes(&self) -> CoreResult<u64> {
+        on_connection!(self, "database_bytes", |c| async move {
+            let row = db::query_one(&c, "SELECT pg_database_size(current_database())", &[]).await?;
+            let bytes: i64 = db::col(&row, 0)?;
+            Ok(u64::try_from(bytes).unwrap_or(0))
+        })
+        .await
+    }
+
     /// `EXPLAIN` of the first-page SQL that [`Store::list_commands`] runs for `q`.
     pub async fn explain_list_commands(&self, q: &CommandQuery) -> CoreResult<String> {
         self.explain_list_commands_after(q, None).await
