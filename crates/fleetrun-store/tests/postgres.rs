@@ -723,6 +723,119 @@ async fn pg_two_servers_racing_cancel_expire_and_reports_keep_counts_exact() {
     assert_counts_match_rows(&db).await;
 }
 
+/// One command to 500 nodes (MaxConcurrency 100%), every node polling and reporting at once
+/// through two stores, woken by the effects as the ramp releases work: each node gets its invocation once, each report applies once, the
+/// counters match the rows — and the polls and reports went in batches (far fewer commits than
+/// one transaction each would take).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_wide_fan_out_is_claimed_and_reported_in_batches_with_exact_counts() {
+    let Some(admin) =
+        admin_url("pg_a_wide_fan_out_is_claimed_and_reported_in_batches_with_exact_counts")
+    else {
+        return;
+    };
+    let db = temp_db(&admin).await;
+    let a = PostgresStore::connect(db.url()).await.expect("a");
+    let b = PostgresStore::connect(db.url()).await.expect("b");
+    const WIDTH: u64 = 500;
+    let nodes: Vec<InstanceId> = (1..=WIDTH).map(node).collect();
+    let mut cmd = new_command(T0, "Doc", nodes.clone());
+    cmd.max_concurrency = "100%".into();
+    let id = a.insert_command(cmd).await.expect("insert").command.id;
+    let stats = raw(db.url()).await;
+    let commits = || async {
+        stats
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .expect("stats")
+            .get::<_, i64>(0)
+    };
+    // The statistics collector reports a little late; settle it before and after.
+    stats
+        .execute("SELECT pg_stat_clear_snapshot()", &[])
+        .await
+        .expect("snapshot");
+    let before = commits().await;
+    // Each node waits for a wake-up as a parked long poll does: the effects of every claim and
+    // report name the nodes the ramp (1, 3, 7, … fact sheet §7.1) released work to.
+    let wakes: Arc<HashMap<InstanceId, tokio::sync::Notify>> = Arc::new(
+        nodes
+            .iter()
+            .map(|n| (n.clone(), tokio::sync::Notify::new()))
+            .collect(),
+    );
+    let wake = |wakes: &HashMap<InstanceId, tokio::sync::Notify>, who: &[InstanceId]| {
+        for n in who {
+            if let Some(w) = wakes.get(n) {
+                w.notify_one();
+            }
+        }
+    };
+    let mut agents = Vec::new();
+    for (k, n) in nodes.iter().enumerate() {
+        let store = if k % 2 == 0 { a.clone() } else { b.clone() };
+        let (n, id, wakes) = (n.clone(), id.clone(), wakes.clone());
+        agents.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let run = loop {
+                let claim = store.claim(&n, "s", &[], T0 + 10).await.expect("claim");
+                wake(&wakes, &claim.effects.wake);
+                if let Some(run) = claim.runs.first() {
+                    assert_eq!(claim.runs.len(), 1, "{n}: one delivery");
+                    break run.clone();
+                }
+                assert!(Instant::now() < deadline, "{n} was never released");
+                let parked = wakes.get(&n).expect("registered").notified();
+                let _ = tokio::time::timeout(Duration::from_secs(2), parked).await;
+            };
+            assert_eq!(run.command_id, id);
+            let done = store
+                .finish(&n, success(&id), T0 + 20)
+                .await
+                .expect("finish");
+            wake(&wakes, &done.effects.wake);
+            assert!(done.applied, "{n}: the report applies");
+            let again = store
+                .finish(&n, success(&id), T0 + 21)
+                .await
+                .expect("finish");
+            assert!(!again.applied, "{n}: a repeated report changes nothing");
+        }));
+    }
+    for t in agents {
+        t.await.expect("agent");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stats
+        .execute("SELECT pg_stat_clear_snapshot()", &[])
+        .await
+        .expect("snapshot");
+    let spent = commits().await - before;
+    let agg = a
+        .command(&id)
+        .await
+        .expect("get")
+        .expect("exists")
+        .aggregate();
+    assert_eq!(
+        (agg.completed_count, agg.target_count, agg.error_count),
+        (WIDTH as u32, WIDTH as u32, 0)
+    );
+    assert_counts_match_rows(&db).await;
+    // One transaction each would be at least 500 claims + 1,000 reports.
+    eprintln!(
+        "{spent} commits for {WIDTH}+ claims and {} reports",
+        2 * WIDTH
+    );
+    assert!(
+        spent < 750,
+        "{spent} commits: the polls and reports were not batched"
+    );
+}
+
 // ---- (d) connection failures ----
 
 /// Nothing listens on port 1: `connect` fails at once with a storage error that names the

@@ -1,6 +1,6 @@
-//! Everything that moves an invocation after SendCommand: agent polls (claim), agent reports
-//! (finish), CancelCommand, expiry, and retention (purge). The same rules as `sqlite/lifecycle.rs`,
-//! made safe for several servers sharing the database.
+//! What moves an invocation after SendCommand apart from agents' polls and reports (those are
+//! batched, in `polls`): CancelCommand, expiry, and retention (purge). The same rules as
+//! `sqlite/lifecycle.rs`, made safe for several servers sharing the database.
 //!
 //! All state changes go through `transitions::Transitions` (lock the command's row, then
 //! compare-and-set each invocation, then rewrite the command's counters once).
@@ -12,272 +12,16 @@
 //! seq order where a transaction needs several, so concurrent transactions rarely deadlock (and
 //! are retried whole when they do).
 
-use std::collections::HashSet;
-
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::Transaction;
 use fleetrun_core::clock::Millis;
-use fleetrun_core::command::{Claim, Delivery, Finished, Report};
-use fleetrun_core::document::Plan;
 use fleetrun_core::ids::{CommandId, InstanceId};
-use fleetrun_core::lifecycle::{cancel_scope, reconcile_held, report_times, Effects, HeldAction};
+use fleetrun_core::lifecycle::{cancel_scope, Effects};
 use fleetrun_core::status::InvocationEvent;
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::CoreError;
 
 use super::transitions::{InvocationRef, Transitions};
-use super::{col, command_id, execute, invocation_state, query, query_opt, Result};
-
-/// An invocation this node holds or may receive, with what a delivery needs.
-struct NodeWork {
-    inv: InvocationRef,
-    delivered_session: Option<String>,
-    cancel_sent: bool,
-    document_name: String,
-    plan_json: String,
-}
-
-impl NodeWork {
-    fn delivery(&self) -> Result<Delivery> {
-        let plan: Plan = serde_json::from_str(&self.plan_json)?;
-        Ok(Delivery {
-            command_id: command_id(&self.inv.command_id)?,
-            document_name: self.document_name.clone(),
-            plan,
-        })
-    }
-}
-
-/// The commands a poll of this node may change: those of the invocations it holds
-/// (InProgress/Cancelling) and of those released to it and waiting (Pending/Delayed, unexpired).
-/// Read before locking; the locked re-reads below decide.
-const CANDIDATES_SQL: &str = "SELECT DISTINCT i.command_seq
-     FROM invocations i JOIN commands c ON c.seq = i.command_seq
-     WHERE i.instance_id = $1
-       AND (i.state IN ('InProgress', 'Cancelling')
-            OR (i.state IN ('Pending', 'Delayed') AND i.released AND c.expires_at > $2))";
-
-/// This node's invocations that the agent holds (InProgress/Cancelling) among the locked
-/// commands, oldest first.
-const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json
-     FROM invocations i JOIN commands c ON c.seq = i.command_seq
-     WHERE i.instance_id = $1 AND i.state IN ('InProgress', 'Cancelling')
-       AND c.expires_at > $2 AND i.command_seq = ANY($3)
-     ORDER BY i.requested_at, i.command_seq";
-
-/// This node's invocations released to it and waiting for delivery (Pending/Delayed) of unexpired
-/// commands among the locked ones, oldest first.
-const WAITING_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json
-     FROM invocations i JOIN commands c ON c.seq = i.command_seq
-     WHERE i.instance_id = $1 AND i.state IN ('Pending', 'Delayed') AND i.released
-       AND c.expires_at > $2 AND i.command_seq = ANY($3)
-     ORDER BY i.requested_at, i.command_seq";
-
-/// Runs [`HELD_SQL`] or [`WAITING_SQL`] for `node`.
-async fn node_work(
-    tx: &Transaction<'_>,
-    sql: &str,
-    node: &InstanceId,
-    now: Millis,
-    locked: &[i64],
-) -> Result<Vec<NodeWork>> {
-    let rows = query(tx, sql, &[&node.as_str(), &now, &locked]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(NodeWork {
-                inv: InvocationRef {
-                    command_seq: col(r, 0)?,
-                    command_id: col(r, 1)?,
-                    instance_id: node.as_str().to_string(),
-                    state: invocation_state(col(r, 2)?)?,
-                },
-                delivered_session: col(r, 3)?,
-                cancel_sent: col(r, 4)?,
-                document_name: col(r, 5)?,
-                plan_json: col(r, 6)?,
-            })
-        })
-        .collect()
-}
-
-/// How stale a node's recorded heartbeat may get before an idle poll writes a fresh one. Well under
-/// any sensible ping timeout (default 60 s), so PingStatus is unaffected.
-const PING_REFRESH_MS: Millis = 5_000;
-
-/// Whether a poll can be answered "nothing to do" without a transaction: the node holds no
-/// invocation (nothing to reconcile or cancel), has none released and waiting, its heartbeat is
-/// fresh and it has not signed off (the poll after a goodbye must make it reachable again).
-pub(crate) async fn idle_poll<C: GenericClient>(
-    c: &C,
-    node: &InstanceId,
-    now: Millis,
-) -> Result<bool> {
-    let found = query_opt(
-        c,
-        "SELECT n.last_ping_at, n.signed_off_at IS NOT NULL,
-             EXISTS (SELECT 1 FROM invocations i
-                     WHERE i.instance_id = n.instance_id
-                       AND (i.state IN ('InProgress', 'Cancelling')
-                            OR (i.state IN ('Pending', 'Delayed') AND i.released)))
-         FROM nodes n WHERE n.instance_id = $1",
-        &[&node.as_str()],
-    )
-    .await?;
-    let Some(row) = found else {
-        return Ok(false);
-    };
-    let (last_ping, signed_off, busy): (Millis, bool, bool) =
-        (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-    Ok(!signed_off && now - last_ping < PING_REFRESH_MS && !busy)
-}
-
-/// One agent poll. See [`fleetrun_core::Store::claim`]; the steps are:
-/// 1. lock the node's row (the heartbeat), then the commands the poll may change;
-/// 2. reconcile what the agent holds: an invocation it should hold but does not list in `known`
-///    was either handed out on this same session and the response lost (deliver it again, in
-///    `Claim::resent`) or died with a previous agent process (`LostByAgent`);
-/// 3. cancellations not yet sent for invocations the agent holds;
-/// 4. new work: Pending/Delayed invocations of unexpired commands become InProgress.
-pub(crate) async fn claim(
-    tx: &Transaction<'_>,
-    node: &InstanceId,
-    session: &str,
-    known: &[CommandId],
-    now: Millis,
-) -> Result<Claim> {
-    let known: HashSet<&str> = known.iter().map(CommandId::as_str).collect();
-    // Lock order everywhere: the node, then commands by seq (deregister does the same).
-    execute(
-        tx,
-        "UPDATE nodes SET last_ping_at = $2, signed_off_at = NULL WHERE instance_id = $1",
-        &[&node.as_str(), &now],
-    )
-    .await?;
-    let mut tr = Transitions::default();
-    // Work released to this node by a transaction that committed after the candidates were read
-    // shows up in the next read; a few rounds catch it, the next poll catches the rest.
-    for _ in 0..3 {
-        let rows = query(tx, CANDIDATES_SQL, &[&node.as_str(), &now]).await?;
-        let seqs: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
-        if seqs.iter().all(|s| tr.touched.contains_key(s)) {
-            break;
-        }
-        tr.lock(tx, seqs).await?;
-    }
-    let locked: Vec<i64> = tr.touched.keys().copied().collect();
-    let mut claim = Claim::default();
-
-    for held in node_work(tx, HELD_SQL, node, Millis::MIN, &locked).await? {
-        let action = reconcile_held(
-            held.inv.state,
-            known.contains(held.inv.command_id.as_str()),
-            held.delivered_session.as_deref() == Some(session),
-            held.cancel_sent,
-        );
-        match action {
-            HeldAction::Resend => claim.resent.push(held.delivery()?),
-            HeldAction::Lose => {
-                tr.apply(tx, &held.inv, InvocationEvent::LostByAgent)
-                    .await?;
-            }
-            HeldAction::SendCancel => {
-                execute(
-                    tx,
-                    "UPDATE invocations SET cancel_sent = TRUE
-                     WHERE command_id = $1 AND instance_id = $2",
-                    &[&held.inv.command_id, &held.inv.instance_id],
-                )
-                .await?;
-                claim.cancels.push(command_id(&held.inv.command_id)?);
-            }
-            HeldAction::Keep => {}
-        }
-    }
-
-    for work in node_work(tx, WAITING_SQL, node, now, &locked).await? {
-        if tr
-            .apply(tx, &work.inv, InvocationEvent::Delivered)
-            .await?
-            .is_none()
-        {
-            continue;
-        }
-        execute(
-            tx,
-            "UPDATE invocations SET delivered_session = $3, started_at = $4, cancel_sent = FALSE
-             WHERE command_id = $1 AND instance_id = $2",
-            &[&work.inv.command_id, &work.inv.instance_id, &session, &now],
-        )
-        .await?;
-        claim.runs.push(work.delivery()?);
-    }
-    // This poll's own node never needs a wake-up: it is being answered.
-    claim.effects = tr.flush(tx).await?.without_wake(node);
-    Ok(claim)
-}
-
-/// An agent's final report. `applied` false when the invocation had already left
-/// InProgress/Cancelling.
-pub(crate) async fn finish(
-    tx: &Transaction<'_>,
-    node: &InstanceId,
-    report: &Report,
-    now: Millis,
-) -> Result<Finished> {
-    let no_such =
-        || CoreError::NoSuchInvocation(report.command_id.to_string(), node.to_string()).into();
-    let mut tr = Transitions::default();
-    let Some(command_seq) = tr.lock_id(tx, report.command_id.as_str()).await? else {
-        return Err(no_such());
-    };
-    // `started_at` holds the delivery time until the report replaces it.
-    let found = query_opt(
-        tx,
-        "SELECT state, started_at FROM invocations WHERE command_id = $1 AND instance_id = $2",
-        &[&report.command_id.as_str(), &node.as_str()],
-    )
-    .await?;
-    let Some(row) = found else {
-        return Err(no_such());
-    };
-    let delivered_at: Option<Millis> = col(&row, 1)?;
-    let inv = InvocationRef {
-        command_seq,
-        command_id: report.command_id.as_str().to_string(),
-        instance_id: node.as_str().to_string(),
-        state: invocation_state(col(&row, 0)?)?,
-    };
-    if tr
-        .apply(tx, &inv, InvocationEvent::Finished(report.outcome))
-        .await?
-        .is_none()
-    {
-        return Ok(Finished {
-            applied: false,
-            effects: Effects::default(),
-        });
-    }
-    let times = report_times(report, now, delivered_at);
-    execute(
-        tx,
-        "UPDATE invocations SET response_code = $3, started_at = $4, ended_at = $5, steps_json = $6
-         WHERE command_id = $1 AND instance_id = $2",
-        &[
-            &inv.command_id,
-            &inv.instance_id,
-            &report.response_code,
-            &times.started_at,
-            &times.ended_at,
-            &serde_json::to_string(&times.steps)?,
-        ],
-    )
-    .await?;
-    Ok(Finished {
-        applied: true,
-        effects: tr.flush(tx).await?,
-    })
-}
+use super::{col, execute, invocation_state, query, Result};
 
 /// Every invocation of one (locked) command, in node order.
 pub(crate) async fn command_invocations(
@@ -379,6 +123,7 @@ pub(crate) async fn purge_before(tx: &Transaction<'_>, before: Millis) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::postgres::polls::{CANDIDATES_SQL, HELD_SQL, WAITING_SQL};
     use crate::postgres::{PostgresStore, TempDatabase};
 
     /// The lookups every poll and the timekeeper run read their indexes (the live-only claim
@@ -426,9 +171,10 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        let nodes = vec![node];
         for sql in [HELD_SQL, WAITING_SQL] {
             let rows = client
-                .query(&format!("EXPLAIN {sql}"), &[&node, &0i64, &locked])
+                .query(&format!("EXPLAIN {sql}"), &[&nodes, &0i64, &locked])
                 .await
                 .expect("explain");
             let p = plan(rows);
@@ -440,7 +186,7 @@ mod tests {
             assert!(!p.contains("Seq Scan"), "{p}");
         }
         let rows = client
-            .query(&format!("EXPLAIN {CANDIDATES_SQL}"), &[&node, &0i64])
+            .query(&format!("EXPLAIN {CANDIDATES_SQL}"), &[&nodes, &0i64])
             .await
             .expect("explain");
         let p = plan(rows);

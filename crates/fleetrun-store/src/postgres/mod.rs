@@ -13,11 +13,13 @@
 
 mod access_keys;
 mod activations;
+mod batcher;
 mod commands;
 mod db;
 mod documents;
 mod lifecycle;
 mod listing;
+mod polls;
 mod rollout;
 mod schema;
 mod tags;
@@ -123,6 +125,8 @@ macro_rules! on_connection {
 
 struct Inner {
     pool: Pool,
+    /// Claims and finishes, gathered into batches (`batcher`, `polls`).
+    batcher: batcher::Batcher,
     /// The parsed URL, for the wake bus's own listening connection.
     config: tokio_postgres::Config,
     /// `host:port/dbname`, for messages (never the user or password).
@@ -234,8 +238,9 @@ impl PostgresStore {
             .build()
             .map_err(|e| CoreError::Store(format!("postgres {target}: connection pool: {e}")))?;
         let store = PostgresStore {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
                 pool,
+                batcher: batcher::Batcher::start(inner.clone()),
                 config,
                 target,
             }),
@@ -533,21 +538,29 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> CoreResult<Claim> {
         // Most polls find nothing to do: answer those with two reads, no transaction, no lock.
-        if on_connection!(self, "claim", |c| lifecycle::idle_poll(&c, node, now)).await? {
+        if on_connection!(self, "claim", |c| polls::idle_poll(&c, node, now)).await? {
             return Ok(Claim::default());
         }
-        in_transaction!(self, "claim", |tx| lifecycle::claim(
-            &tx, node, session, known, now
-        ))
-        .await
+        self.inner
+            .batcher
+            .claim(polls::ClaimJob {
+                node: node.clone(),
+                session: session.to_string(),
+                known: known.to_vec(),
+                now,
+            })
+            .await
     }
 
     async fn finish(&self, node: &InstanceId, report: Report, now: Millis) -> CoreResult<Finished> {
-        let report = &report;
-        in_transaction!(self, "finish", |tx| lifecycle::finish(
-            &tx, node, report, now
-        ))
-        .await
+        self.inner
+            .batcher
+            .finish(polls::FinishJob {
+                node: node.clone(),
+                report,
+                now,
+            })
+            .await
     }
 
     async fn cancel(

@@ -102,6 +102,28 @@ impl Transitions {
         Ok(())
     }
 
+    /// Locks and loads the commands with these ids not locked yet, in seq order; returns the seq
+    /// of each id found.
+    pub(crate) async fn lock_ids(
+        &mut self,
+        tx: &Transaction<'_>,
+        ids: &[&str],
+    ) -> Result<BTreeMap<String, i64>> {
+        let sql = format!(
+            "SELECT {TALLY_COLUMNS} FROM commands WHERE command_id = ANY($1) ORDER BY seq FOR UPDATE"
+        );
+        let mut found = BTreeMap::new();
+        for row in query(tx, &sql, &[&ids]).await? {
+            let seq: i64 = col(&row, 0)?;
+            let id: &str = col(&row, 9)?;
+            found.insert(id.to_string(), seq);
+            if let Entry::Vacant(e) = self.touched.entry(seq) {
+                e.insert(locked_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Locks and loads the command with this id; its seq, or `None` when there is none.
     pub(crate) async fn lock_id(&mut self, tx: &Transaction<'_>, id: &str) -> Result<Option<i64>> {
         let sql = format!("SELECT {TALLY_COLUMNS} FROM commands WHERE command_id = $1 FOR UPDATE");
@@ -150,6 +172,18 @@ impl Transitions {
             return Ok(None);
         };
         let released: bool = col(&row, 0)?;
+        self.record_applied(inv, to, released)
+    }
+
+    /// Books a change from `inv.state` to `to` that the caller's own compare-and-set applied (a
+    /// batched UPDATE) into the locked command's tally and the effects. `None` when the command
+    /// is not locked by this transaction (nothing is booked).
+    pub(crate) fn record_applied(
+        &mut self,
+        inv: &InvocationRef,
+        to: InvocationState,
+        released: bool,
+    ) -> Result<Option<InvocationState>> {
         let Some(locked) = self.touched.get_mut(&inv.command_seq) else {
             return Ok(None);
         };
