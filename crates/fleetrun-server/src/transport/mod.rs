@@ -92,7 +92,9 @@ pub async fn serve(
                     let conn = registry.open();
                     let registered = Registered { registry: registry.clone(), id: conn.id };
                     tasks.spawn(conn::run(tcp, peer, conn, registered, ctx.clone()));
-                    while registry.len().saturating_sub(registry.closing()) > cap
+                    // `closing` walks every connection: only at the cap, not on every accept.
+                    while registry.len() > cap
+                        && registry.len().saturating_sub(registry.closing()) > cap
                         && registry.shed_oldest_idle()
                     {}
                 }
