@@ -322,13 +322,18 @@ pub(crate) async fn delete(tx: &Transaction<'_>, name: &str, v: Option<u32>) -> 
 
 /// The query of one page of documents by name, strictly after `after`, each with its default
 /// version (`v.version IS NULL` flags a missing one), in one statement (one snapshot). Read
-/// through the primary key; the version is one primary-key lookup per document.
+/// through the primary key; the version is one primary-key lookup per document. The LATERAL
+/// subquery's LIMIT keeps the planner from flattening it into a merge join, which reads every
+/// version of every listed document and, after a key, every version before it.
 pub(crate) fn page_sql(after: Option<&str>, limit: usize) -> BuiltQuery {
     key_page_sql(
         &format!(
             "SELECT {DOCUMENT_COLUMNS}, v.version IS NULL, {VERSION_COLUMNS}
              FROM documents d
-             LEFT JOIN document_versions v ON v.name = d.name AND v.version = d.default_version"
+             LEFT JOIN LATERAL (
+                 SELECT {VERSION_COLUMNS} FROM document_versions v
+                 WHERE v.name = d.name AND v.version = d.default_version LIMIT 1
+             ) v ON TRUE"
         ),
         "d.name",
         after,
