@@ -77,8 +77,9 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a node if the code matches and the activation is neither expired, deleted nor used up.
     async fn register_node(&self, registration: NodeRegistration, now: Millis) -> CoreResult<Node>;
     async fn node(&self, id: &InstanceId) -> CoreResult<Option<Node>>;
-    /// All registered nodes, ordered by id.
-    async fn nodes(&self) -> CoreResult<Vec<Node>>;
+    /// One page of registered nodes ordered by id (byte order), strictly after `after`, at most
+    /// `limit` of them (served by the primary key, so a listing never reads every node).
+    async fn nodes_page(&self, after: Option<&InstanceId>, limit: usize) -> CoreResult<Vec<Node>>;
     /// Records a heartbeat and, when given, fresh machine facts; a node that had signed off is
     /// reachable again.
     async fn touch_node(
@@ -194,6 +195,12 @@ pub trait Store: Send + Sync + 'static {
     /// a document that has others is `InvalidDocumentOperation`; deleting its only version deletes
     /// the document.
     async fn delete_document(&self, name: &str, version: Option<u32>) -> CoreResult<()>;
-    /// Every document with its default version, ordered by name.
-    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>>;
+    /// One page of documents with their default versions, ordered by name (byte order, as Rust
+    /// compares strings: ListDocuments merges the built-ins in), strictly after `after`, at most
+    /// `limit` of them.
+    async fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<(Document, DocumentVersion)>>;
 }

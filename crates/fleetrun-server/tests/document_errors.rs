@@ -202,6 +202,84 @@ async fn list_documents_filters_and_pages() {
     assert_eq!(code(&bad), "ValidationException");
 }
 
+/// Every page of ListDocuments with `filters` and `max`: the names of each.
+async fn document_pages(
+    s: &TestServer,
+    filters: Vec<DocumentKeyValuesFilter>,
+    max: i32,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s
+            .client
+            .list_documents()
+            .set_filters(Some(filters.clone()))
+            .max_results(max)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("page");
+        pages.push(
+            page.document_identifiers()
+                .iter()
+                .map(|d| d.name().unwrap_or_default().to_string())
+                .collect(),
+        );
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            return pages;
+        }
+        assert!(pages.len() < 50, "no end to the pages: {pages:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_documents_pages_every_document_once_with_the_builtin_in_place() {
+    let s = TestServer::start().await;
+    // Names on both sides of AWS-RunShellScript, so the built-in lands inside a page.
+    let mine = [
+        "AAA-First",
+        "AB-Second",
+        "Backup",
+        "Deploy-1",
+        "Deploy-2",
+        "Deploy-3",
+        "Patch",
+        "Restart",
+        "Web-1",
+        "Web-2",
+        "Zeta",
+        "alpha",
+    ];
+    for name in mine {
+        s.create_document(name, &doc(name)).await.expect("create");
+    }
+    let mut all: Vec<String> = mine.iter().map(|n| n.to_string()).collect();
+    all.push("AWS-RunShellScript".into());
+    all.sort();
+    assert_eq!(all[2], "AWS-RunShellScript");
+    for max in [1, 2, 5, 12, 13, 50] {
+        let pages = document_pages(&s, vec![], max).await;
+        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        let full = usize::try_from(max).expect("small");
+        let (last, rest) = sizes.split_last().expect("a page");
+        assert!(rest.iter().all(|n| *n == full), "max {max}: {sizes:?}");
+        assert!(*last >= 1 && *last <= full, "max {max}: {sizes:?}");
+        assert_eq!(pages.concat(), all, "max {max}");
+    }
+    // Filtered: the built-in is filtered out, the stored documents still page in order.
+    let pages = document_pages(&s, vec![kv("Owner", &["Self"])], 5).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [5, 5, 2]);
+    let mut own: Vec<String> = mine.iter().map(|n| n.to_string()).collect();
+    own.sort();
+    assert_eq!(pages.concat(), own);
+    let pages = document_pages(&s, vec![kv("Name", &["Deploy-"])], 2).await;
+    assert_eq!(pages, [vec!["Deploy-1", "Deploy-2"], vec!["Deploy-3"]]);
+    let pages = document_pages(&s, vec![kv("Owner", &["Amazon"])], 1).await;
+    assert_eq!(pages, [vec!["AWS-RunShellScript"]]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_document_error_code() {
     let s = TestServer::start().await;

@@ -1,10 +1,13 @@
-//! ListCommands paging and filters, and every error code, through the real SDK and raw HTTP.
+//! ListCommands and DescribeInstanceInformation paging and filters, and every error code, through
+//! the real SDK and raw HTTP.
 
 mod common;
 
 use std::collections::HashSet;
 
-use aws_sdk_ssm::types::{CommandFilter, CommandFilterKey};
+use aws_sdk_ssm::types::{
+    CommandFilter, CommandFilterKey, InstanceInformationStringFilter, ResourceTypeForTagging, Tag,
+};
 use common::{code, Signing, TestServer};
 
 fn filter(key: &str, value: &str) -> CommandFilter {
@@ -13,6 +16,122 @@ fn filter(key: &str, value: &str) -> CommandFilter {
         .value(value)
         .build()
         .expect("filter")
+}
+
+fn node_filter(key: &str, values: &[&str]) -> InstanceInformationStringFilter {
+    InstanceInformationStringFilter::builder()
+        .key(key)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+        .expect("filter")
+}
+
+/// Every page of DescribeInstanceInformation with `filters`, MaxResults 5: the node ids of each.
+async fn node_pages(
+    s: &TestServer,
+    filters: Vec<InstanceInformationStringFilter>,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s
+            .client
+            .describe_instance_information()
+            .set_filters(Some(filters.clone()))
+            .max_results(5)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .expect("page");
+        pages.push(
+            page.instance_information_list()
+                .iter()
+                .map(|i| i.instance_id().unwrap_or_default().to_string())
+                .collect(),
+        );
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            return pages;
+        }
+        assert!(pages.len() < 10, "no end to the pages: {pages:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_instance_information_pages_every_node_once() {
+    let s = TestServer::start().await;
+    let (mut all, mut linux, mut web) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..13 {
+        let platform = if i % 3 == 0 { "Windows" } else { "Linux" };
+        let id = s.register_node(platform).await;
+        if platform == "Linux" {
+            linux.push(id.clone());
+        }
+        if i % 2 == 0 {
+            s.client
+                .add_tags_to_resource()
+                .resource_type(ResourceTypeForTagging::ManagedInstance)
+                .resource_id(&id)
+                .tags(
+                    Tag::builder()
+                        .key("role")
+                        .value("web")
+                        .build()
+                        .expect("tag"),
+                )
+                .send()
+                .await
+                .expect("add tags");
+            web.push(id.clone());
+        }
+        all.push(id);
+    }
+    for ids in [&mut all, &mut linux, &mut web] {
+        ids.sort();
+    }
+    // Full pages until the last, every node once, in id order: no filter (13 = 5 + 5 + 3), a
+    // filter checked per node (8 = 5 + 3), a tag filter (7 = 5 + 2).
+    for (name, filters, want, sizes) in [
+        ("none", vec![], &all, vec![5, 5, 3]),
+        (
+            "PlatformTypes",
+            vec![node_filter("PlatformTypes", &["Linux"])],
+            &linux,
+            vec![5, 3],
+        ),
+        (
+            "tag",
+            vec![node_filter("tag:role", &["web"])],
+            &web,
+            vec![5, 2],
+        ),
+    ] {
+        let pages = node_pages(&s, filters).await;
+        assert_eq!(
+            pages.iter().map(Vec::len).collect::<Vec<_>>(),
+            sizes,
+            "{name}: {pages:?}"
+        );
+        assert_eq!(pages.concat(), *want, "{name}");
+    }
+    // A token carries its filters: it cannot resume a listing under others.
+    let first = s
+        .client
+        .describe_instance_information()
+        .max_results(5)
+        .send()
+        .await
+        .expect("page");
+    let e = s
+        .client
+        .describe_instance_information()
+        .filters(node_filter("PlatformTypes", &["Linux"]))
+        .max_results(5)
+        .set_next_token(first.next_token().map(String::from))
+        .send()
+        .await
+        .expect_err("token under other filters");
+    assert_eq!(code(&e), "InvalidNextToken");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -568,3 +568,35 @@ async fn a_data_dir_from_before_counts_by_name_lists_as_before() {
     let store = SqliteStore::open(&path).expect("reopen migrates");
     assert_eq!(everything_listed(&store).await, before);
 }
+
+/// DescribeInstanceInformation and ListDocuments page through these: each page one range read of
+/// the key's primary key (plus a primary-key lookup of each document's default version), no sort.
+#[test]
+fn node_and_document_pages_read_the_primary_key() {
+    let (_dir, store) = open();
+    for (name, after) in [("nodes", None), ("nodes after a key", Some(node(3)))] {
+        let plan = store.explain_nodes_page(after.as_ref()).expect("explain");
+        eprintln!("{name}:\n{plan}");
+        assert_indexed(name, &plan, "nodes");
+    }
+    // `documents` is WITHOUT ROWID: the table is its primary-key b-tree, so the first page is a
+    // plain `SCAN d` in key order (stopped by the LIMIT), a later one a search of that b-tree.
+    for (name, after, read) in [
+        ("documents", None, "SCAN d"),
+        (
+            "documents after a key",
+            Some("Deploy"),
+            "SEARCH d USING PRIMARY KEY (name>?)",
+        ),
+    ] {
+        let plan = store.explain_documents_page(after).expect("explain");
+        eprintln!("{name}:\n{plan}");
+        let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+        assert!(lines.contains(&read), "{name}: no `{read}`:\n{plan}");
+        assert!(
+            lines.contains(&"SEARCH v USING PRIMARY KEY (name=? AND version=?) LEFT-JOIN"),
+            "{name}: default version not looked up by key:\n{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{name}: sorts:\n{plan}");
+    }
+}

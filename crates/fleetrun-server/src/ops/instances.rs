@@ -1,6 +1,11 @@
 //! DescribeInstanceInformation: registered nodes with their ping status and machine facts.
+//!
+//! Nodes come from the store by id in batches (keyset: strictly after the NextToken's node id);
+//! the filters run here, since a ping status depends on the time of the request, until a page
+//! plus one has matched.
 
 use fleetrun_core::clock::now_millis;
+use fleetrun_core::ids::InstanceId;
 use fleetrun_core::node::Node;
 use fleetrun_core::query::PageKey;
 use fleetrun_wire::ssm::{
@@ -9,6 +14,7 @@ use fleetrun_wire::ssm::{
 };
 use fleetrun_wire::validate::Violations;
 
+use super::paging::Batches;
 use super::validate::{finish, max_results, page_start};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -136,26 +142,32 @@ pub async fn describe_instance_information(
         check_values(&key, &values)?;
         filters.push(Filter { key, values });
     }
-    let after = page_start(&st, &scope, req.next_token.as_deref())?;
+    // A token's key is a node id this server wrote; anything else was not issued by it.
+    let after =
+        match page_start(&st, &scope, req.next_token.as_deref())?.and_then(|k| k.instance_id) {
+            Some(id) => Some(InstanceId::parse(&id).ok_or(ApiError::InvalidNextToken)?),
+            None => None,
+        };
     let now = now_millis();
     let ping_timeout = st.ping_timeout_ms();
-    let mut page: Vec<(Node, &'static str)> = st
-        .store
-        .nodes()
-        .await?
-        .into_iter()
-        .filter(|n| match &after {
-            Some(k) => n.instance_id.as_str() > k.instance_id.as_deref().unwrap_or(""),
-            None => true,
-        })
-        .map(|n| {
-            let ping = n.ping_status(now, ping_timeout);
-            (n, ping)
-        })
-        .filter(|(n, ping)| filters.iter().all(|f| matches(n, ping, f)))
-        .filter(|(n, _)| tagged.as_ref().is_none_or(|t| t.contains(&n.instance_id)))
-        .take(limit + 1)
-        .collect();
+    let store = &st.store;
+    let mut nodes = Batches::new(
+        after,
+        limit + 1,
+        |n: &Node| n.instance_id.clone(),
+        |after, n| async move { store.nodes_page(after.as_ref(), n).await },
+    );
+    // One past the page, to know whether there is a next one.
+    let mut page: Vec<(Node, &'static str)> = Vec::with_capacity(limit + 1);
+    while page.len() <= limit {
+        let Some(n) = nodes.next().await? else { break };
+        let ping = n.ping_status(now, ping_timeout);
+        let wanted = filters.iter().all(|f| matches(&n, ping, f))
+            && tagged.as_ref().is_none_or(|t| t.contains(&n.instance_id));
+        if wanted {
+            page.push((n, ping));
+        }
+    }
     let next_token = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|(n, _)| {

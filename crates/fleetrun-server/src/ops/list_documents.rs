@@ -1,15 +1,18 @@
 //! ListDocuments: the built-in documents plus every custom document (its default version), ordered by
 //! name, filtered (`Filters` or the legacy `DocumentFilterList`, never both) and keyset-paged on the
-//! name with an HMAC-signed token bound to the filters.
+//! name with an HMAC-signed token bound to the filters. Stored documents come from the store by
+//! name in batches, strictly after the token's name, until a page plus one has matched.
 
 use fleetrun_core::documents::{
-    DocumentFilter, ListedDocument, ACCOUNT_ID, AMAZON_OWNER, OWNER_VALUES,
+    Document, DocumentFilter, DocumentVersion, ListedDocument, ACCOUNT_ID, AMAZON_OWNER,
+    OWNER_VALUES,
 };
 use fleetrun_core::query::PageKey;
 use fleetrun_wire::documents::{DocumentIdentifier, ListDocumentsRequest, ListDocumentsResult};
 use fleetrun_wire::validate::Violations;
 
 use super::documents::{builtin, wire_tags, Loaded};
+use super::paging::Batches;
 use super::validate::{finish, max_results};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -96,6 +99,25 @@ fn filters(req: &ListDocumentsRequest) -> ApiResult<Vec<(String, Vec<String>)>> 
     Ok(pairs)
 }
 
+/// A stored document as the listing sees it.
+fn custom(doc: Document, ver: DocumentVersion) -> Loaded {
+    // The listing needs no parsed steps; an empty spec keeps it cheap.
+    let spec = fleetrun_core::document::DocumentSpec {
+        name: doc.name.clone(),
+        version: ver.version.to_string(),
+        schema_version: ver.schema_version.clone(),
+        description: ver.description.clone(),
+        params: vec![],
+        steps: vec![],
+    };
+    Loaded {
+        doc,
+        ver,
+        own: true,
+        spec,
+    }
+}
+
 fn listed(l: &Loaded) -> ListedDocument {
     ListedDocument {
         name: l.doc.name.clone(),
@@ -144,38 +166,38 @@ pub async fn list_documents(
     let after = super::validate::page_start(&st, &scope, req.next_token.as_deref())?;
     let after_name = after.and_then(|k| k.instance_id);
 
-    let mut all: Vec<Loaded> = vec![builtin()];
-    for (doc, ver) in st.store.list_documents().await? {
-        // The listing needs no parsed steps; an empty spec keeps it cheap.
-        let spec = fleetrun_core::document::DocumentSpec {
-            name: doc.name.clone(),
-            version: ver.version.to_string(),
-            schema_version: ver.schema_version.clone(),
-            description: ver.description.clone(),
-            params: vec![],
-            steps: vec![],
-        };
-        all.push(Loaded {
-            doc,
-            ver,
-            own: true,
-            spec,
-        });
+    let keep = |l: &Loaded| {
+        let item = listed(l);
+        checks.iter().all(|f| f.matches(&item))
+    };
+    // The built-in joins the stored documents at its place in name order (before an equal name).
+    let mut pending_builtin = Some(builtin()).filter(|b| {
+        after_name
+            .as_deref()
+            .is_none_or(|n| b.doc.name.as_str() > n)
+    });
+    let store = &st.store;
+    let mut stored = Batches::new(
+        after_name,
+        limit + 1,
+        |(doc, _): &(Document, DocumentVersion)| doc.name.clone(),
+        |after, n| async move { store.documents_page(after.as_deref(), n).await },
+    );
+    // One past the page, to know whether there is a next one.
+    let mut page: Vec<Loaded> = Vec::with_capacity(limit + 2);
+    while page.len() <= limit {
+        let next = stored.next().await?.map(|(doc, ver)| custom(doc, ver));
+        let due = |b: &mut Loaded| next.as_ref().is_none_or(|l| b.doc.name <= l.doc.name);
+        if let Some(b) = pending_builtin.take_if(due) {
+            if keep(&b) {
+                page.push(b);
+            }
+        }
+        let Some(l) = next else { break };
+        if keep(&l) {
+            page.push(l);
+        }
     }
-    all.sort_by(|a, b| a.doc.name.cmp(&b.doc.name));
-    let mut page: Vec<&Loaded> = all
-        .iter()
-        .filter(|l| {
-            after_name
-                .as_deref()
-                .is_none_or(|n| l.doc.name.as_str() > n)
-        })
-        .filter(|l| {
-            let item = listed(l);
-            checks.iter().all(|f| f.matches(&item))
-        })
-        .take(limit + 1)
-        .collect();
     let next_token = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|l| {
@@ -192,7 +214,7 @@ pub async fn list_documents(
         None
     };
     Ok(ListDocumentsResult {
-        document_identifiers: page.into_iter().map(identifier).collect(),
+        document_identifiers: page.iter().map(identifier).collect(),
         next_token,
     })
 }

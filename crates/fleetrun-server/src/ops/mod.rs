@@ -10,6 +10,7 @@ pub mod get_invocation;
 pub mod instances;
 pub mod list;
 pub mod list_documents;
+mod paging;
 pub mod send_command;
 pub mod tags;
 pub mod targets;

@@ -17,7 +17,8 @@ use fleetrun_core::node::{
 use fleetrun_core::CoreError;
 use tokio_postgres::Row;
 
-use super::{col, col_u32, execute, instance_id, query, query_opt, Error, Result};
+use super::listing::{key_page_sql, BuiltQuery};
+use super::{col, col_u32, execute, instance_id, query, query_listing, query_opt, Error, Result};
 
 const ACTIVATION_COLUMNS: &str = "activation_id, description, default_instance_name, iam_role, \
      registration_limit, registrations_count, expires_at, created_at, tags_json";
@@ -239,10 +240,18 @@ pub(crate) async fn node<C: GenericClient>(c: &C, id: &InstanceId) -> Result<Opt
         .transpose()
 }
 
-/// All nodes, by id.
-pub(crate) async fn nodes<C: GenericClient>(c: &C) -> Result<Vec<Node>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY instance_id");
-    query(c, &sql, &[])
+/// The query of one page of nodes by id, strictly after `after` (read through the primary key).
+pub(crate) fn nodes_page_sql(after: Option<&InstanceId>, limit: usize) -> BuiltQuery {
+    key_page_sql(
+        &format!("SELECT {NODE_COLUMNS} FROM nodes"),
+        "instance_id",
+        after.map(InstanceId::as_str),
+        limit,
+    )
+}
+
+pub(crate) async fn nodes_page(c: &tokio_postgres::Client, q: &BuiltQuery) -> Result<Vec<Node>> {
+    query_listing(c, &q.sql, &q.params)
         .await?
         .iter()
         .map(node_from_row)

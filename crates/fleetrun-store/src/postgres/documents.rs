@@ -15,7 +15,8 @@ use fleetrun_core::documents::{
 use fleetrun_core::CoreError;
 use tokio_postgres::Row;
 
-use super::{col, col_u32, execute, query, query_one, query_opt, Error, Result};
+use super::listing::{key_page_sql, BuiltQuery};
+use super::{col, col_u32, execute, query, query_listing, query_one, query_opt, Error, Result};
 
 const DOCUMENT_COLUMNS: &str =
     "d.name, d.document_type, d.created_at, d.default_version, d.latest_version, d.tags_json";
@@ -319,15 +320,32 @@ pub(crate) async fn delete(tx: &Transaction<'_>, name: &str, v: Option<u32>) -> 
     Ok(())
 }
 
-/// Every document with its default version, by name, in one statement (one snapshot).
-pub(crate) async fn list<C: GenericClient>(c: &C) -> Result<Vec<(Document, DocumentVersion)>> {
-    let sql = format!(
-        "SELECT {DOCUMENT_COLUMNS}, v.version IS NULL, {VERSION_COLUMNS}
-         FROM documents d
-         LEFT JOIN document_versions v ON v.name = d.name AND v.version = d.default_version
-         ORDER BY d.name"
-    );
-    query(c, &sql, &[])
+/// The query of one page of documents by name, strictly after `after`, each with its default
+/// version (`v.version IS NULL` flags a missing one), in one statement (one snapshot). Read
+/// through the primary key; the version is one primary-key lookup per document. The LATERAL
+/// subquery's LIMIT keeps the planner from flattening it into a merge join, which reads every
+/// version of every listed document and, after a key, every version before it.
+pub(crate) fn page_sql(after: Option<&str>, limit: usize) -> BuiltQuery {
+    key_page_sql(
+        &format!(
+            "SELECT {DOCUMENT_COLUMNS}, v.version IS NULL, {VERSION_COLUMNS}
+             FROM documents d
+             LEFT JOIN LATERAL (
+                 SELECT {VERSION_COLUMNS} FROM document_versions v
+                 WHERE v.name = d.name AND v.version = d.default_version LIMIT 1
+             ) v ON TRUE"
+        ),
+        "d.name",
+        after,
+        limit,
+    )
+}
+
+pub(crate) async fn page(
+    c: &tokio_postgres::Client,
+    q: &BuiltQuery,
+) -> Result<Vec<(Document, DocumentVersion)>> {
+    query_listing(c, &q.sql, &q.params)
         .await?
         .iter()
         .map(|row| {

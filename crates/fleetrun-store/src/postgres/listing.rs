@@ -1,4 +1,5 @@
-//! The ListCommands / ListCommandInvocations queries: filters, newest-first order, keyset paging.
+//! The ListCommands / ListCommandInvocations queries: filters, newest-first order, keyset paging;
+//! and the by-key page query the node and document listings share ([`key_page_sql`]).
 //!
 //! The list SQL is built in one place ([`list_commands_sql`], [`list_invocations_sql`]) so the
 //! `EXPLAIN` helpers check exactly what runs. The paging key means what it means on SQLite:
@@ -67,6 +68,22 @@ impl Terms {
             limit,
         }
     }
+}
+
+/// One page of a listing ordered by the text column `key` (nodes by id, documents by name),
+/// strictly after `after`: with the key indexed, a range read of `limit` entries and no sort.
+/// Run it with [`query_listing`] (its plan settings keep the index order even on a small table).
+pub(crate) fn key_page_sql(
+    select_from: &str,
+    key: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> BuiltQuery {
+    let mut t = Terms::default();
+    if let Some(after) = after {
+        t.push(&format!("{key} > ?"), [text(after)]);
+    }
+    t.finish(select_from, Some(key), limit)
 }
 
 fn text(s: &str) -> Param {

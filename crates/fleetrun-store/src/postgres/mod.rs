@@ -362,6 +362,28 @@ impl PostgresStore {
         .await
     }
 
+    /// `EXPLAIN` of the SQL that [`Store::nodes_page`] runs after `after`.
+    pub async fn explain_nodes_page(&self, after: Option<&InstanceId>) -> CoreResult<String> {
+        let built = activations::nodes_page_sql(after, 51);
+        on_connection!(self, "explain", |c| explain_listing(
+            &c,
+            &built.sql,
+            &built.params
+        ))
+        .await
+    }
+
+    /// `EXPLAIN` of the SQL that [`Store::documents_page`] runs after `after`.
+    pub async fn explain_documents_page(&self, after: Option<&str>) -> CoreResult<String> {
+        let built = documents::page_sql(after, 51);
+        on_connection!(self, "explain", |c| explain_listing(
+            &c,
+            &built.sql,
+            &built.params
+        ))
+        .await
+    }
+
     /// `EXPLAIN` of the SQL that [`Store::resolve_targets`] runs for `specs`.
     pub async fn explain_resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<String> {
         let Some(built) = tags::resolve_sql(specs) else {
@@ -454,8 +476,12 @@ impl Store for PostgresStore {
         on_connection!(self, "node", |c| activations::node(&c, id)).await
     }
 
-    async fn nodes(&self) -> CoreResult<Vec<Node>> {
-        on_connection!(self, "nodes", |c| activations::nodes(&c)).await
+    async fn nodes_page(&self, after: Option<&InstanceId>, limit: usize) -> CoreResult<Vec<Node>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = activations::nodes_page_sql(after, limit);
+        on_connection!(self, "nodes_page", |c| activations::nodes_page(&c, &built)).await
     }
 
     async fn touch_node(
@@ -686,7 +712,15 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>> {
-        on_connection!(self, "list_documents", |c| documents::list(&c)).await
+    async fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<(Document, DocumentVersion)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = documents::page_sql(after, limit);
+        on_connection!(self, "documents_page", |c| documents::page(&c, &built)).await
     }
 }

@@ -17,6 +17,7 @@ use fleetrun_core::node::{
 use fleetrun_core::CoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use super::commands::{key_page_sql, query_built, BuiltQuery};
 use super::{instance_id, Error, Result};
 
 const ACTIVATION_COLUMNS: &str = "activation_id, description, default_instance_name, iam_role, \
@@ -239,16 +240,18 @@ pub(crate) fn node(conn: &Connection, id: &InstanceId) -> Result<Option<Node>> {
     }
 }
 
-/// All nodes, by id.
-pub(crate) fn nodes(conn: &Connection) -> Result<Vec<Node>> {
-    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY instance_id");
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(node_from_row(row)?);
-    }
-    Ok(out)
+/// The query of one page of nodes by id, strictly after `after` (read through the primary key).
+pub(crate) fn nodes_page_sql(after: Option<&InstanceId>, limit: usize) -> BuiltQuery {
+    key_page_sql(
+        &format!("SELECT {NODE_COLUMNS} FROM nodes"),
+        "instance_id",
+        after.map(InstanceId::as_str),
+        limit,
+    )
+}
+
+pub(crate) fn nodes_page(conn: &Connection, q: &BuiltQuery) -> Result<Vec<Node>> {
+    query_built(conn, q, node_from_row)
 }
 
 /// A heartbeat, optionally with fresh machine facts. An unknown node is `UnknownInstance`.

@@ -1,5 +1,6 @@
 //! Commands and invocations as rows: inserting a command with its invocations, reading them back,
-//! and the ListCommands / ListCommandInvocations queries (filters, newest-first order, keyset paging).
+//! and the ListCommands / ListCommandInvocations queries (filters, newest-first order, keyset paging),
+//! plus the by-key page query the node and document listings share ([`key_page_sql`]).
 //!
 //! The list SQL is built in one place ([`list_commands_sql`], [`list_invocations_sql`]) so the
 //! `EXPLAIN QUERY PLAN` helpers check exactly what runs. State changes after insertion belong to
@@ -339,6 +340,36 @@ impl Terms {
             limit,
         }
     }
+}
+
+/// One page of a listing ordered by the text column `key` (nodes by id, documents by name),
+/// strictly after `after`: with the key indexed, a range read of `limit` entries and no sort.
+pub(crate) fn key_page_sql(
+    select_from: &str,
+    key: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> BuiltQuery {
+    let mut t = Terms::default();
+    if let Some(after) = after {
+        t.push(format!("{key} > ?"), [text_value(after)]);
+    }
+    t.finish(select_from, key, limit)
+}
+
+/// Runs a built query, decoding each row with `decode`.
+pub(crate) fn query_built<T>(
+    conn: &Connection,
+    q: &BuiltQuery,
+    decode: impl Fn(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let mut rows = stmt.query(params_from_iter(q.params.iter()))?;
+    let mut out = Vec::with_capacity(q.limit.min(PRESIZE_ROWS));
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 fn text_value(s: &str) -> Value {

@@ -13,6 +13,7 @@ use fleetrun_core::documents::{
 use fleetrun_core::CoreError;
 use rusqlite::{params, Connection, Row, Savepoint};
 
+use super::commands::{key_page_sql, query_built, BuiltQuery};
 use super::{Error, Result};
 
 const DOCUMENT_COLUMNS: &str =
@@ -32,23 +33,24 @@ fn document_from_row(row: &Row<'_>) -> Result<Document> {
     })
 }
 
-fn version_from_row(row: &Row<'_>) -> Result<DocumentVersion> {
-    let format: String = row.get(3)?;
-    let platforms: String = row.get(7)?;
+/// A version from the columns of [`VERSION_COLUMNS`] starting at `at`.
+fn version_from_row(row: &Row<'_>, at: usize) -> Result<DocumentVersion> {
+    let format: String = row.get(at + 3)?;
+    let platforms: String = row.get(at + 7)?;
     Ok(DocumentVersion {
-        name: row.get(0)?,
-        version: row.get(1)?,
-        content: row.get(2)?,
+        name: row.get(at)?,
+        version: row.get(at + 1)?,
+        content: row.get(at + 2)?,
         format: DocumentFormat::parse(&format)
             .ok_or_else(|| Error::Corrupt(format!("document format {format:?}")))?,
-        hash: row.get(4)?,
-        schema_version: row.get(5)?,
-        description: row.get(6)?,
+        hash: row.get(at + 4)?,
+        schema_version: row.get(at + 5)?,
+        description: row.get(at + 6)?,
         platform_types: serde_json::from_str(&platforms)?,
-        version_name: row.get(8)?,
-        display_name: row.get(9)?,
-        target_type: row.get(10)?,
-        created_at: row.get(11)?,
+        version_name: row.get(at + 8)?,
+        display_name: row.get(at + 9)?,
+        target_type: row.get(at + 10)?,
+        created_at: row.get(at + 11)?,
     })
 }
 
@@ -188,7 +190,7 @@ pub(crate) fn version(c: &Connection, name: &str, version: u32) -> Result<Option
     ))?;
     let mut rows = stmt.query(params![name, version])?;
     match rows.next()? {
-        Some(row) => Ok(Some(version_from_row(row)?)),
+        Some(row) => Ok(Some(version_from_row(row, 0)?)),
         None => Ok(None),
     }
 }
@@ -200,7 +202,7 @@ pub(crate) fn versions(c: &Connection, name: &str) -> Result<Vec<DocumentVersion
     let mut rows = stmt.query(params![name])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(version_from_row(row)?);
+        out.push(version_from_row(row, 0)?);
     }
     Ok(out)
 }
@@ -257,22 +259,31 @@ pub(crate) fn delete(conn: &mut Connection, name: &str, v: Option<u32>) -> Resul
     Ok(())
 }
 
-pub(crate) fn list(c: &Connection) -> Result<Vec<(Document, DocumentVersion)>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {DOCUMENT_COLUMNS} FROM documents ORDER BY name"
-    ))?;
-    let mut rows = stmt.query([])?;
-    let mut docs = Vec::new();
-    while let Some(row) = rows.next()? {
-        docs.push(document_from_row(row)?);
-    }
-    // At most a few hundred documents: one primary-key lookup each.
-    docs.into_iter()
-        .map(|d| {
-            let v = version(c, &d.name, d.default_version)?.ok_or_else(|| {
-                Error::Corrupt(format!("document {} lacks its default version", d.name))
-            })?;
-            Ok((d, v))
-        })
-        .collect()
+/// A document's columns, a flag for a missing default version, then that version's columns (in
+/// the orders of [`DOCUMENT_COLUMNS`] and [`VERSION_COLUMNS`]): one statement, one snapshot.
+const PAGE_SELECT: &str = "SELECT d.name, d.document_type, d.created_at, d.default_version, \
+     d.latest_version, d.tags_json, v.version IS NULL, v.name, v.version, v.content, v.format, \
+     v.hash, v.schema_version, v.description, v.platform_types, v.version_name, v.display_name, \
+     v.target_type, v.created_at
+     FROM documents d
+     LEFT JOIN document_versions v ON v.name = d.name AND v.version = d.default_version";
+
+/// The query of one page of documents by name, strictly after `after` (read through the primary
+/// key; the default version is one primary-key lookup per document).
+pub(crate) fn page_sql(after: Option<&str>, limit: usize) -> BuiltQuery {
+    key_page_sql(PAGE_SELECT, "d.name", after, limit)
+}
+
+/// One page of documents, each with its default version.
+pub(crate) fn page(c: &Connection, q: &BuiltQuery) -> Result<Vec<(Document, DocumentVersion)>> {
+    query_built(c, q, |row| {
+        let doc = document_from_row(row)?;
+        if row.get::<_, bool>(6)? {
+            return Err(Error::Corrupt(format!(
+                "document {} lacks its default version",
+                doc.name
+            )));
+        }
+        Ok((doc, version_from_row(row, 7)?))
+    })
 }

@@ -291,6 +291,18 @@ impl SqliteStore {
         self.read_blocking(move |c| commands::explain(c, &built))
     }
 
+    /// `EXPLAIN QUERY PLAN` of the SQL that [`Store::nodes_page`] runs after `after`.
+    pub fn explain_nodes_page(&self, after: Option<&InstanceId>) -> CoreResult<String> {
+        let built = activations::nodes_page_sql(after, 51);
+        self.read_blocking(move |c| commands::explain(c, &built))
+    }
+
+    /// `EXPLAIN QUERY PLAN` of the SQL that [`Store::documents_page`] runs after `after`.
+    pub fn explain_documents_page(&self, after: Option<&str>) -> CoreResult<String> {
+        let built = documents::page_sql(after, 51);
+        self.read_blocking(move |c| commands::explain(c, &built))
+    }
+
     /// `EXPLAIN QUERY PLAN` of the SQL that [`Store::resolve_targets`] runs for `specs`.
     pub fn explain_resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<String> {
         let specs = specs.to_vec();
@@ -358,8 +370,12 @@ impl Store for SqliteStore {
         self.read(move |c| activations::node(c, &id)).await
     }
 
-    async fn nodes(&self) -> CoreResult<Vec<Node>> {
-        self.read(activations::nodes).await
+    async fn nodes_page(&self, after: Option<&InstanceId>, limit: usize) -> CoreResult<Vec<Node>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = activations::nodes_page_sql(after, limit);
+        self.read(move |c| activations::nodes_page(c, &built)).await
     }
 
     async fn touch_node(
@@ -558,7 +574,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_documents(&self) -> CoreResult<Vec<(Document, DocumentVersion)>> {
-        self.read(documents::list).await
+    async fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<(Document, DocumentVersion)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let built = documents::page_sql(after, limit);
+        self.read(move |c| documents::page(c, &built)).await
     }
 }

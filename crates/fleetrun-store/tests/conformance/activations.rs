@@ -3,8 +3,8 @@
 use super::support::*;
 
 use fleetrun_core::error::RegistrationRefusal;
-use fleetrun_core::ids::ActivationId;
-use fleetrun_core::node::NodeInfo;
+use fleetrun_core::ids::{ActivationId, InstanceId};
+use fleetrun_core::node::{Node, NodeInfo};
 use fleetrun_core::{CoreError, Store};
 
 /// Activations: registration rules, listing, deletion; nodes and heartbeats.
@@ -141,7 +141,7 @@ pub async fn check_activations(store: &dyn Store) {
     assert_eq!(listed[1].registrations_count, 0);
 
     // Nodes, by id.
-    let nodes = store.nodes().await.expect("nodes");
+    let nodes = store.nodes_page(None, 100).await.expect("nodes");
     assert_eq!(
         nodes
             .iter()
@@ -189,4 +189,57 @@ pub async fn check_activations(store: &dyn Store) {
         .expect("claim");
     let got = store.node(&node(1)).await.expect("node").expect("exists");
     assert_eq!(got.last_ping_at, now + 10_000);
+}
+
+fn ids_of(nodes: Vec<Node>) -> Vec<InstanceId> {
+    nodes.into_iter().map(|n| n.instance_id).collect()
+}
+
+/// Nodes page by id: in order, strictly after the key given (registered or not), at most `limit`;
+/// a walk page by page lists every node exactly once.
+pub async fn check_nodes_paging(store: &dyn Store) {
+    let a = activation(100, T0 + HOUR, "code-p");
+    store.create_activation(a.clone()).await.expect("create");
+    // Registered out of id order, so the order must come from the query.
+    let numbers = [7, 3, 11, 1, 9, 5, 2, 10, 4, 8, 6];
+    for n in numbers {
+        store
+            .register_node(registration(&a, "code-p", n), T0)
+            .await
+            .expect("register");
+    }
+    let mut want: Vec<InstanceId> = numbers.iter().map(|n| node(*n)).collect();
+    want.sort();
+    let page = |after: Option<InstanceId>, limit: usize| async move {
+        ids_of(store.nodes_page(after.as_ref(), limit).await.expect("page"))
+    };
+    assert_eq!(page(None, 100).await, want);
+    assert_eq!(page(None, 3).await, want[..3]);
+    assert_eq!(page(Some(want[2].clone()), 4).await, want[3..7]);
+    assert!(page(Some(want[10].clone()), 5).await.is_empty());
+    assert!(page(None, 0).await.is_empty());
+    // A key that is no node's (here, a deregistered one) starts at the next id.
+    store
+        .deregister_node(&node(5), T0 + 1)
+        .await
+        .expect("deregister");
+    want.retain(|n| *n != node(5));
+    assert_eq!(page(Some(node(5)), 2).await, [node(6), node(7)]);
+    assert_eq!(page(Some(node(99)), 2).await, Vec::<InstanceId>::new());
+
+    // Walks with several page sizes see every node once, in order.
+    for limit in [1, 2, 3, 10, 11] {
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let got = page(after.clone(), limit).await;
+            assert!(got.len() <= limit, "limit {limit}: {got:?}");
+            let Some(last) = got.last().cloned() else {
+                break;
+            };
+            walked.extend(got);
+            after = Some(last);
+        }
+        assert_eq!(walked, want, "limit {limit}");
+    }
 }

@@ -2,7 +2,9 @@
 
 use super::support::T0;
 
-use fleetrun_core::documents::{content_hash, DocumentFormat, NewDocument, NewDocumentVersion};
+use fleetrun_core::documents::{
+    content_hash, Document, DocumentFormat, DocumentVersion, NewDocument, NewDocumentVersion,
+};
 use fleetrun_core::node::Tag;
 use fleetrun_core::{CoreError, Store};
 
@@ -149,7 +151,7 @@ pub async fn check_documents(store: &dyn Store) {
         .create_document(new_doc("Alpha", "a1"), 500)
         .await
         .expect("create");
-    let listed = store.list_documents().await.expect("list");
+    let listed = store.documents_page(None, 10).await.expect("list");
     let summary: Vec<_> = listed
         .iter()
         .map(|(d, v)| (d.name.as_str(), v.version, v.content.as_str()))
@@ -212,4 +214,73 @@ pub async fn check_documents(store: &dyn Store) {
         .create_document(new_doc("Alpha", "again"), 500)
         .await
         .expect("recreate");
+}
+
+/// Documents page by name in byte order (what ListDocuments merges the built-ins into), strictly
+/// after the name given, at most `limit`, each at its default version; a walk page by page lists
+/// every document exactly once.
+pub async fn check_documents_paging(store: &dyn Store) {
+    // Cases, punctuation and digits, so a collation that is not byte order shows.
+    let names = [
+        "beta", "Alpha", "alpha-2", "Alpha.1", "ZULU", "_under", "123-num", "Alpha_3", "a-b",
+        "aB.c",
+    ];
+    for name in names {
+        store
+            .create_document(new_doc(name, &format!("{name} v1")), 500)
+            .await
+            .expect("create");
+    }
+    store
+        .add_document_version("beta", 1, version("beta v2", None, T0 + 1), 1000)
+        .await
+        .expect("v2");
+    store
+        .set_default_document_version("beta", 2)
+        .await
+        .expect("default");
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    let page = |after: Option<String>, limit: usize| async move {
+        store
+            .documents_page(after.as_deref(), limit)
+            .await
+            .expect("page")
+    };
+    let names_of = |docs: &[(Document, DocumentVersion)]| -> Vec<String> {
+        docs.iter().map(|(d, _)| d.name.clone()).collect()
+    };
+    let all = page(None, 100).await;
+    assert_eq!(names_of(&all), want);
+    for (doc, ver) in &all {
+        assert_eq!(ver.name, doc.name);
+        assert_eq!(ver.version, doc.default_version);
+    }
+    let beta = all
+        .iter()
+        .find(|(d, _)| d.name == "beta")
+        .expect("beta listed");
+    assert_eq!((beta.1.version, beta.1.content.as_str()), (2, "beta v2"));
+
+    assert_eq!(names_of(&page(None, 3).await), want[..3]);
+    assert_eq!(names_of(&page(Some(want[3].clone()), 4).await), want[4..8]);
+    // A name that is no document's starts at the next one.
+    assert_eq!(names_of(&page(Some("Alpha-".into()), 1).await), ["Alpha.1"]);
+    assert!(page(Some(want[9].clone()), 5).await.is_empty());
+    assert!(page(None, 0).await.is_empty());
+
+    for limit in [1, 2, 3, 9, 10] {
+        let mut walked = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let got = names_of(&page(after.clone(), limit).await);
+            assert!(got.len() <= limit, "limit {limit}: {got:?}");
+            let Some(last) = got.last().cloned() else {
+                break;
+            };
+            walked.extend(got);
+            after = Some(last);
+        }
+        assert_eq!(walked, want, "limit {limit}");
+    }
 }

@@ -55,6 +55,7 @@ mod backend {
         check_expiry,
         check_aggregate_counts,
         check_activations,
+        check_nodes_paging,
         check_purge,
         check_concurrent_agents,
         check_ramp,
@@ -66,6 +67,7 @@ mod backend {
         check_resolve_targets,
         check_no_instances_command,
         check_documents,
+        check_documents_paging,
     );
 
     /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
