@@ -49,39 +49,25 @@ impl Batcher {
     }
 }
 
-/// One batch of polls in one transaction, retried whole after a deadlock or serialization failure.
+/// One batch of polls in one transaction (`in_transaction!`: retried whole after a deadlock or
+/// serialization failure).
 async fn claim_batch(
     store: PostgresStore,
     jobs: Vec<ClaimJob>,
 ) -> CoreResult<Vec<CoreResult<Claim>>> {
     let (store, jobs) = (&store, &jobs);
-    store
-        .retrying("claim", || async move {
-            let mut client = store.client().await?;
-            let tx = client.transaction().await?;
-            let out = polls::claim_batch(&tx, jobs).await?;
-            tx.commit().await?;
-            Ok(out)
-        })
+    in_transaction!(store, "claim", |tx| polls::claim_batch(&tx, jobs))
         .await
         .map(|claims| claims.into_iter().map(Ok).collect())
 }
 
-/// One batch of reports in one transaction, retried whole like [`claim_batch`].
+/// One batch of reports in one transaction, like [`claim_batch`].
 async fn finish_batch(
     store: PostgresStore,
     jobs: Vec<FinishJob>,
 ) -> CoreResult<Vec<CoreResult<Finished>>> {
     let (store, jobs) = (&store, &jobs);
-    store
-        .retrying("finish", || async move {
-            let mut client = store.client().await?;
-            let tx = client.transaction().await?;
-            let out = polls::finish_batch(&tx, jobs).await?;
-            tx.commit().await?;
-            Ok(out)
-        })
-        .await
+    in_transaction!(store, "finish", |tx| polls::finish_batch(&tx, jobs)).await
 }
 
 async fn submit<J, T>(queue: &mpsc::UnboundedSender<Queued<J, T>>, job: J) -> CoreResult<T> {

@@ -13,7 +13,6 @@
 
 mod access_keys;
 mod activations;
-mod batcher;
 mod commands;
 mod db;
 mod documents;
@@ -122,6 +121,9 @@ macro_rules! on_connection {
         })
     };
 }
+
+// After the macros above, which it uses.
+mod batcher;
 
 struct Inner {
     pool: Pool,
