@@ -56,6 +56,10 @@ pub trait Store: Send + Sync + 'static {
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;
+    /// Stores `key` only when the store holds no access key at all, atomically: of several
+    /// replicas starting at once on an empty store, exactly one creates the first (administrator)
+    /// key. False when a key existed already.
+    async fn create_first_access_key(&self, key: AccessKey) -> CoreResult<bool>;
     async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>>;
     /// Every key, oldest first.
     async fn access_keys(&self) -> CoreResult<Vec<AccessKey>>;

@@ -143,8 +143,17 @@ pub async fn bootstrap_admin_key(
         };
         // The file first: a key nobody can read back would lock the operator out.
         write_credentials_file(&path, &key.access_key_id, &key.secret_access_key)?;
-        store.create_access_key(key).await.map_err(io)?;
-        tracing::info!(path = %path.display(), "created the administrator access key");
+        if store.create_first_access_key(key).await.map_err(io)? {
+            tracing::info!(path = %path.display(), "created the administrator access key");
+        } else {
+            // Another replica on the same empty store created the first key a moment earlier:
+            // the key just written was never stored, and its file would name a key that does
+            // not exist. That replica's data dir holds the administrator key.
+            std::fs::remove_file(&path)?;
+            tracing::info!(
+                "another server created the administrator access key first; its data dir holds it"
+            );
+        }
     }
     read_credentials_file(&path)
 }
@@ -196,6 +205,32 @@ pub fn read_credentials_file(path: &Path) -> std::io::Result<Option<AdminCredent
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_servers_starting_at_once_on_an_empty_store_one_creates_the_administrator_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = fleetrun_store::SqliteStore::open(&dir.path().join("store.db")).expect("open");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).expect("mkdir a");
+        std::fs::create_dir_all(&b).expect("mkdir b");
+        let (from_a, from_b) = tokio::join!(
+            bootstrap_admin_key(&store, &a),
+            bootstrap_admin_key(&store, &b)
+        );
+        let written: Vec<AdminCredentials> = [from_a, from_b]
+            .into_iter()
+            .filter_map(|r| r.expect("bootstrap"))
+            .collect();
+        assert_eq!(written.len(), 1, "exactly one data dir holds the key");
+        let keys = store.access_keys().await.expect("keys");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].access_key_id, written[0].access_key_id);
+        assert_eq!(
+            a.join(ADMIN_CREDENTIALS_FILE).exists() as u8
+                + b.join(ADMIN_CREDENTIALS_FILE).exists() as u8,
+            1
+        );
+    }
 
     #[test]
     fn credentials_file_round_trips_and_is_private() {

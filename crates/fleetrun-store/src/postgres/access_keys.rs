@@ -46,6 +46,31 @@ pub(crate) async fn create<C: GenericClient>(c: &C, key: &AccessKey) -> Result<(
     Ok(())
 }
 
+/// The advisory lock that serialises first-key creation ("firstkey" in ASCII). Under READ
+/// COMMITTED two concurrent `INSERT … WHERE NOT EXISTS` would both see an empty table; the lock
+/// makes the second wait until the first has committed, and then see its row.
+const FIRST_KEY_LOCK: i64 = 0x6669_7273_746b_6579;
+
+/// Run inside a transaction: the lock is transaction-scoped.
+pub(crate) async fn create_first<C: GenericClient>(c: &C, key: &AccessKey) -> Result<bool> {
+    execute(c, "SELECT pg_advisory_xact_lock($1)", &[&FIRST_KEY_LOCK]).await?;
+    let inserted = execute(
+        c,
+        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
+         SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)",
+        &[
+            &key.access_key_id,
+            &key.secret_access_key,
+            &key.user_name,
+            &key.policy_json,
+            &key.status.as_str(),
+            &key.created_at,
+        ],
+    )
+    .await?;
+    Ok(inserted == 1)
+}
+
 pub(crate) async fn get<C: GenericClient>(c: &C, id: &str) -> Result<Option<AccessKey>> {
     let sql = format!("SELECT {COLUMNS} FROM access_keys WHERE access_key_id = $1");
     query_opt(c, &sql, &[&id])

@@ -419,6 +419,14 @@ impl Store for PostgresStore {
         on_connection!(self, "create_access_key", |c| access_keys::create(&c, key)).await
     }
 
+    async fn create_first_access_key(&self, key: AccessKey) -> CoreResult<bool> {
+        let key = &key;
+        in_transaction!(self, "create_first_access_key", |tx| {
+            access_keys::create_first(&tx, key)
+        })
+        .await
+    }
+
     async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>> {
         on_connection!(self, "access_key", |c| access_keys::get(&c, access_key_id)).await
     }

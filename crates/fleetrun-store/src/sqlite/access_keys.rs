@@ -41,6 +41,24 @@ pub(crate) fn create(conn: &mut Connection, key: &AccessKey) -> Result<()> {
     Ok(())
 }
 
+/// The writer is the only connection that writes, so the check and the insert cannot interleave
+/// with another write.
+pub(crate) fn create_first(conn: &mut Connection, key: &AccessKey) -> Result<bool> {
+    let inserted = conn.execute(
+        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)",
+        params![
+            key.access_key_id,
+            key.secret_access_key,
+            key.user_name,
+            key.policy_json,
+            key.status.as_str(),
+            key.created_at
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<AccessKey>> {
     let sql = format!("SELECT {COLUMNS} FROM access_keys WHERE access_key_id = ?1");
     let mut stmt = conn.prepare_cached(&sql)?;

@@ -322,6 +322,11 @@ impl Store for SqliteStore {
         self.write(move |c| access_keys::create(c, &key)).await
     }
 
+    async fn create_first_access_key(&self, key: AccessKey) -> CoreResult<bool> {
+        self.write(move |c| access_keys::create_first(c, &key))
+            .await
+    }
+
     async fn access_key(&self, access_key_id: &str) -> CoreResult<Option<AccessKey>> {
         let id = access_key_id.to_owned();
         self.read(move |c| access_keys::get(c, &id)).await

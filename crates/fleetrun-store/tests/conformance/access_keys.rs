@@ -61,6 +61,30 @@ pub async fn check_access_keys(store: &dyn Store) {
     assert_eq!(store.access_key(&b.access_key_id).await.expect("get"), None);
 }
 
+/// Of several first keys offered at once to an empty store, exactly one is stored; once a key
+/// exists, none is.
+pub async fn check_first_access_key(store: &dyn Store) {
+    let offers: Vec<AccessKey> = (0..6)
+        .map(|i| key(&format!("AKIAFIRST{i:011}"), i))
+        .collect();
+    let first = |i: usize| store.create_first_access_key(offers[i].clone());
+    let (a, b, c, d, e, f) =
+        tokio::join!(first(0), first(1), first(2), first(3), first(4), first(5));
+    let won: Vec<bool> = [a, b, c, d, e, f]
+        .into_iter()
+        .map(|r| r.expect("create_first_access_key"))
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "winners: {won:?}");
+    let stored = store.access_keys().await.expect("list");
+    assert_eq!(stored.len(), 1);
+    let winner = won.iter().position(|w| *w).expect("one winner");
+    assert_eq!(stored[0], offers[winner]);
+    assert!(!store
+        .create_first_access_key(key("AKIALATECOMER0000000", 9))
+        .await
+        .expect("later offer"));
+}
+
 /// The first candidate stored under a name is the secret from then on, for every caller.
 pub async fn check_shared_secret(store: &dyn Store) {
     let first = store

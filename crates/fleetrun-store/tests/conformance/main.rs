@@ -40,6 +40,7 @@ mod backend {
 
     conformance!(
         check_access_keys,
+        check_first_access_key,
         check_shared_secret,
         check_insert_get_list,
         check_unrendered_listing,
