@@ -4,6 +4,7 @@
 //! a fan-out's thousands of polls and reports run a few hundred at a time. Whatever piles up while
 //! a batch runs is the next batch (group commit, as the SQLite writer does).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use fleetrun_core::command::{Claim, Finished};
@@ -17,6 +18,28 @@ use super::{Inner, PostgresStore};
 /// Most jobs in one transaction: bounds the statements' arrays and how long the first job of a
 /// batch waits for the rest.
 const MAX_BATCH: usize = 512;
+
+/// Batches committed and the jobs they carried (see [`PostgresStore::batch_counts`]).
+#[derive(Default)]
+pub(crate) struct BatchCounts {
+    transactions: AtomicU64,
+    jobs: AtomicU64,
+}
+
+impl BatchCounts {
+    fn committed(&self, jobs: usize) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.jobs
+            .fetch_add(u64::try_from(jobs).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.transactions.load(Ordering::Relaxed),
+            self.jobs.load(Ordering::Relaxed),
+        )
+    }
+}
 
 type Queued<J, T> = (J, oneshot::Sender<CoreResult<T>>);
 
@@ -136,8 +159,9 @@ async fn run<J, T, F>(
         drop(inner);
         let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
         let size = jobs.len();
-        match apply(store, jobs).await {
+        match apply(store.clone(), jobs).await {
             Ok(answers) => {
+                store.inner.batched.committed(size);
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(answer);
                 }

@@ -129,6 +129,8 @@ struct Inner {
     pool: Pool,
     /// Claims and finishes, gathered into batches (`batcher`, `polls`).
     batcher: batcher::Batcher,
+    /// How many batches ran and how many jobs they held.
+    batched: batcher::BatchCounts,
     /// The parsed URL, for the wake bus's own listening connection.
     config: tokio_postgres::Config,
     /// `host:port/dbname`, for messages (never the user or password).
@@ -243,6 +245,7 @@ impl PostgresStore {
             inner: Arc::new_cyclic(|inner| Inner {
                 pool,
                 batcher: batcher::Batcher::start(inner.clone()),
+                batched: batcher::BatchCounts::default(),
                 config,
                 target,
             }),
@@ -255,6 +258,13 @@ impl PostgresStore {
             .await?;
         tracing::debug!(target = %store.inner.target, "connected postgres store");
         Ok(store)
+    }
+
+    /// How batched the agents' polls and reports have been since this store connected:
+    /// (transactions committed, polls and reports they carried). Polls answered without a
+    /// transaction (an idle node) are in neither.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        self.inner.batched.get()
     }
 
     /// `host:port/dbname` this store uses.
