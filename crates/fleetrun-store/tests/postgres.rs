@@ -17,6 +17,7 @@ use fleetrun_core::document::{Plan, PlanStep};
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::query::{CommandQuery, ExecutionStage, ListKind, PageKey, StatusMatch};
 use fleetrun_core::status::{ExecutionOutcome, InvocationState, StateCounts};
+use fleetrun_core::store::WakeBus;
 use fleetrun_core::{CoreError, Store};
 use fleetrun_store::postgres::TempDatabase;
 use fleetrun_store::{PoolOptions, PostgresStore};
@@ -991,5 +992,102 @@ async fn pg_bad_url_is_refused_without_echoing_it() {
     match PostgresStore::connect("postgres://fleetrun:s3cret-pw@127.0.0.1:notaport/x").await {
         Err(CoreError::Store(msg)) => assert!(!msg.contains("s3cret-pw"), "{msg}"),
         other => panic!("expected a storage error, got {other:?}"),
+    }
+}
+
+/// `url` with `params` added to its query string.
+fn with_params(url: &str, params: &str) -> String {
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}{params}")
+}
+
+/// The server's `SHOW <setting>`, through a plain connection.
+async fn server_setting(admin: &str, setting: &str) -> String {
+    raw(admin)
+        .await
+        .query_one(&format!("SHOW {setting}"), &[])
+        .await
+        .expect("show")
+        .get(0)
+}
+
+/// Says past the harness's capture why a TLS test cannot run against this server.
+fn tls_skipped(test: &str, why: &str) {
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+}
+
+/// With no `sslmode` (libpq's default, `prefer`) a server that offers TLS gets encrypted
+/// connections — the pool's and the wake bus's; `sslmode=disable` keeps them plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_connections_are_encrypted_when_the_server_offers_tls() {
+    let test = "pg_connections_are_encrypted_when_the_server_offers_tls";
+    let Some(admin) = admin_url(test) else {
+        return;
+    };
+    if server_setting(&admin, "ssl").await != "on" {
+        return tls_skipped(test, "this PostgreSQL server has ssl = off");
+    }
+    let db = temp_db(&admin).await;
+    let store = PostgresStore::connect(db.url()).await.expect("connect");
+    assert!(store.uses_tls().await.expect("ask"), "prefer: encrypted");
+    let plain = PostgresStore::connect(&with_params(db.url(), "sslmode=disable"))
+        .await
+        .expect("connect plain");
+    assert!(!plain.uses_tls().await.expect("ask"), "disable: plain");
+    // The wake bus listens over its own connection, with the same TLS settings.
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let on_wake = woken.clone();
+    store
+        .wake_bus()
+        .subscribe(Arc::new(move |_| on_wake.notify_one()));
+    tokio::time::timeout(Duration::from_secs(10), woken.notified())
+        .await
+        .expect("the wake bus connected over TLS and started listening");
+}
+
+/// `verify-ca` trusts the root named by `sslrootcert`; `verify-full`, and `require` with a
+/// root given (libpq's rule), refuse a server whose certificate that root did not sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_certificates_are_checked_against_sslrootcert() {
+    let test = "pg_certificates_are_checked_against_sslrootcert";
+    let Some(admin) = admin_url(test) else {
+        return;
+    };
+    if server_setting(&admin, "ssl").await != "on" {
+        return tls_skipped(test, "this PostgreSQL server has ssl = off");
+    }
+    let server_cert = server_setting(&admin, "ssl_cert_file").await;
+    if std::fs::read(&server_cert).is_err() {
+        return tls_skipped(
+            test,
+            &format!("cannot read the server's certificate {server_cert}"),
+        );
+    }
+    let db = temp_db(&admin).await;
+    // A self-signed server certificate is its own root: the chain checks out, whatever its name.
+    let trusted = with_params(
+        db.url(),
+        &format!("sslmode=verify-ca&sslrootcert={server_cert}"),
+    );
+    let store = PostgresStore::connect(&trusted).await.expect("verify-ca");
+    assert!(store.uses_tls().await.expect("ask"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other =
+        rcgen::generate_simple_self_signed(vec!["other.example".to_string()]).expect("certificate");
+    let other_root = dir.path().join("other-root.pem");
+    std::fs::write(&other_root, other.cert.pem()).expect("write root");
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let url = with_params(
+            db.url(),
+            &format!("sslmode={mode}&sslrootcert={}", other_root.display()),
+        );
+        let refused = PostgresStore::connect(&url).await.expect_err(mode);
+        let text = refused.to_string();
+        assert!(
+            text.to_lowercase().contains("certificate"),
+            "{mode}: the refusal names the certificate: {text}"
+        );
     }
 }

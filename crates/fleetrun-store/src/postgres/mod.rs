@@ -23,6 +23,7 @@ mod rollout;
 mod schema;
 mod tags;
 mod temp;
+mod tls;
 mod transitions;
 mod wake;
 
@@ -51,6 +52,7 @@ use fleetrun_core::{CoreError, Store};
 use tokio_postgres::NoTls;
 
 pub use temp::TempDatabase;
+pub use tls::{split_tls_settings, UrlTls, Verify};
 pub use wake::PgWakeBus;
 
 pub(crate) use db::{
@@ -131,8 +133,9 @@ struct Inner {
     batcher: batcher::Batcher,
     /// How many batches ran and how many jobs they held.
     batched: batcher::BatchCounts,
-    /// The parsed URL, for the wake bus's own listening connection.
+    /// The parsed URL and its TLS connector, for the wake bus's own listening connection.
     config: tokio_postgres::Config,
+    connector: tls::Connector,
     /// `host:port/dbname`, for messages (never the user or password).
     target: String,
 }
@@ -192,10 +195,12 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PoolOptions) -> CoreResult<PostgresStore> {
         // The URL may carry a password: no message below quotes it, and the parser's own errors
         // name only the offending option.
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let (url, url_tls) = tls::split_tls_settings(url)?;
+        let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
             CoreError::Store(format!("postgres: invalid database URL: {}", describe(&e)))
         })?;
         let target = target_of(&config);
+        let connector = url_tls.connector(config.get_ssl_mode())?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
@@ -226,13 +231,15 @@ impl PostgresStore {
                 config.password(password);
             }
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &connector {
+            tls::Connector::Plain => Manager::from_config(config.clone(), NoTls, manager_config()),
+            tls::Connector::Tls(rustls) => {
+                Manager::from_config(config.clone(), rustls.clone(), manager_config())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(options.max_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -247,6 +254,7 @@ impl PostgresStore {
                 batcher: batcher::Batcher::start(inner.clone()),
                 batched: batcher::BatchCounts::default(),
                 config,
+                connector,
                 target,
             }),
         };
@@ -256,8 +264,23 @@ impl PostgresStore {
                 schema::migrate(&mut client).await
             })
             .await?;
-        tracing::debug!(target = %store.inner.target, "connected postgres store");
+        let tls = store.uses_tls().await?;
+        tracing::info!(target = %store.inner.target, tls, "connected to the PostgreSQL store");
         Ok(store)
+    }
+
+    /// Whether this store's connections are encrypted (asked of the server, `pg_stat_ssl`).
+    pub async fn uses_tls(&self) -> CoreResult<bool> {
+        on_connection!(self, "uses_tls", |c| async move {
+            let row = query_one(
+                &c,
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+            col::<bool>(&row, 0)
+        })
+        .await
     }
 
     /// How batched the agents' polls and reports have been since this store connected:
@@ -274,7 +297,11 @@ impl PostgresStore {
 
     /// This server's end of the wake-ups between servers on this database.
     pub fn wake_bus(&self) -> PgWakeBus {
-        PgWakeBus::new(self.inner.pool.clone(), self.inner.config.clone())
+        PgWakeBus::new(
+            self.inner.pool.clone(),
+            self.inner.config.clone(),
+            self.inner.connector.clone(),
+        )
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::CoreError;
-use tokio_postgres::NoTls;
 
 use super::describe;
 
@@ -94,10 +93,14 @@ async fn admin(admin_url: &str, sql: &str) -> CoreResult<()> {
         CoreError::Store(format!("postgres admin {what}: {}", describe(e)))
     };
     let run = async {
-        let (client, connection) = tokio_postgres::connect(admin_url, NoTls)
+        let (client, driver) = super::tls::connect_one(admin_url)
             .await
-            .map_err(|e| fail("connect", &e))?;
-        let driver = tokio::spawn(connection);
+            .map_err(|e| match e {
+                CoreError::Store(text) => {
+                    CoreError::Store(format!("postgres admin connect: {text}"))
+                }
+                other => other,
+            })?;
         let done = client
             .batch_execute(sql)
             .await

@@ -16,7 +16,10 @@ use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::InstanceId;
 use fleetrun_core::store::{Wake, WakeBus};
 use fleetrun_core::CoreError;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+
+use super::tls::Connector;
 
 /// The channel every replica listens on.
 const CHANNEL: &str = "fleetrun_wake";
@@ -30,14 +33,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct PgWakeBus {
     pool: Pool,
     config: tokio_postgres::Config,
+    connector: Connector,
     replica: String,
 }
 
 impl PgWakeBus {
-    pub(crate) fn new(pool: Pool, config: tokio_postgres::Config) -> PgWakeBus {
+    pub(crate) fn new(
+        pool: Pool,
+        config: tokio_postgres::Config,
+        connector: Connector,
+    ) -> PgWakeBus {
         PgWakeBus {
             pool,
             config,
+            connector,
             replica: fleetrun_core::ids::random_secret(12),
         }
     }
@@ -96,11 +105,16 @@ impl WakeBus for PgWakeBus {
 
     fn subscribe(&self, sink: Arc<dyn Fn(Wake) + Send + Sync>) {
         let config = self.config.clone();
+        let connector = self.connector.clone();
         let replica = self.replica.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match listen(&config, &replica, &sink).await {
+                let session = match &connector {
+                    Connector::Plain => listen(&config, NoTls, &replica, &sink).await,
+                    Connector::Tls(tls) => listen(&config, tls.clone(), &replica, &sink).await,
+                };
+                match session {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
@@ -117,12 +131,17 @@ impl WakeBus for PgWakeBus {
 /// One listening session: connects, LISTENs, tells the sink to look at everything (wake-ups
 /// sent while no session listened are lost), then delivers notifications until the connection
 /// ends.
-async fn listen(
+async fn listen<T>(
     config: &tokio_postgres::Config,
+    tls: T,
     replica: &str,
     sink: &Arc<dyn Fn(Wake) + Send + Sync>,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+) -> Result<(), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
     let driving = {
         let sink = sink.clone();
         let replica = replica.to_owned();
