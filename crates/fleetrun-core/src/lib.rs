@@ -15,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod node;
+pub mod notification;
 pub mod output;
 pub mod query;
 pub mod rate;
