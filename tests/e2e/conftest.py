@@ -109,6 +109,17 @@ def aws_cli() -> str:
     return found
 
 
+WEBHOOK_TOPIC = "arn:aws:sns:us-east-1:000000000000:fleetrun-e2e"
+
+
+def reserve_port() -> socket.socket:
+    """A TCP socket bound to a free loopback port and not listening: connections to it are refused
+    until its owner listens, and no other process can take the port meanwhile."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -232,6 +243,7 @@ class Server:
 def start_server(
     binary: str, data_dir: Path, log_dir: Path, name: str, local_node: bool, cwd: Path | None = None,
     env: dict | None = None, store: str | None = None, admin: dict | None = None,
+    extra_args: list[str] | None = None,
 ) -> Server:
     """Starts `fleetrun server` on a free port; returns once the banner is printed and /healthz answers.
     `env`: the server's whole environment (default: ours with NO_COLOR=1). `store`: a --store URL
@@ -249,6 +261,7 @@ def start_server(
         ]
         if local_node:
             argv.append("--local-node")
+        argv += extra_args or []
         proc = Proc(
             name if attempt == 0 else f"{name}-retry{attempt}", argv, log_dir, env=env, cwd=cwd
         )
@@ -338,7 +351,16 @@ class Fleet:
         self.data_dir = workdir / "data"
         self.agents: list[Agent] = []
         self._agent_seq = 0
-        server = start_server(binary, self.data_dir, self.logs, "server", local_node=True)
+        # The topic test_notifications.py sends to; its receiver binds the port first thing.
+        self.webhook_socket = reserve_port()
+        self.webhook_url = f"http://127.0.0.1:{self.webhook_socket.getsockname()[1]}/hook"
+        server = start_server(
+            binary, self.data_dir, self.logs, "server", local_node=True,
+            extra_args=[
+                "--webhook", f"{WEBHOOK_TOPIC}={self.webhook_url}",
+                "--webhook-retry-max-secs", "2",
+            ],
+        )
         self.server, self.endpoint, self.node_id = server.proc, server.endpoint, server.node_id
         self.credentials = server.credentials
         try:

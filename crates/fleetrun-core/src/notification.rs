@@ -11,11 +11,13 @@
 //! - Timestamps are ISO-8601 UTC with trailing zeros of the fraction dropped (`.17Z`, as in AWS's
 //!   samples), and no fraction at all on a whole second.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Millis;
-use crate::command::Notification;
+use crate::command::{NewCommand, Notification};
+use crate::ids::CommandId;
+use crate::lifecycle::Effects;
 use crate::status::{CommandState, InvocationState};
 
 /// What a command's notices are built from: its record's fields.
@@ -43,6 +45,17 @@ pub struct Notice {
     /// The JSON document AWS sends as the SNS `Message`.
     pub body: String,
     pub event_time: Millis,
+}
+
+/// A notice waiting in a store's outbox, as leased to a deliverer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub message_id: String,
+    pub topic_arn: String,
+    pub body: String,
+    pub event_time: Millis,
+    /// Leases so far, this one included.
+    pub attempts: u32,
 }
 
 /// The announced statuses, as the API names them.
@@ -170,6 +183,74 @@ fn message_id(command_id: &str, instance_id: &str, status: &str) -> String {
     )
 }
 
+/// What a store keeps with a command whose `NotificationConfig` names a topic: everything its
+/// notices are built from, so a transaction that changes the command's status needs no second
+/// read of the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    pub command_id: String,
+    pub document_name: String,
+    pub instance_ids: Vec<String>,
+    pub requested_at: Millis,
+    pub expires_at: Millis,
+    pub output_s3_bucket: String,
+    pub output_s3_key_prefix: String,
+    pub config: Notification,
+}
+
+impl NotifySpec {
+    /// `None` when the command names no topic (nothing will ever be announced).
+    pub fn of(cmd: &NewCommand) -> Option<NotifySpec> {
+        if cmd.echo.notification.arn.is_empty() {
+            return None;
+        }
+        Some(NotifySpec {
+            command_id: cmd.id.to_string(),
+            document_name: cmd.document_name.clone(),
+            instance_ids: cmd.echo.instance_ids.clone(),
+            requested_at: cmd.requested_at,
+            expires_at: cmd.expires_at,
+            output_s3_bucket: cmd.echo.output_s3_bucket_name.clone(),
+            output_s3_key_prefix: cmd.echo.output_s3_key_prefix.clone(),
+            config: cmd.echo.notification.clone(),
+        })
+    }
+
+    fn context(&self) -> NoticeContext<'_> {
+        NoticeContext {
+            command_id: &self.command_id,
+            document_name: &self.document_name,
+            instance_ids: &self.instance_ids,
+            requested_at: self.requested_at,
+            expires_at: self.expires_at,
+            output_s3_bucket: &self.output_s3_bucket,
+            output_s3_key_prefix: &self.output_s3_key_prefix,
+            config: &self.config,
+        }
+    }
+
+    /// The notices a transaction's `effects` produce for this command, in the order the changes
+    /// happened (invocations first, then the command's own summary).
+    pub fn notices(&self, effects: &Effects, event_time: Millis) -> Vec<Notice> {
+        let ctx = self.context();
+        let mine = |id: &CommandId| id.as_str() == self.command_id;
+        let per_node = effects
+            .invocations
+            .iter()
+            .filter(|c| mine(&c.command_id))
+            .filter_map(|c| {
+                invocation_notice(&ctx, c.instance_id.as_str(), c.from, c.to, event_time)
+            });
+        let summary = effects
+            .commands
+            .iter()
+            .filter(|c| mine(&c.command_id))
+            .filter_map(|c| command_notice(&ctx, c.from, c.to, event_time));
+        per_node.chain(summary).collect()
+    }
+}
+
 /// ISO-8601 UTC as in AWS's notification samples: milliseconds with trailing zeros dropped.
 pub fn sns_time(ms: Millis) -> String {
     let full = crate::clock::iso8601(ms); // …:SS.mmmZ
@@ -281,6 +362,55 @@ mod tests {
         let bare = config("", &[]);
         assert!(cmd(&bare, C::Pending, C::InProgress));
         assert!(!inv(&bare, I::Pending, I::InProgress));
+    }
+
+    #[test]
+    fn a_transactions_effects_become_this_commands_notices() {
+        use crate::ids::InstanceId;
+        use crate::lifecycle::{CommandChange, InvocationChange};
+        let id = CommandId::generate();
+        let other = CommandId::generate();
+        let node = InstanceId::parse("mi-00000000000000001").expect("id");
+        let spec = |kind: &str| NotifySpec {
+            command_id: id.to_string(),
+            document_name: "AWS-RunShellScript".into(),
+            instance_ids: vec![],
+            requested_at: 0,
+            expires_at: 1,
+            output_s3_bucket: String::new(),
+            output_s3_key_prefix: String::new(),
+            config: config(kind, &["All"]),
+        };
+        let change = |c: &CommandId, from, to| InvocationChange {
+            command_id: c.clone(),
+            instance_id: node.clone(),
+            from,
+            to,
+        };
+        let effects = Effects {
+            wake: vec![],
+            invocations: vec![
+                change(&id, InvocationState::Pending, InvocationState::InProgress),
+                change(
+                    &other,
+                    InvocationState::Pending,
+                    InvocationState::InProgress,
+                ),
+            ],
+            commands: vec![CommandChange {
+                command_id: id.clone(),
+                from: CommandState::Pending,
+                to: CommandState::InProgress,
+            }],
+        };
+        let per_node = spec("Invocation").notices(&effects, 5);
+        assert_eq!(per_node.len(), 1, "only this command's invocation");
+        assert!(per_node[0]
+            .body
+            .contains(r#""instanceId":"mi-00000000000000001""#));
+        let summary = spec("Command").notices(&effects, 5);
+        assert_eq!(summary.len(), 1);
+        assert!(summary[0].body.contains(r#""status":"InProgress""#));
     }
 
     #[test]

@@ -53,6 +53,25 @@ pub trait Store: Send + Sync + 'static {
     /// NextTokens and node session credentials live here, so any replica accepts another's.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> CoreResult<Vec<u8>>;
 
+    // ---- notification outbox (ARCHITECTURE.md, "Notifications") ----
+    // Notices are written by the transitions themselves, in the transaction that changes the
+    // status, for every command stored with a `NotifySpec`.
+    /// Up to `limit` notices due at `now`, soonest due first, each leased until `now + lease_ms`:
+    /// no caller (this server or another on the same store) gets it again before then, so a
+    /// deliverer that dies mid-delivery only delays it.
+    async fn lease_notices(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<crate::notification::OutboxEntry>>;
+    /// Removes a delivered notice (a repeat does nothing).
+    async fn notice_delivered(&self, message_id: &str) -> CoreResult<()>;
+    /// Makes a notice due again at `at` (a failed delivery's next attempt).
+    async fn retry_notice_at(&self, message_id: &str, at: Millis) -> CoreResult<()>;
+    /// How many notices wait to be delivered.
+    async fn notice_backlog(&self) -> CoreResult<u64>;
+
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;

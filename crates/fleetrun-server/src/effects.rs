@@ -26,6 +26,10 @@ impl AppState {
             tracing::debug!(command_id = %change.command_id, from = change.from.as_str(),
                 to = change.to.as_str(), "command status changed");
         }
+        // The store wrote any notices these changes produce; the deliverer sends them now.
+        if !effects.invocations.is_empty() || !effects.commands.is_empty() {
+            self.outbox.notify_one();
+        }
     }
 }
 

@@ -46,6 +46,10 @@ pub enum ApiError {
     InvalidResourceId(String),
     TooManyTagsError(String),
     InvalidTarget(String),
+    /// SendCommand: a NotificationArn that names no topic this server delivers to (`--webhook`).
+    InvalidNotificationConfig {
+        topic_arn: String,
+    },
     /// SendCommand: the document does not run on a named node's platform.
     UnsupportedPlatformType(String),
     /// Agent endpoints: credentials missing or wrong.
@@ -140,6 +144,7 @@ impl ApiError {
             Self::InvalidResourceId(_) => "InvalidResourceId",
             Self::TooManyTagsError(_) => "TooManyTagsError",
             Self::InvalidTarget(_) => "InvalidTarget",
+            Self::InvalidNotificationConfig { .. } => "InvalidNotificationConfig",
             Self::UnsupportedPlatformType(_) => "UnsupportedPlatformType",
             Self::UnrecognizedClient(_) => "UnrecognizedClientException",
             Self::NodeNotRegistered(_) => fleetrun_wire::agent::NOT_REGISTERED_CODE,
@@ -226,6 +231,10 @@ impl ApiError {
             | Self::InvalidDocumentOperation(m) => m.clone(),
             Self::Signature(e) => signature_message(e),
             Self::ExpiredToken => "The security token included in the request is expired".into(),
+            // The model's description of the error, with the topic named.
+            Self::InvalidNotificationConfig { topic_arn } => format!(
+                "One or more configuration items isn't valid. Verify that a valid Amazon Resource Name (ARN) was provided for an Amazon Simple Notification Service topic: {topic_arn} is not a topic this server delivers to."
+            ),
             // AWS has no replay check (SigV4 allows replays inside the window); our sentence.
             Self::ReplayedRequest => "The request signature has already been used; sign every request anew.".into(),
             Self::AgentProtocolMismatch => fleetrun_wire::agent::PROTOCOL_MISMATCH_MESSAGE.into(),

@@ -19,6 +19,7 @@ mod timekeeper;
 pub mod tls;
 pub mod token;
 pub mod transport;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub struct ServerConfig {
     pub node_credentials_lifetime: Duration,
     /// How far a request's SigV4 timestamp may be from the server's clock (SSM: 5 minutes).
     pub signature_window: Duration,
+    /// The SNS topics this server delivers notifications for, and to whom (`--webhook`).
+    pub webhooks: Vec<webhooks::Subscriber>,
+    /// Longest wait between two attempts to deliver a notification.
+    pub webhook_retry_max: Duration,
 }
 
 impl ServerConfig {
@@ -74,6 +79,8 @@ impl ServerConfig {
             limits: limits::Limits::default(),
             node_credentials_lifetime: node_auth::DEFAULT_CREDENTIALS_LIFETIME,
             signature_window: Duration::from_secs(300),
+            webhooks: Vec::new(),
+            webhook_retry_max: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +102,8 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
     /// Wake-ups for other replicas on the same store, when it has a wake bus.
     pub(crate) replicas: Option<effects::ReplicaWakes>,
+    /// Rung when a store call changed a status: the notification deliverer looks for notices.
+    pub(crate) outbox: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -165,6 +174,17 @@ impl Server {
         private_dir(&config.data_dir)?;
         let tokens = token_key(&config.data_dir, store.as_ref()).await?;
         let node_auth = Arc::new(node_auth::NodeAuth::open(&config, store.as_ref()).await?);
+        if !config.webhooks.is_empty() {
+            let path =
+                webhooks::write_secrets(store.as_ref(), &config.data_dir, &config.webhooks).await?;
+            let topics: std::collections::BTreeSet<&str> = config
+                .webhooks
+                .iter()
+                .map(|w| w.topic_arn.as_str())
+                .collect();
+            tracing::info!(topics = topics.len(), subscribers = config.webhooks.len(),
+                secrets = %path.display(), "notifications: delivering to webhooks");
+        }
         let (shutdown_tx, shutting_down) = watch::channel(false);
         Ok(Self {
             state: AppState {
@@ -177,6 +197,7 @@ impl Server {
                 node_auth,
                 shutting_down,
                 replicas: None,
+                outbox: Arc::new(tokio::sync::Notify::new()),
             },
             shutdown_tx,
         })
@@ -242,6 +263,7 @@ impl Server {
         let app = router(self.state.clone());
         let limits = self.state.config.limits.clone();
         let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
+        let deliverer = tokio::spawn(webhooks::deliver(self.state.clone()));
         let tx = self.shutdown_tx;
         let signal = async move {
             shutdown.await;
@@ -250,6 +272,7 @@ impl Server {
         };
         let result = transport::serve(listener, tls, app, limits, signal).await;
         ticker.abort();
+        deliverer.abort();
         result
     }
 }

@@ -87,6 +87,19 @@ struct ServerArgs {
     /// Keep command history this many days (default: forever).
     #[arg(long, env = "FLEETRUN_RETENTION_DAYS")]
     retention_days: Option<u64>,
+    /// Deliver notifications for the SNS topic ARN to this HTTP(S) webhook:
+    /// `arn:aws:sns:REGION:ACCOUNT:TOPIC=https://receiver/path`. Repeatable (several topics,
+    /// several subscribers per topic); the env var takes a comma-separated list. A command whose
+    /// NotificationConfig names another topic is refused (InvalidNotificationConfig). Each POST
+    /// is signed: X-Fleetrun-Signature = sha256=HMAC-SHA256(secret, body), each subscriber's
+    /// secret in <data-dir>/webhook-secrets.
+    #[arg(long = "webhook", env = "FLEETRUN_WEBHOOK", value_name = "TOPIC_ARN=URL",
+        value_delimiter = ',', value_parser = parse_webhook)]
+    webhooks: Vec<fleetrun_server::webhooks::Subscriber>,
+    /// Longest wait, in seconds, between two attempts to deliver a notification (attempts back
+    /// off 1 s, 2 s, 4 s, … up to this).
+    #[arg(long, env = "FLEETRUN_WEBHOOK_RETRY_MAX", default_value_t = 60)]
+    webhook_retry_max_secs: u64,
     /// Serve HTTPS with this PEM certificate chain (leaf first). Without it a non-loopback
     /// address gets a self-signed certificate generated in <data-dir>/tls/.
     #[arg(
@@ -292,6 +305,8 @@ async fn server(args: ServerArgs, log_format: LogFormat) -> anyhow::Result<()> {
     config.region = args.region.clone();
     config.ping_timeout = Duration::from_secs(args.ping_timeout_secs);
     config.retention = args.retention_days.map(|d| Duration::from_secs(d * 86_400));
+    config.webhooks = args.webhooks.clone();
+    config.webhook_retry_max = Duration::from_secs(args.webhook_retry_max_secs.max(1));
     let mut server = Server::new(config, opened.store).await?;
     if let Some(bus) = opened.replicas {
         server = server.with_replicas(bus);
@@ -596,4 +611,8 @@ async fn agent_inner(args: AgentArgs) -> anyhow::Result<u8> {
     // `fleetrun_agent::run` logs "agent started" (with its settings) and "agent stopped".
     fleetrun_agent::run(cfg, identity, shutdown_signal()).await?;
     Ok(exit::CLEAN)
+}
+
+fn parse_webhook(spec: &str) -> Result<fleetrun_server::webhooks::Subscriber, String> {
+    fleetrun_server::webhooks::Subscriber::parse(spec)
 }

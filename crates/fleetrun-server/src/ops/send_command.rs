@@ -187,6 +187,18 @@ pub async fn send_command(
     super::targets::check(&mut v, &req);
     finish(v)?;
     let (targeting, echo_ids, echo_targets) = super::targets::interpret(&req)?;
+    if let Some(arn) = req
+        .notification_config
+        .as_ref()
+        .and_then(|n| n.notification_arn.as_deref())
+        .filter(|a| !a.is_empty())
+    {
+        if !st.config.webhooks.iter().any(|w| w.topic_arn == arn) {
+            return Err(ApiError::InvalidNotificationConfig {
+                topic_arn: arn.to_string(),
+            });
+        }
+    }
 
     let name = req.document_name.clone().unwrap_or_default();
     let version = req.document_version.clone().unwrap_or_default();

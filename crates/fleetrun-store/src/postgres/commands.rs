@@ -2,6 +2,7 @@
 //! reading them back (the listings are in `listing`). State changes after insertion belong to
 //! `lifecycle`, never here.
 
+use fleetrun_core::notification::NotifySpec;
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Transaction};
@@ -177,9 +178,9 @@ fn seeded_times(cmd: &NewCommand, state: InvocationState) -> (i64, Option<Millis
 const INSERT_COMMAND_SQL: &str = "INSERT INTO commands (command_id, requested_at, expires_at,
          document_name, document_version, comment, timeout_seconds, max_concurrency, max_errors,
          error_budget, echo_json, plan_json, counts_json, cancel_requested, status,
-         status_details, terminal, released, acked, settled, rendered)
+         status_details, terminal, released, acked, settled, rendered, notify_json)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-         $19, $20, $21)
+         $19, $20, $21, $22)
      RETURNING seq";
 
 /// SendCommand's write: the command and its Pending invocations (one statement for all targets),
@@ -216,6 +217,9 @@ pub(crate) async fn insert(
             &s.acked,
             &s.settled,
             &cmd.rendered,
+            &NotifySpec::of(cmd)
+                .map(|spec| serde_json::to_string(&spec))
+                .transpose()?,
         ],
     )
     .await?;

@@ -18,6 +18,7 @@ mod db;
 mod documents;
 mod lifecycle;
 mod listing;
+mod outbox;
 mod polls;
 mod rollout;
 mod schema;
@@ -44,6 +45,7 @@ use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::lifecycle::Effects;
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
+use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
@@ -449,6 +451,36 @@ impl Store for PostgresStore {
             &tx, name, candidate
         ))
         .await
+    }
+
+    async fn lease_notices(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<OutboxEntry>> {
+        on_connection!(self, "lease_notices", |c| outbox::lease(
+            &c, now, lease_ms, limit
+        ))
+        .await
+    }
+
+    async fn notice_delivered(&self, message_id: &str) -> CoreResult<()> {
+        on_connection!(self, "notice_delivered", |c| outbox::delivered(
+            &c, message_id
+        ))
+        .await
+    }
+
+    async fn retry_notice_at(&self, message_id: &str, at: Millis) -> CoreResult<()> {
+        on_connection!(self, "retry_notice_at", |c| outbox::retry_at(
+            &c, message_id, at
+        ))
+        .await
+    }
+
+    async fn notice_backlog(&self) -> CoreResult<u64> {
+        on_connection!(self, "notice_backlog", |c| outbox::backlog(&c)).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

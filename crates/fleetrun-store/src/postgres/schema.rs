@@ -176,7 +176,22 @@ CREATE TABLE server_secrets (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2_SERVER_SECRETS];
+/// Version 3: notifications (SQLite's version 10): what a command's notices are built from, and
+/// the outbox the transitions write them into.
+const V3_NOTIFICATIONS: &str = r#"
+ALTER TABLE commands ADD COLUMN notify_json TEXT;
+CREATE TABLE notification_outbox (
+    message_id      TEXT COLLATE "C" PRIMARY KEY,
+    topic_arn       TEXT   NOT NULL,
+    body            TEXT   NOT NULL,
+    event_time      BIGINT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL
+);
+CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2_SERVER_SECRETS, V3_NOTIFICATIONS];
 
 /// The advisory lock every migration transaction takes ("fleetrun" in ASCII); advisory locks are
 /// per database, so servers on other databases of the same cluster do not wait for each other.

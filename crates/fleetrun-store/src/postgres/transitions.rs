@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use deadpool_postgres::Transaction;
 use fleetrun_core::ids::CommandId;
 use fleetrun_core::lifecycle::{Effects, InvocationChange, Tally};
+use fleetrun_core::notification::NotifySpec;
 use fleetrun_core::rate::Rollout;
 use fleetrun_core::status::{transition, CommandState, InvocationEvent, InvocationState};
 use tokio_postgres::types::ToSql;
@@ -38,6 +39,8 @@ pub(crate) struct Locked {
     /// Something changed: the rollout advances and the row is rewritten at the end. (A command
     /// locked only to read its invocations safely is left as it was.)
     pub(crate) dirty: bool,
+    /// What its notices are built from, when it announces its changes.
+    pub(crate) notify: Option<NotifySpec>,
 }
 
 /// Invocation transitions applied within one transaction, and what they changed.
@@ -50,7 +53,7 @@ pub(crate) struct Transitions {
 
 /// The columns [`locked_from_row`] decodes (after the seq in column 0).
 const TALLY_COLUMNS: &str = "seq, counts_json, error_budget, cancel_requested, max_concurrency, \
-     terminal, released, acked, settled, command_id, status_details";
+     terminal, released, acked, settled, command_id, status_details, notify_json";
 
 fn locked_from_row(row: &Row) -> Result<Locked> {
     let details: &str = col(row, 10)?;
@@ -73,6 +76,9 @@ fn locked_from_row(row: &Row) -> Result<Locked> {
         },
         terminal: col(row, 5)?,
         dirty: false,
+        notify: col::<Option<&str>>(row, 11)?
+            .map(serde_json::from_str)
+            .transpose()?,
     })
 }
 
@@ -273,6 +279,34 @@ impl Transitions {
             self.effects
                 .command_changed(locked.id.clone(), tally.loaded_state, agg.state);
         }
-        Ok(self.effects.settled())
+        let effects = self.effects.settled();
+        let now = fleetrun_core::clock::now_millis();
+        let notices: Vec<_> = self
+            .touched
+            .values()
+            .filter_map(|l| l.notify.as_ref())
+            .flat_map(|spec| spec.notices(&effects, now))
+            .collect();
+        if !notices.is_empty() {
+            let column = |f: fn(&fleetrun_core::notification::Notice) -> String| -> Vec<String> {
+                notices.iter().map(f).collect()
+            };
+            let ids = column(|n| n.message_id.clone());
+            let topics = column(|n| n.topic_arn.clone());
+            let bodies = column(|n| n.body.clone());
+            let times: Vec<i64> = notices.iter().map(|n| n.event_time).collect();
+            execute(
+                tx,
+                "INSERT INTO notification_outbox
+                     (message_id, topic_arn, body, event_time, next_attempt_at)
+                 SELECT id, topic, body, at, at
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                     AS n(id, topic, body, at)
+                 ON CONFLICT (message_id) DO NOTHING",
+                &[&ids, &topics, &bodies, &times],
+            )
+            .await?;
+        }
+        Ok(effects)
     }
 }

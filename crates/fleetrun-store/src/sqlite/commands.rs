@@ -21,6 +21,8 @@ use fleetrun_core::CoreError;
 use rusqlite::types::{Type, Value};
 use rusqlite::{params, params_from_iter, Connection, Row};
 
+use fleetrun_core::notification::NotifySpec;
+
 use super::lifecycle::{with_transitions, InvocationRef};
 use super::{command_id, instance_id, invocation_state, to_i64, Error, Result};
 
@@ -161,9 +163,9 @@ fn insert_rows(
         "INSERT INTO commands (command_id, requested_at, expires_at, document_name, document_version,
              comment, timeout_seconds, max_concurrency, max_errors, error_budget, echo_json, plan_json,
              counts_json, cancel_requested, status, status_details, terminal, released, acked, settled,
-             rendered)
+             rendered, notify_json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21)",
+             ?19, ?20, ?21, ?22)",
     )?
     .execute(params![
         cmd.id.as_str(),
@@ -187,6 +189,9 @@ fn insert_rows(
         acked,
         settled,
         cmd.rendered,
+        NotifySpec::of(cmd)
+            .map(|spec| serde_json::to_string(&spec))
+            .transpose()?,
     ])?;
     let seq = tx.last_insert_rowid();
 

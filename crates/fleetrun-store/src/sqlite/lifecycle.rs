@@ -18,6 +18,7 @@ use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::lifecycle::{
     cancel_scope, reconcile_held, report_times, Effects, HeldAction, InvocationChange, Tally,
 };
+use fleetrun_core::notification::NotifySpec;
 use fleetrun_core::rate::Rollout;
 use fleetrun_core::status::{transition, CommandState, InvocationEvent, InvocationState};
 use fleetrun_core::store::CancelOutcome;
@@ -43,6 +44,8 @@ pub(crate) struct InvocationRef {
 pub(crate) struct Transitions {
     pub(crate) touched: HashMap<i64, (CommandId, Tally)>,
     pub(crate) effects: Effects,
+    /// The touched commands that announce their changes, by seq.
+    notify: HashMap<i64, NotifySpec>,
 }
 
 impl Transitions {
@@ -50,7 +53,16 @@ impl Transitions {
         match self.touched.entry(seq) {
             Entry::Occupied(e) => Ok(&mut e.into_mut().1),
             Entry::Vacant(e) => {
-                type Row = (String, String, String, u32, bool, String, Rollout);
+                type Row = (
+                    String,
+                    String,
+                    String,
+                    u32,
+                    bool,
+                    String,
+                    Rollout,
+                    Option<String>,
+                );
                 let (
                     id,
                     counts_json,
@@ -59,10 +71,12 @@ impl Transitions {
                     cancel_requested,
                     max_concurrency,
                     rollout,
+                    notify_json,
                 ): Row = tx
                     .prepare_cached(
                         "SELECT command_id, counts_json, status_details, error_budget,
-                             cancel_requested, max_concurrency, released, acked, settled
+                             cancel_requested, max_concurrency, released, acked, settled,
+                             notify_json
                          FROM commands WHERE seq = ?1",
                     )?
                     .query_row([seq], |r| {
@@ -79,8 +93,12 @@ impl Transitions {
                                 settled: r.get(8)?,
                                 ..Rollout::default()
                             },
+                            r.get(9)?,
                         ))
                     })?;
+                if let Some(json) = notify_json {
+                    self.notify.insert(seq, serde_json::from_str(&json)?);
+                }
                 let loaded_state = CommandState::parse(&details)
                     .ok_or_else(|| Error::Corrupt(format!("command state {details:?}")))?;
                 let tally = Tally {
@@ -172,7 +190,21 @@ impl Transitions {
             self.effects
                 .command_changed(id.clone(), tally.loaded_state, agg.state);
         }
-        Ok(self.effects.settled())
+        let effects = self.effects.settled();
+        if !self.notify.is_empty() {
+            let now = fleetrun_core::clock::now_millis();
+            let mut enqueue = tx.prepare_cached(
+                "INSERT OR IGNORE INTO notification_outbox
+                     (message_id, topic_arn, body, event_time, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?;
+            for spec in self.notify.values() {
+                for n in spec.notices(&effects, now) {
+                    enqueue.execute(params![n.message_id, n.topic_arn, n.body, n.event_time])?;
+                }
+            }
+        }
+        Ok(effects)
     }
 }
 

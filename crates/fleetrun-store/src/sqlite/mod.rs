@@ -14,6 +14,7 @@ mod activations;
 mod commands;
 mod documents;
 mod lifecycle;
+mod outbox;
 mod readers;
 mod reply;
 mod rollout;
@@ -36,6 +37,7 @@ use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::lifecycle::Effects;
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
+use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
@@ -316,6 +318,30 @@ impl Store for SqliteStore {
         let (name, candidate) = (name.to_owned(), candidate.to_vec());
         self.write(move |c| access_keys::shared_secret(c, &name, &candidate))
             .await
+    }
+
+    async fn lease_notices(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<OutboxEntry>> {
+        self.write(move |c| outbox::lease(c, now, lease_ms, limit))
+            .await
+    }
+
+    async fn notice_delivered(&self, message_id: &str) -> CoreResult<()> {
+        let id = message_id.to_owned();
+        self.write(move |c| outbox::delivered(c, &id)).await
+    }
+
+    async fn retry_notice_at(&self, message_id: &str, at: Millis) -> CoreResult<()> {
+        let id = message_id.to_owned();
+        self.write(move |c| outbox::retry_at(c, &id, at)).await
+    }
+
+    async fn notice_backlog(&self) -> CoreResult<u64> {
+        self.read(outbox::backlog).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

@@ -223,6 +223,22 @@ CREATE TABLE server_secrets (
 );
 "#;
 
+/// Version 10: notifications. A command whose NotificationConfig names a topic keeps what its
+/// notices are built from (`fleetrun_core::notification::NotifySpec`, JSON; NULL: none); the
+/// transitions write each notice into the outbox in the same transaction as the change.
+const V10_NOTIFICATIONS: &str = r#"
+ALTER TABLE commands ADD COLUMN notify_json TEXT;
+CREATE TABLE notification_outbox (
+    message_id      TEXT    NOT NULL PRIMARY KEY,
+    topic_arn       TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    event_time      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     V1,
     V2,
@@ -233,6 +249,7 @@ const MIGRATIONS: &[&str] = &[
     V7_SIGN_OFF,
     V8_COUNTS_BY_NAME,
     V9_SERVER_SECRETS,
+    V10_NOTIFICATIONS,
 ];
 
 /// The schema version this build writes.

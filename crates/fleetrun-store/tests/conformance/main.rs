@@ -10,6 +10,7 @@ mod activations;
 mod documents;
 mod lifecycle;
 mod listing;
+mod notifications;
 mod rollout;
 mod support;
 mod tags;
@@ -19,6 +20,7 @@ pub use activations::*;
 pub use documents::*;
 pub use lifecycle::*;
 pub use listing::*;
+pub use notifications::*;
 pub use rollout::*;
 pub use tags::*;
 
@@ -69,6 +71,7 @@ mod backend {
         check_no_instances_command,
         check_documents,
         check_documents_paging,
+        check_notification_outbox,
     );
 
     /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
