@@ -267,7 +267,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));
@@ -559,8 +559,12 @@ async fn a_data_dir_from_before_counts_by_name_lists_as_before() {
         .expect("rewrite");
     }
     // And without what later versions added.
-    conn.execute_batch("DROP TABLE server_secrets")
-        .expect("drop the v9 table");
+    conn.execute_batch(
+        "DROP TABLE server_secrets;
+         DROP TABLE notification_outbox;
+         ALTER TABLE commands DROP COLUMN notify_json;",
+    )
+    .expect("drop what v9 and v10 added");
     conn.pragma_update(None, "user_version", 7)
         .expect("version");
     drop(conn);

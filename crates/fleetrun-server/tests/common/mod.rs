@@ -163,6 +163,11 @@ impl TestServer {
         Self::start_configured(dir, addr, |_| {}, false).await
     }
 
+    /// [`TestServer::start_in`] with a tweaked configuration (a restart with the same settings).
+    pub async fn start_in_with(dir: Arc<TestDir>, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_configured(dir, None, tweak, false).await
+    }
+
     /// Starts a fresh server over TLS with a self-signed certificate generated in its data dir, as
     /// `fleetrun server` does on a non-loopback address.
     pub async fn start_tls() -> Self {
