@@ -23,13 +23,15 @@ fn key_from_row(row: &Row) -> Result<AccessKey> {
     })
 }
 
-/// One statement: a concurrent create of the same id conflicts on the primary key and is told
-/// apart by `ON CONFLICT DO NOTHING` changing no row.
-pub(crate) async fn create<C: GenericClient>(c: &C, key: &AccessKey) -> Result<()> {
-    let inserted = execute(
+/// Runs an `INSERT INTO access_keys (…) <rest>` whose six parameters are `key`'s columns; returns
+/// the rows inserted.
+async fn insert<C: GenericClient>(c: &C, rest: &str, key: &AccessKey) -> Result<u64> {
+    let sql = format!(
+        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at) {rest}"
+    );
+    execute(
         c,
-        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (access_key_id) DO NOTHING",
+        &sql,
         &[
             &key.access_key_id,
             &key.secret_access_key,
@@ -39,8 +41,14 @@ pub(crate) async fn create<C: GenericClient>(c: &C, key: &AccessKey) -> Result<(
             &key.created_at,
         ],
     )
-    .await?;
-    if inserted == 0 {
+    .await
+}
+
+/// One statement: a concurrent create of the same id conflicts on the primary key and is told
+/// apart by `ON CONFLICT DO NOTHING` changing no row.
+pub(crate) async fn create<C: GenericClient>(c: &C, key: &AccessKey) -> Result<()> {
+    let rest = "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (access_key_id) DO NOTHING";
+    if insert(c, rest, key).await? == 0 {
         return Err(CoreError::AccessKeyExists(key.access_key_id.clone()).into());
     }
     Ok(())
@@ -54,21 +62,8 @@ const FIRST_KEY_LOCK: i64 = 0x6669_7273_746b_6579;
 /// Run inside a transaction: the lock is transaction-scoped.
 pub(crate) async fn create_first<C: GenericClient>(c: &C, key: &AccessKey) -> Result<bool> {
     execute(c, "SELECT pg_advisory_xact_lock($1)", &[&FIRST_KEY_LOCK]).await?;
-    let inserted = execute(
-        c,
-        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
-         SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)",
-        &[
-            &key.access_key_id,
-            &key.secret_access_key,
-            &key.user_name,
-            &key.policy_json,
-            &key.status.as_str(),
-            &key.created_at,
-        ],
-    )
-    .await?;
-    Ok(inserted == 1)
+    let rest = "SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)";
+    Ok(insert(c, rest, key).await? == 1)
 }
 
 pub(crate) async fn get<C: GenericClient>(c: &C, id: &str) -> Result<Option<AccessKey>> {

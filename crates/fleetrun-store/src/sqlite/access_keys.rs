@@ -22,10 +22,14 @@ fn key_from_row(row: &Row<'_>) -> Result<AccessKey> {
     })
 }
 
-pub(crate) fn create(conn: &mut Connection, key: &AccessKey) -> Result<()> {
-    let inserted = conn.execute(
-        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (access_key_id) DO NOTHING",
+/// Runs an `INSERT INTO access_keys (…) <rest>` whose six parameters are `key`'s columns; returns
+/// the rows inserted.
+fn insert(conn: &Connection, rest: &str, key: &AccessKey) -> Result<usize> {
+    let sql = format!(
+        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at) {rest}"
+    );
+    Ok(conn.execute(
+        &sql,
         params![
             key.access_key_id,
             key.secret_access_key,
@@ -34,8 +38,12 @@ pub(crate) fn create(conn: &mut Connection, key: &AccessKey) -> Result<()> {
             key.status.as_str(),
             key.created_at
         ],
-    )?;
-    if inserted == 0 {
+    )?)
+}
+
+pub(crate) fn create(conn: &mut Connection, key: &AccessKey) -> Result<()> {
+    let rest = "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (access_key_id) DO NOTHING";
+    if insert(conn, rest, key)? == 0 {
         return Err(CoreError::AccessKeyExists(key.access_key_id.clone()).into());
     }
     Ok(())
@@ -44,19 +52,8 @@ pub(crate) fn create(conn: &mut Connection, key: &AccessKey) -> Result<()> {
 /// The writer is the only connection that writes, so the check and the insert cannot interleave
 /// with another write.
 pub(crate) fn create_first(conn: &mut Connection, key: &AccessKey) -> Result<bool> {
-    let inserted = conn.execute(
-        "INSERT INTO access_keys (access_key_id, secret, user_name, policy_json, status, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)",
-        params![
-            key.access_key_id,
-            key.secret_access_key,
-            key.user_name,
-            key.policy_json,
-            key.status.as_str(),
-            key.created_at
-        ],
-    )?;
-    Ok(inserted == 1)
+    let rest = "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS (SELECT 1 FROM access_keys)";
+    Ok(insert(conn, rest, key)? == 1)
 }
 
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<AccessKey>> {
