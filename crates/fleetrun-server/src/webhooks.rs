@@ -31,6 +31,20 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// The URL as logs show it: without a user, password or query, which may hold credentials.
+    pub fn shown(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) => format!(
+                "{}://{}{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                u.path()
+            ),
+            Err(_) => "<unparsable url>".into(),
+        }
+    }
+
     /// Parses `<topic-arn>=<url>` (the ARN holds no `=`; the URL may).
     pub fn parse(spec: &str) -> Result<Subscriber, String> {
         let (arn, url) = spec
@@ -224,12 +238,12 @@ async fn send(st: &AppState, client: &reqwest::Client, key: &[u8], entry: Outbox
             Ok(r) if r.status().is_success() => {}
             Ok(r) => {
                 failed = true;
-                tracing::warn!(url = %s.url, status = r.status().as_u16(), message_id = %entry.message_id,
+                tracing::warn!(url = %s.shown(), status = r.status().as_u16(), message_id = %entry.message_id,
                     attempts = entry.attempts, "notification refused by its webhook; will retry");
             }
             Err(e) => {
                 failed = true;
-                tracing::warn!(url = %s.url, error = %e, message_id = %entry.message_id,
+                tracing::warn!(url = %s.shown(), error = %e, message_id = %entry.message_id,
                     attempts = entry.attempts, "notification not delivered; will retry");
             }
         }
@@ -277,6 +291,15 @@ mod tests {
         ] {
             assert!(Subscriber::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn logged_urls_hide_credentials() {
+        let s = Subscriber::parse(
+            "arn:aws:sns:us-east-1:123456789012:ops=https://user:pw@hooks.example:8443/x?token=t",
+        )
+        .expect("parse");
+        assert_eq!(s.shown(), "https://hooks.example:8443/x");
     }
 
     #[test]
