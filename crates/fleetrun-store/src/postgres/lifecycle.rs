@@ -123,7 +123,7 @@ pub(crate) async fn purge_before(tx: &Transaction<'_>, before: Millis) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::polls::{CANDIDATES_CONDITION, NODE_WORK_SQL};
+    use crate::postgres::polls::{CANDIDATES_SQL, HELD_SQL, WAITING_SQL};
     use crate::postgres::{PostgresStore, TempDatabase};
 
     /// The lookups every poll and the timekeeper run read their indexes (the live-only claim
@@ -172,27 +172,21 @@ mod tests {
                 .join("\n")
         };
         let nodes = vec![node];
+        for sql in [HELD_SQL, WAITING_SQL] {
+            let rows = client
+                .query(&format!("EXPLAIN {sql}"), &[&nodes, &0i64, &locked])
+                .await
+                .expect("explain");
+            let p = plan(rows);
+            assert!(
+                p.contains("using invocations_by_claim on invocations i"),
+                "{p}"
+            );
+            assert!(p.contains("using commands_pkey on commands c"), "{p}");
+            assert!(!p.contains("Seq Scan"), "{p}");
+        }
         let rows = client
-            .query(
-                &format!("EXPLAIN {NODE_WORK_SQL}"),
-                &[&nodes, &0i64, &locked],
-            )
-            .await
-            .expect("explain");
-        let p = plan(rows);
-        assert!(
-            p.contains("using invocations_by_claim on invocations i"),
-            "{p}"
-        );
-        assert!(p.contains("using commands_pkey on commands c"), "{p}");
-        assert!(!p.contains("Seq Scan"), "{p}");
-        let rows = client
-            .query(
-                &format!(
-                    "EXPLAIN SELECT seq FROM commands WHERE {CANDIDATES_CONDITION} FOR UPDATE"
-                ),
-                &[&nodes, &0i64],
-            )
+            .query(&format!("EXPLAIN {CANDIDATES_SQL}"), &[&nodes, &0i64])
             .await
             .expect("explain");
         let p = plan(rows);

@@ -62,28 +62,33 @@ impl NodeWork {
     }
 }
 
-/// The commands a poll of these nodes may change, as a condition for `Transitions::lock_where`
-/// (found and locked in one statement): those of the invocations they hold (InProgress/Cancelling)
-/// and of those released to them and waiting (Pending/Delayed, unexpired). Work another
-/// transaction releases to these nodes after the last round's snapshot is not seen; that
-/// transaction wakes the nodes once it commits, and the woken poll claims it.
-pub(crate) const CANDIDATES_CONDITION: &str = "seq IN (SELECT i.command_seq
+/// The commands a poll of these nodes may change: those of the invocations they hold
+/// (InProgress/Cancelling) and of those released to them and waiting (Pending/Delayed,
+/// unexpired). Read before locking; the locked re-reads below decide.
+pub(crate) const CANDIDATES_SQL: &str = "SELECT DISTINCT i.command_seq
      FROM invocations i JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ANY($1)
        AND (i.state IN ('InProgress', 'Cancelling')
-            OR (i.state IN ('Pending', 'Delayed') AND i.released AND c.expires_at > $2)))";
+            OR (i.state IN ('Pending', 'Delayed') AND i.released AND c.expires_at > $2))";
 
-/// These nodes' invocations among the locked commands, oldest first: those their agents hold
-/// (InProgress/Cancelling) and those released to them and waiting for delivery (Pending/Delayed)
-/// of unexpired commands. One read for both: reconciling the held ones changes no waiting row.
-pub(crate) const NODE_WORK_SQL: &str =
+/// These nodes' invocations that their agents hold (InProgress/Cancelling) among the locked
+/// commands, oldest first.
+pub(crate) const HELD_SQL: &str =
     "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
         i.cancel_sent, c.document_name, c.plan_json, i.instance_id
      FROM invocations i JOIN commands c ON c.seq = i.command_seq
-     WHERE i.instance_id = ANY($1)
-       AND i.state IN ('InProgress', 'Cancelling', 'Pending', 'Delayed')
-       AND (i.state IN ('InProgress', 'Cancelling') OR (i.released AND c.expires_at > $2))
-       AND i.command_seq = ANY($3)
+     WHERE i.instance_id = ANY($1) AND i.state IN ('InProgress', 'Cancelling')
+       AND c.expires_at > $2 AND i.command_seq = ANY($3)
+     ORDER BY i.requested_at, i.command_seq";
+
+/// These nodes' invocations released to them and waiting for delivery (Pending/Delayed) of
+/// unexpired commands among the locked ones, oldest first.
+pub(crate) const WAITING_SQL: &str =
+    "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
+        i.cancel_sent, c.document_name, c.plan_json, i.instance_id
+     FROM invocations i JOIN commands c ON c.seq = i.command_seq
+     WHERE i.instance_id = ANY($1) AND i.state IN ('Pending', 'Delayed') AND i.released
+       AND c.expires_at > $2 AND i.command_seq = ANY($3)
      ORDER BY i.requested_at, i.command_seq";
 
 /// Delivers a batch of waiting invocations with one compare-and-set: each row moves from the
@@ -97,14 +102,15 @@ const DELIVER_SQL: &str = "UPDATE invocations i
        AND i.state = u.from_state
      RETURNING i.command_id, i.instance_id, i.released";
 
-/// Runs [`NODE_WORK_SQL`] for `nodes`.
+/// Runs [`HELD_SQL`] or [`WAITING_SQL`] for `nodes`.
 async fn nodes_work(
     tx: &Transaction<'_>,
+    sql: &str,
     nodes: &[&str],
     now: Millis,
     locked: &[i64],
 ) -> Result<Vec<NodeWork>> {
-    let rows = query(tx, NODE_WORK_SQL, &[&nodes, &now, &locked]).await?;
+    let rows = query(tx, sql, &[&nodes, &now, &locked]).await?;
     rows.iter()
         .map(|r| {
             Ok(NodeWork {
@@ -154,11 +160,10 @@ pub(crate) async fn idle_poll<C: GenericClient>(
     Ok(!signed_off && now - last_ping < PING_REFRESH_MS && !busy)
 }
 
-/// A batch of agent polls, each node at most once; one [`Claim`] per job, in order. Each step is
-/// one statement for the whole batch (and steps 2–4 share one read of the nodes' invocations):
-/// 1. update the nodes' heartbeats (their rows locked in id order), then find and lock the
-///    commands the polls may change, in seq order (the lock order everywhere: nodes, then
-///    commands by seq);
+/// A batch of agent polls, each node at most once; one [`Claim`] per job, in order. The steps,
+/// each one statement for the whole batch:
+/// 1. lock the nodes' rows (the heartbeat), in id order, then the commands the polls may change,
+///    in seq order (the lock order everywhere: nodes, then commands by seq);
 /// 2. reconcile what each agent holds: an invocation it should hold but does not list in `known`
 ///    was either handed out on this same session and the answer lost (delivered again, in
 ///    `Claim::resent`) or died with a previous agent process (`LostByAgent`);
@@ -174,39 +179,30 @@ pub(crate) async fn claim_batch(tx: &Transaction<'_>, jobs: &[ClaimJob]) -> Resu
     let mut nodes: Vec<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
     nodes.sort_unstable();
     nodes.dedup();
-    // Locked in id order by the subquery, then updated: one round trip.
+    query(
+        tx,
+        "SELECT 1 FROM nodes WHERE instance_id = ANY($1) ORDER BY instance_id FOR UPDATE",
+        &[&nodes],
+    )
+    .await?;
     execute(
         tx,
-        "UPDATE nodes SET last_ping_at = $2, signed_off_at = NULL
-         WHERE instance_id IN (SELECT instance_id FROM nodes WHERE instance_id = ANY($1)
-                               ORDER BY instance_id FOR UPDATE)",
+        "UPDATE nodes SET last_ping_at = $2, signed_off_at = NULL WHERE instance_id = ANY($1)",
         &[&nodes, &now],
     )
     .await?;
     let mut tr = Transitions::default();
-    // Work released to these nodes by a transaction that committed after a round's snapshot shows
-    // up in the next round: in a wide rollout, claims released while this batch waited for the
-    // command's lock are served now instead of by one more poll each. A round that locks nothing
-    // new ends it (an idle poll costs one).
+    // Work released to these nodes by a transaction that committed after the candidates were read
+    // shows up in the next read; a few rounds catch it, the next poll catches the rest.
     for _ in 0..3 {
-        if tr
-            .lock_where(tx, CANDIDATES_CONDITION, &[&nodes, &now])
-            .await?
-            == 0
-        {
+        let rows = query(tx, CANDIDATES_SQL, &[&nodes, &now]).await?;
+        let seqs: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_>>()?;
+        if seqs.iter().all(|s| tr.touched.contains_key(s)) {
             break;
         }
+        tr.lock(tx, seqs).await?;
     }
     let locked: Vec<i64> = tr.touched.keys().copied().collect();
-    let (held, waiting): (Vec<NodeWork>, Vec<NodeWork>) = nodes_work(tx, &nodes, now, &locked)
-        .await?
-        .into_iter()
-        .partition(|w| {
-            matches!(
-                w.inv.state,
-                InvocationState::InProgress | InvocationState::Cancelling
-            )
-        });
     let at: HashMap<&str, usize> = jobs
         .iter()
         .enumerate()
@@ -218,7 +214,7 @@ pub(crate) async fn claim_batch(tx: &Transaction<'_>, jobs: &[ClaimJob]) -> Resu
         .collect();
     let mut claims: Vec<Claim> = jobs.iter().map(|_| Claim::default()).collect();
 
-    for held in held {
+    for held in nodes_work(tx, HELD_SQL, &nodes, Millis::MIN, &locked).await? {
         let Some(&i) = at.get(held.inv.instance_id.as_str()) else {
             continue;
         };
@@ -249,6 +245,7 @@ pub(crate) async fn claim_batch(tx: &Transaction<'_>, jobs: &[ClaimJob]) -> Resu
     }
 
     // New work: one compare-and-set for every waiting invocation of the batch.
+    let waiting = nodes_work(tx, WAITING_SQL, &nodes, now, &locked).await?;
     let mut deliver: Vec<(&NodeWork, InvocationState)> = Vec::with_capacity(waiting.len());
     for work in &waiting {
         if let Some(to) = transition(work.inv.state, InvocationEvent::Delivered) {
