@@ -90,12 +90,15 @@ pub async fn serve(
                 Ok((tcp, peer)) => {
                     backoff.reset();
                     let conn = registry.open();
+                    let accepted_id = conn.id;
                     let registered = Registered { registry: registry.clone(), id: conn.id };
                     tasks.spawn(conn::run(tcp, peer, conn, registered, ctx.clone()));
                     // `closing` walks every connection: only at the cap, not on every accept.
+                    // The new connection has sent nothing yet, so it looks idle too; it is the
+                    // one the room is made for.
                     while registry.len() > cap
                         && registry.len().saturating_sub(registry.closing()) > cap
-                        && registry.shed_oldest_idle()
+                        && registry.shed_oldest_idle_except(Some(accepted_id))
                     {}
                 }
                 Err(e) => {

@@ -218,12 +218,18 @@ impl Registry {
     /// passed over for `TAIL_GRACE` (after that its client has stopped reading). Returns false
     /// when every connection is busy.
     pub(crate) fn shed_oldest_idle(&self) -> bool {
+        self.shed_oldest_idle_except(None)
+    }
+
+    /// [`Registry::shed_oldest_idle`], never choosing `spared` (the connection just accepted: it
+    /// is the one the slot is being made for). Ties in idle time go to the older connection.
+    pub(crate) fn shed_oldest_idle_except(&self, spared: Option<u64>) -> bool {
         let now = ms_since(self.epoch);
         let victim = self
             .lock()
             .values()
-            .filter(|c| c.sheddable(now))
-            .min_by_key(|c| c.idle_since.load(Ordering::Acquire))
+            .filter(|c| c.sheddable(now) && Some(c.id) != spared)
+            .min_by_key(|c| (c.idle_since.load(Ordering::Acquire), c.id))
             .cloned();
         match victim {
             Some(c) => {
@@ -316,6 +322,31 @@ mod tests {
         assert_eq!(young.close_reason(), Some(CloseReason::Shed));
         assert!(!reg.shed_oldest_idle(), "only a busy connection is left");
         assert_eq!(busy.close_reason(), None);
+    }
+
+    #[test]
+    fn the_connection_just_accepted_is_never_the_one_shed() {
+        let reg = Registry::new();
+        // Opened within the same millisecond as often as not: equal idle times.
+        let old = reg.open();
+        let new = reg.open();
+        assert!(reg.shed_oldest_idle_except(Some(new.id)));
+        assert_eq!(old.close_reason(), Some(CloseReason::Shed));
+        assert_eq!(new.close_reason(), None);
+        assert!(
+            !reg.shed_oldest_idle_except(Some(new.id)),
+            "only the spared connection is left idle"
+        );
+        // Equal idle times go to the older connection.
+        let reg = Registry::new();
+        let first = reg.open();
+        let second = reg.open();
+        second
+            .idle_since
+            .store(first.idle_since.load(Ordering::Acquire), Ordering::Release);
+        assert!(reg.shed_oldest_idle());
+        assert_eq!(first.close_reason(), Some(CloseReason::Shed));
+        assert_eq!(second.close_reason(), None);
     }
 
     #[test]
