@@ -181,7 +181,14 @@ pub(crate) async fn deliver(st: AppState) {
     };
     let mut shutting_down = st.shutting_down.clone();
     loop {
-        match st.store.lease_notices(now_millis(), LEASE_MS, BATCH).await {
+        // A read first: an idle server must not take the store's write path every second.
+        let waiting = st.store.notice_backlog().await.unwrap_or(1);
+        let leased = if waiting == 0 {
+            Ok(Vec::new())
+        } else {
+            st.store.lease_notices(now_millis(), LEASE_MS, BATCH).await
+        };
+        match leased {
             Ok(due) if !due.is_empty() => {
                 let mut sends = tokio::task::JoinSet::new();
                 for entry in due {

@@ -54,7 +54,6 @@ use fleetrun_core::{CoreError, Store};
 use tokio_postgres::NoTls;
 
 pub use temp::TempDatabase;
-pub use tls::{split_tls_settings, UrlTls, Verify};
 pub use wake::PgWakeBus;
 
 pub(crate) use db::{

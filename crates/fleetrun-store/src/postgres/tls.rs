@@ -28,7 +28,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
+pub(crate) enum Verify {
     /// Encryption only: any certificate (libpq's `prefer` and `require`).
     Nothing,
     /// The chain up to a trusted root, whatever name it was issued for.
@@ -39,12 +39,12 @@ pub enum Verify {
 
 /// The TLS settings tokio-postgres does not read, taken out of a database URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UrlTls {
+pub(crate) struct UrlTls {
     /// `sslmode=verify-ca` or `verify-full`.
-    pub verify: Option<Verify>,
+    pub(crate) verify: Option<Verify>,
     /// `sslrootcert`: a PEM file of trusted roots; `None`, or the word `system`, means the
     /// operating system's roots.
-    pub root_cert: Option<PathBuf>,
+    pub(crate) root_cert: Option<PathBuf>,
 }
 
 /// The connector every connection of a store uses.
@@ -91,7 +91,7 @@ pub(crate) async fn connect_one(
 /// parse (`verify-ca`/`verify-full` become `require`, `sslrootcert` is removed) and those
 /// settings. Key=value connection strings pass through unchanged (tokio-postgres reads their
 /// `sslmode`; the verifying modes need the URL form).
-pub fn split_tls_settings(url: &str) -> Result<(String, UrlTls), CoreError> {
+pub(crate) fn split_tls_settings(url: &str) -> Result<(String, UrlTls), CoreError> {
     let mut extra = UrlTls::default();
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
     let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {

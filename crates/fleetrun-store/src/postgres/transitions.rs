@@ -16,7 +16,6 @@ use fleetrun_core::lifecycle::{Effects, InvocationChange, Tally};
 use fleetrun_core::notification::NotifySpec;
 use fleetrun_core::rate::Rollout;
 use fleetrun_core::status::{transition, CommandState, InvocationEvent, InvocationState};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::{col, col_u32, command_id, execute, instance_id, query, query_opt, Error, Result};
@@ -100,31 +99,13 @@ impl Transitions {
         }
         want.sort_unstable();
         want.dedup();
-        self.lock_where(tx, "seq = ANY($1)", &[&want]).await?;
-        Ok(())
-    }
-
-    /// Locks and loads, in seq order, the commands whose rows match `condition` (an SQL condition
-    /// over `commands`, typically `seq IN (subquery)`: finding and locking in one round trip).
-    /// Commands this transaction locked already keep their loaded state. Returns how many were
-    /// locked now for the first time.
-    pub(crate) async fn lock_where(
-        &mut self,
-        tx: &Transaction<'_>,
-        condition: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<usize> {
         let sql = format!(
-            "SELECT {TALLY_COLUMNS} FROM commands WHERE {condition} ORDER BY seq FOR UPDATE"
+            "SELECT {TALLY_COLUMNS} FROM commands WHERE seq = ANY($1) ORDER BY seq FOR UPDATE"
         );
-        let mut added = 0;
-        for row in query(tx, &sql, params).await? {
-            if let Entry::Vacant(e) = self.touched.entry(col(&row, 0)?) {
-                e.insert(locked_from_row(&row)?);
-                added += 1;
-            }
+        for row in query(tx, &sql, &[&want]).await? {
+            self.touched.insert(col(&row, 0)?, locked_from_row(&row)?);
         }
-        Ok(added)
+        Ok(())
     }
 
     /// Locks and loads the commands with these ids not locked yet, in seq order; returns the seq
