@@ -75,6 +75,11 @@ pub struct NewCommand {
 }
 
 impl NewCommand {
+    /// The log group its output goes to, when CloudWatch output is enabled.
+    pub fn log_group(&self) -> Option<String> {
+        crate::live_output::log_group(&self.echo.cloudwatch, &self.document_name)
+    }
+
     /// The stored command this becomes, once the store has given it `seq` and its counters.
     pub fn into_command(self, seq: i64, counts: StateCounts, cancel_requested: bool) -> Command {
         Command {

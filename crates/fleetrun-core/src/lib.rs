@@ -14,6 +14,7 @@ pub mod documents;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
+pub mod live_output;
 pub mod node;
 pub mod notification;
 pub mod output;

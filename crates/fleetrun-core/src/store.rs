@@ -72,6 +72,42 @@ pub trait Store: Send + Sync + 'static {
     /// How many notices wait to be delivered.
     async fn notice_backlog(&self) -> CoreResult<u64>;
 
+    // ---- live output (ARCHITECTURE.md, "Live output") ----
+    /// Adds what is new of a shipped piece of a stream (`live_output::place`) and answers how
+    /// many bytes of the stream the store holds. The invocation must exist
+    /// (`CoreError::NoSuchInvocation`); its status does not matter (output may arrive after the
+    /// report). The stream is filed under the command's log group when it has one.
+    async fn append_output(
+        &self,
+        chunk: crate::live_output::NewChunk,
+    ) -> CoreResult<crate::live_output::ChunkAck>;
+    /// A command's stored chunks with ids above `after`, in id order, at most `limit`; only
+    /// `instance`'s when given.
+    async fn command_output(
+        &self,
+        command: &CommandId,
+        instance: Option<&InstanceId>,
+        after: i64,
+        limit: usize,
+    ) -> CoreResult<Vec<crate::live_output::CommandChunk>>;
+    /// Log groups in name order: names starting with `prefix`, after `after`, at most `limit`.
+    async fn log_groups(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<crate::live_output::LogGroup>>;
+    /// A page of a group's log streams; `None` when the group does not exist.
+    async fn log_streams(
+        &self,
+        query: crate::live_output::StreamQuery,
+    ) -> CoreResult<Option<Vec<crate::live_output::LogStream>>>;
+    /// A group's chunks as the query says; `None` when the group does not exist.
+    async fn log_chunks(
+        &self,
+        query: crate::live_output::ChunkQuery,
+    ) -> CoreResult<Option<Vec<crate::live_output::LogChunk>>>;
+
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;

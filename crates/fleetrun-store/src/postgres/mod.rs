@@ -19,6 +19,7 @@ mod documents;
 mod lifecycle;
 mod listing;
 mod outbox;
+mod output;
 mod polls;
 mod rollout;
 mod schema;
@@ -44,6 +45,9 @@ use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocume
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::lifecycle::Effects;
+use fleetrun_core::live_output::{
+    ChunkAck, ChunkQuery, CommandChunk, LogChunk, LogGroup, LogStream, NewChunk, StreamQuery,
+};
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
@@ -480,6 +484,47 @@ impl Store for PostgresStore {
 
     async fn notice_backlog(&self) -> CoreResult<u64> {
         on_connection!(self, "notice_backlog", |c| outbox::backlog(&c)).await
+    }
+
+    async fn append_output(&self, chunk: NewChunk) -> CoreResult<ChunkAck> {
+        let chunk = &chunk;
+        in_transaction!(self, "append_output", |tx| output::append(&tx, chunk)).await
+    }
+
+    async fn command_output(
+        &self,
+        command: &CommandId,
+        instance: Option<&InstanceId>,
+        after: i64,
+        limit: usize,
+    ) -> CoreResult<Vec<CommandChunk>> {
+        let instance = instance.map(InstanceId::as_str);
+        on_connection!(self, "command_output", |c| output::command_chunks(
+            &c, command, instance, after, limit
+        ))
+        .await
+    }
+
+    async fn log_groups(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<LogGroup>> {
+        on_connection!(self, "log_groups", |c| output::log_groups(
+            &c, prefix, after, limit
+        ))
+        .await
+    }
+
+    async fn log_streams(&self, query: StreamQuery) -> CoreResult<Option<Vec<LogStream>>> {
+        let query = &query;
+        on_connection!(self, "log_streams", |c| output::log_streams(&c, query)).await
+    }
+
+    async fn log_chunks(&self, query: ChunkQuery) -> CoreResult<Option<Vec<LogChunk>>> {
+        let query = &query;
+        on_connection!(self, "log_chunks", |c| output::log_chunks(&c, query)).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

@@ -301,10 +301,11 @@ pub(crate) async fn claim_batch(tx: &Transaction<'_>, jobs: &[ClaimJob]) -> Resu
 
 /// The invocations a batch of reports is about, read under the command locks.
 const REPORTED_SQL: &str =
-    "SELECT i.command_id, i.instance_id, i.state, i.started_at, i.command_seq
+    "SELECT i.command_id, i.instance_id, i.state, i.started_at, i.command_seq, c.log_group
      FROM invocations i
      JOIN unnest($1::text[], $2::text[]) AS u(command_id, instance_id)
-       ON i.command_id = u.command_id AND i.instance_id = u.instance_id";
+       ON i.command_id = u.command_id AND i.instance_id = u.instance_id
+     JOIN commands c ON c.seq = i.command_seq";
 
 /// Records a batch of final reports with one compare-and-set.
 const FINISH_SQL: &str = "UPDATE invocations i
@@ -334,9 +335,14 @@ pub(crate) async fn finish_batch(
     let cmd_ids: Vec<&str> = jobs.iter().map(|j| j.report.command_id.as_str()).collect();
     let insts: Vec<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
     let mut found: HashMap<(String, String), (InvocationState, Option<Millis>)> = HashMap::new();
+    let mut log_groups: HashMap<String, String> = HashMap::new();
     for row in query(tx, REPORTED_SQL, &[&cmd_ids, &insts]).await? {
         let state = invocation_state(col(&row, 2)?)?;
-        found.insert((col(&row, 0)?, col(&row, 1)?), (state, col(&row, 3)?));
+        let command: String = col(&row, 0)?;
+        if let Some(group) = col::<Option<String>>(&row, 5)? {
+            log_groups.insert(command.clone(), group);
+        }
+        found.insert((command, col(&row, 1)?), (state, col(&row, 3)?));
     }
 
     /// A report that passed the checks, waiting for the batched update.
@@ -418,6 +424,19 @@ pub(crate) async fn finish_batch(
         };
         if applied {
             applied_jobs.push(p.job);
+            if let Some(group) = log_groups.get(&p.inv.command_id) {
+                let job = &jobs[p.job];
+                super::output::store_report_output(
+                    tx,
+                    p.inv.command_seq,
+                    group,
+                    &job.node,
+                    &job.report.command_id,
+                    &job.report,
+                    job.now,
+                )
+                .await?;
+            }
         }
         answers[p.job] = Some(Ok(Finished {
             applied,

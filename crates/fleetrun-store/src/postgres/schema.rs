@@ -191,7 +191,41 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2_SERVER_SECRETS, V3_NOTIFICATIONS];
+/// Version 4: live output, as SQLite's version 11 (`sqlite/schema.rs`).
+const V4_LIVE_OUTPUT: &str = r#"
+ALTER TABLE commands ADD COLUMN log_group TEXT COLLATE "C";
+CREATE TABLE output_streams (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command_seq    BIGINT NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    instance_id    TEXT   COLLATE "C" NOT NULL,
+    step           TEXT   COLLATE "C" NOT NULL,
+    stream         TEXT   COLLATE "C" NOT NULL,
+    log_group      TEXT   COLLATE "C",
+    log_stream     TEXT   COLLATE "C" NOT NULL,
+    committed      BIGINT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    first_event_at BIGINT NOT NULL,
+    last_event_at  BIGINT NOT NULL,
+    UNIQUE (command_seq, instance_id, step, stream)
+);
+CREATE INDEX output_streams_by_name ON output_streams (log_group, log_stream)
+    WHERE log_group IS NOT NULL;
+CREATE INDEX output_streams_by_last_event ON output_streams (log_group, last_event_at, log_stream)
+    WHERE log_group IS NOT NULL;
+CREATE TABLE output_chunks (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_id   BIGINT NOT NULL,
+    command_seq BIGINT NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    log_group   TEXT   COLLATE "C",
+    at          BIGINT NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    data        BYTEA  NOT NULL
+);
+CREATE INDEX output_chunks_by_command ON output_chunks (command_seq, id);
+CREATE INDEX output_chunks_by_group ON output_chunks (log_group, at, id) WHERE log_group IS NOT NULL;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2_SERVER_SECRETS, V3_NOTIFICATIONS, V4_LIVE_OUTPUT];
 
 /// The advisory lock every migration transaction takes ("fleetrun" in ASCII); advisory locks are
 /// per database, so servers on other databases of the same cluster do not wait for each other.

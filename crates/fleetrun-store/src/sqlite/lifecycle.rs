@@ -396,16 +396,17 @@ pub(crate) fn finish(
 ) -> Result<Finished> {
     let (applied, effects) = with_transitions(conn, |tx, tr| {
         // `started_at` holds the delivery time until the report replaces it.
-        let found: Option<(i64, String, bool, Option<Millis>)> = tx
+        let found: Option<(i64, String, bool, Option<Millis>, Option<String>)> = tx
             .prepare_cached(
-                "SELECT command_seq, state, released, started_at FROM invocations
-                 WHERE command_id = ?1 AND instance_id = ?2",
+                "SELECT i.command_seq, i.state, i.released, i.started_at, c.log_group
+                 FROM invocations i JOIN commands c ON c.seq = i.command_seq
+                 WHERE i.command_id = ?1 AND i.instance_id = ?2",
             )?
             .query_row(params![report.command_id.as_str(), node.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
-        let Some((command_seq, state, released, delivered_at)) = found else {
+        let Some((command_seq, state, released, delivered_at, log_group)) = found else {
             return Err(CoreError::NoSuchInvocation(
                 report.command_id.to_string(),
                 node.to_string(),
@@ -438,6 +439,17 @@ pub(crate) fn finish(
             times.ended_at,
             serde_json::to_string(&times.steps)?,
         ])?;
+        if let Some(group) = log_group {
+            super::output::store_report_output(
+                tx,
+                command_seq,
+                &group,
+                node,
+                &report.command_id,
+                report,
+                now,
+            )?;
+        }
         Ok(true)
     })?;
     Ok(Finished { applied, effects })

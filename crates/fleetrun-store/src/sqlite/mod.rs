@@ -15,6 +15,7 @@ mod commands;
 mod documents;
 mod lifecycle;
 mod outbox;
+mod output;
 mod readers;
 mod reply;
 mod rollout;
@@ -36,6 +37,9 @@ use fleetrun_core::documents::{Document, DocumentVersion, NewDocument, NewDocume
 use fleetrun_core::error::CoreResult;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::lifecycle::Effects;
+use fleetrun_core::live_output::{
+    ChunkAck, ChunkQuery, CommandChunk, LogChunk, LogGroup, LogStream, NewChunk, StreamQuery,
+};
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
@@ -342,6 +346,43 @@ impl Store for SqliteStore {
 
     async fn notice_backlog(&self) -> CoreResult<u64> {
         self.read(outbox::backlog).await
+    }
+
+    async fn append_output(&self, chunk: NewChunk) -> CoreResult<ChunkAck> {
+        self.write(move |c| output::append(c, &chunk)).await
+    }
+
+    async fn command_output(
+        &self,
+        command: &CommandId,
+        instance: Option<&InstanceId>,
+        after: i64,
+        limit: usize,
+    ) -> CoreResult<Vec<CommandChunk>> {
+        let command = command.clone();
+        let instance = instance.map(|i| i.as_str().to_owned());
+        self.read(move |c| output::command_chunks(c, &command, instance.as_deref(), after, limit))
+            .await
+    }
+
+    async fn log_groups(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<LogGroup>> {
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        self.read(move |c| output::log_groups(c, &prefix, after.as_deref(), limit))
+            .await
+    }
+
+    async fn log_streams(&self, query: StreamQuery) -> CoreResult<Option<Vec<LogStream>>> {
+        self.read(move |c| output::log_streams(c, &query)).await
+    }
+
+    async fn log_chunks(&self, query: ChunkQuery) -> CoreResult<Option<Vec<LogChunk>>> {
+        self.read(move |c| output::log_chunks(c, &query)).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

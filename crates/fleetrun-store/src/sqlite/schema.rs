@@ -239,6 +239,43 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
 "#;
 
+/// Version 11: live output. Each step stream that received output has a row (its log group and
+/// stream names for the CloudWatch Logs reads, how many bytes are held); its chunks keep the bytes
+/// at their offsets. Both go with their command (`ON DELETE CASCADE`, the retention purge).
+/// `commands.log_group` is the group of a command with CloudWatch output enabled (NULL: none).
+const V11_LIVE_OUTPUT: &str = r#"
+ALTER TABLE commands ADD COLUMN log_group TEXT;
+CREATE TABLE output_streams (
+    id             INTEGER PRIMARY KEY,
+    command_seq    INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    instance_id    TEXT    NOT NULL,
+    step           TEXT    NOT NULL,
+    stream         TEXT    NOT NULL,
+    log_group      TEXT,
+    log_stream     TEXT    NOT NULL,
+    committed      INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    first_event_at INTEGER NOT NULL,
+    last_event_at  INTEGER NOT NULL,
+    UNIQUE (command_seq, instance_id, step, stream)
+);
+CREATE INDEX output_streams_by_name ON output_streams (log_group, log_stream)
+    WHERE log_group IS NOT NULL;
+CREATE INDEX output_streams_by_last_event ON output_streams (log_group, last_event_at, log_stream)
+    WHERE log_group IS NOT NULL;
+CREATE TABLE output_chunks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id   INTEGER NOT NULL,
+    command_seq INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    log_group   TEXT,
+    at          INTEGER NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    data        BLOB    NOT NULL
+);
+CREATE INDEX output_chunks_by_command ON output_chunks (command_seq, id);
+CREATE INDEX output_chunks_by_group ON output_chunks (log_group, at, id) WHERE log_group IS NOT NULL;
+"#;
+
 const MIGRATIONS: &[&str] = &[
     V1,
     V2,
@@ -250,6 +287,7 @@ const MIGRATIONS: &[&str] = &[
     V8_COUNTS_BY_NAME,
     V9_SERVER_SECRETS,
     V10_NOTIFICATIONS,
+    V11_LIVE_OUTPUT,
 ];
 
 /// The schema version this build writes.

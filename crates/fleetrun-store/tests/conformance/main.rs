@@ -11,6 +11,7 @@ mod documents;
 mod lifecycle;
 mod listing;
 mod notifications;
+mod output;
 mod rollout;
 mod support;
 mod tags;
@@ -21,6 +22,7 @@ pub use documents::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use notifications::*;
+pub use output::*;
 pub use rollout::*;
 pub use tags::*;
 
@@ -72,6 +74,7 @@ mod backend {
         check_documents,
         check_documents_paging,
         check_notification_outbox,
+        check_live_output,
     );
 
     /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
