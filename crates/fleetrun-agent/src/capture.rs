@@ -75,7 +75,7 @@ pub(crate) fn prefix_text(bytes: &[u8], whole: bool, max_chars: usize) -> (Strin
 }
 
 /// Length of a multi-byte UTF-8 sequence cut short at the end of `b` (0 if there is none).
-fn incomplete_tail(b: &[u8]) -> usize {
+pub(crate) fn incomplete_tail(b: &[u8]) -> usize {
     for back in 1..=b.len().min(3) {
         let byte = b[b.len() - back];
         if byte & 0xC0 != 0x80 {

@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
-    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, PollRequest, PollResponse,
-    RegisterRequest, RegisterResponse, ResultAck, ResultReport, TokenRequest, TokenResponse,
-    GOODBYE_PATH, MAX_DROPPED_PER_POLL, NOT_REGISTERED_CODE, POLL_PATH, PROTOCOL_MISMATCH_CODE,
-    PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH, VERSION_HEADER,
+    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, OutputAck, OutputShipment, PollRequest,
+    PollResponse, RegisterRequest, RegisterResponse, ResultAck, ResultReport, TokenRequest,
+    TokenResponse, GOODBYE_PATH, MAX_DROPPED_PER_POLL, NOT_REGISTERED_CODE, OUTPUT_PATH, POLL_PATH,
+    PROTOCOL_MISMATCH_CODE, PROTOCOL_VERSION, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
+    VERSION_HEADER,
 };
 use reqwest::header::{HeaderValue, CONTENT_TYPE, HOST};
 use serde::de::DeserializeOwned;
@@ -33,6 +35,7 @@ use tokio::task::JoinSet;
 use crate::credentials::SessionCache;
 use crate::error::describe;
 use crate::identity::Identity;
+use crate::ship::{OutputSink, Piece, ShipFailure};
 use crate::signing::{self, SessionCredentials};
 use crate::{commands, Agent, AgentConfig, AgentError};
 
@@ -228,6 +231,18 @@ impl ServerClient {
             ..report.clone()
         };
         self.signed_call(RESULT_PATH, &stamped, CALL_TIMEOUT).await
+    }
+
+    /// Ships a piece of live output; answers how many bytes of the stream the server holds.
+    pub(crate) async fn post_output(&self, piece: Piece<'_>) -> Result<OutputAck, AgentError> {
+        let shipment = OutputShipment {
+            command_id: piece.command_id.to_owned(),
+            step: piece.step.to_owned(),
+            stream: piece.stream.to_owned(),
+            offset: piece.offset,
+            data: base64::engine::general_purpose::STANDARD.encode(piece.data),
+        };
+        self.signed_call(OUTPUT_PATH, &shipment, CALL_TIMEOUT).await
     }
 
     /// A poll or result with the session credentials (fetched or refreshed first when due). An
@@ -822,5 +837,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+impl OutputSink for ServerClient {
+    fn ship<'a>(
+        &'a self,
+        piece: Piece<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, ShipFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.post_output(piece).await {
+                Ok(ack) => Ok(ack.committed),
+                // A server from before live output: the step's report still carries its output.
+                Err(e @ AgentError::ProtocolMismatch { .. }) => {
+                    Err(ShipFailure::Refused(describe(&e)))
+                }
+                Err(e) if e.is_retryable() => Err(ShipFailure::Retry(describe(&e))),
+                Err(e) => Err(ShipFailure::Refused(describe(&e))),
+            }
+        })
     }
 }

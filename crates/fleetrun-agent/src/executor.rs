@@ -35,6 +35,7 @@ use crate::environment::{valid_name, valid_value};
 use crate::identity::ensure_private_dir;
 use crate::job;
 use crate::outbox::valid_command_id;
+use crate::ship::{self, StepShipping};
 use crate::step_process::{self, Ended, StepStart, Watch};
 
 pub use crate::environment::{base_env, SCRIPT_PATH, SCRIPT_SHELL};
@@ -52,7 +53,7 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
 pub const MAX_TIMEOUT_SECONDS: u64 = 172_800;
 
 /// Where and how the executor works.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecConfig {
     /// Parent of the per-command work directories (`state_dir/work`).
     pub work_root: PathBuf,
@@ -64,6 +65,18 @@ pub struct ExecConfig {
     /// The environment every script starts from, before the command's own variables
     /// (default [`base_env`]); nothing else of the agent's environment reaches a script.
     pub base_env: Vec<(String, String)>,
+    /// Where running steps' output is shipped as it is written (`ship`; default: nowhere).
+    pub output_sink: ship::Sink,
+}
+
+impl std::fmt::Debug for ExecConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecConfig")
+            .field("work_root", &self.work_root)
+            .field("report_stdout_chars", &self.report_stdout_chars)
+            .field("report_stderr_chars", &self.report_stderr_chars)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExecConfig {
@@ -74,6 +87,7 @@ impl ExecConfig {
             report_stdout_chars: REPORT_STDOUT_CHARS,
             report_stderr_chars: REPORT_STDERR_CHARS,
             base_env: base_env(),
+            output_sink: std::sync::Arc::new(ship::NoSink),
         }
     }
 
@@ -495,7 +509,7 @@ async fn start_step(
         stdout_file,
         stderr_file,
     ) {
-        Ok(watch) => watch_step(cfg, job, index, dirs, &start, watch, stop).await,
+        Ok(watch) => watch_step(cfg, job, index, dirs, &start, watch, stop, true).await,
         Err(e) => not_started(
             job,
             index,
@@ -518,7 +532,7 @@ async fn continue_step(
         Ok(watch) => {
             tracing::info!(command_id = %job.command_id, step = index,
                 "found the step still running; watching it");
-            watch_step(cfg, job, index, dirs, &start, watch, stop).await
+            watch_step(cfg, job, index, dirs, &start, watch, stop, false).await
         }
         Err(ended) => {
             // It ended while no agent watched: the status file was written at its end.
@@ -526,7 +540,13 @@ async fn continue_step(
                 Ended::Exited(_) => step_process::exit_time_ms(&dirs.records),
                 _ => None,
             };
-            finish_step(cfg, job, index, dirs, &start, ended, ended_at_ms).await
+            let shipping = StepShipping::new(
+                &job.command_id,
+                &job.steps[index].name,
+                &dirs.output,
+                false,
+            );
+            finish_step(cfg, job, index, dirs, &start, ended, ended_at_ms, shipping).await
         }
     }
 }
@@ -536,14 +556,18 @@ enum Interrupt {
     Stop(Outcome),
 }
 
+/// Watches a running step to its end (or its timeout, or a cancel) while its output is shipped.
+/// `fresh`: this process started it (the server holds none of its output yet).
+#[allow(clippy::too_many_arguments)]
 async fn watch_step(
     cfg: &ExecConfig,
     job: &Job,
     index: usize,
     dirs: &StepDirs,
     start: &StepStart,
-    mut watch: Watch,
+    mut process: Watch,
     stop: &mut StopSignal,
+    fresh: bool,
 ) -> StepRun {
     let timeout_ms = i64::try_from(effective_timeout(job.steps[index].timeout_seconds).as_millis())
         .unwrap_or(i64::MAX);
@@ -554,20 +578,37 @@ async fn watch_step(
         .saturating_sub(step_process::unix_millis())
         .max(0);
     let remaining = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
-    let interrupt = tokio::select! {
-        ended = watch.ended(&dirs.records) => Interrupt::Ended(ended),
-        () = tokio::time::sleep(remaining) => Interrupt::Stop(Outcome::TimedOut),
-        () = stop.cancelled() => Interrupt::Stop(Outcome::Cancelled),
+    let mut shipping = StepShipping::new(
+        &job.command_id,
+        &job.steps[index].name,
+        &dirs.output,
+        fresh,
+    );
+    let (done, ended_signal) = watch::channel(false);
+    let run = async {
+        let interrupt = tokio::select! {
+            ended = process.ended(&dirs.records) => Interrupt::Ended(ended),
+            () = tokio::time::sleep(remaining) => Interrupt::Stop(Outcome::TimedOut),
+            () = stop.cancelled() => Interrupt::Stop(Outcome::Cancelled),
+        };
+        let ended = match interrupt {
+            Interrupt::Ended(ended) => ended,
+            Interrupt::Stop(reason) => process.stop(&dirs.records, reason).await,
+        };
+        let _ = done.send(true);
+        ended
     };
-    let ended = match interrupt {
-        Interrupt::Ended(ended) => ended,
-        Interrupt::Stop(reason) => watch.stop(&dirs.records, reason).await,
-    };
-    finish_step(cfg, job, index, dirs, start, ended, None).await
+    let (ended, ()) = tokio::join!(
+        run,
+        shipping.follow(cfg.output_sink.as_ref(), ended_signal)
+    );
+    finish_step(cfg, job, index, dirs, start, ended, None, shipping).await
 }
 
 /// Turns how a step ended into its report: appends AWS's trailer (or the agent's note) to stderr,
-/// then reads the beginning of both streams. `ended_at_ms`: when it ended, if not just now.
+/// reads the beginning of both streams, and ships the rest of the output that the report does
+/// not carry whole. `ended_at_ms`: when it ended, if not just now.
+#[allow(clippy::too_many_arguments)]
 async fn finish_step(
     cfg: &ExecConfig,
     job: &Job,
@@ -576,6 +617,7 @@ async fn finish_step(
     start: &StepStart,
     ended: Ended,
     ended_at_ms: Option<i64>,
+    mut shipping: StepShipping,
 ) -> StepRun {
     let end = StepEnd::from(ended);
     let (stdout_path, stderr_path) = (dirs.output.join("stdout"), dirs.output.join("stderr"));
@@ -589,6 +631,12 @@ async fn finish_step(
         read_output(stdout_path, cfg.report_stdout_chars),
         read_output(stderr_path, cfg.report_stderr_chars),
     );
+    shipping
+        .finish(
+            cfg.output_sink.as_ref(),
+            [!stdout.truncated, !stderr.truncated],
+        )
+        .await;
     StepRun {
         report: StepReport {
             name: job.steps[index].name.clone(),

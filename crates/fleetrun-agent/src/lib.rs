@@ -48,6 +48,7 @@ mod job;
 mod machine;
 mod outbox;
 mod report;
+pub mod ship;
 pub mod signing;
 mod step_process;
 mod tls;
@@ -204,11 +205,13 @@ pub async fn run(
         cfg.work_retention,
     );
     // The base environment needs a passwd lookup, which may block (NSS).
-    let exec = tokio::task::spawn_blocking(move || executor::ExecConfig::new(work_root))
+    let mut exec = tokio::task::spawn_blocking(move || executor::ExecConfig::new(work_root))
         .await
         .map_err(|e| AgentError::Config(format!("preparing the executor: {e}")))?;
+    let client = channel::ServerClient::new(&cfg, Some(&identity))?;
+    exec.output_sink = Arc::new(client.clone());
     let agent = Arc::new(Agent {
-        client: channel::ServerClient::new(&cfg, Some(&identity))?,
+        client,
         outbox,
         exec,
         janitor,

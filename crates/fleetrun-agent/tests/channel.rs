@@ -16,8 +16,8 @@ use fleetrun_agent::signing::NodeKey;
 use fleetrun_agent::{register_or_load, run, Activation, AgentConfig, AgentError, Identity};
 use fleetrun_sigv4::HttpRequest;
 use fleetrun_wire::agent::{
-    AgentMessage, Outcome, PollRequest, RegisterRequest, ResultReport, StepSpec, GOODBYE_PATH,
-    POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
+    AgentMessage, Outcome, OutputShipment, PollRequest, RegisterRequest, ResultReport, StepSpec,
+    GOODBYE_PATH, OUTPUT_PATH, POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -77,6 +77,8 @@ struct State {
     deregistered: bool,
     /// Never answer a goodbye (a server that hangs).
     hang_goodbye: bool,
+    /// Live output received: `<command>/<stream>` → the bytes, each once.
+    output: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -198,7 +200,7 @@ impl Fake {
         let mut request = request.clone();
         if matches!(
             request.path.as_str(),
-            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH | OUTPUT_PATH
         ) {
             request.signed_by = self.session_signer(&request);
         }
@@ -214,7 +216,7 @@ impl Fake {
         }
         if matches!(
             request.path.as_str(),
-            POLL_PATH | RESULT_PATH | GOODBYE_PATH
+            POLL_PATH | RESULT_PATH | GOODBYE_PATH | OUTPUT_PATH
         ) {
             if request.signed_by.is_none() {
                 return (
@@ -297,6 +299,22 @@ impl Fake {
                     std::future::pending::<()>().await;
                 }
                 (200, "{}".into())
+            }
+            OUTPUT_PATH => {
+                // Takes everything, as a server holding each byte once would answer.
+                let shipment: OutputShipment = request.json();
+                let data = STANDARD.decode(&shipment.data).expect("base64");
+                let mut state = self.state();
+                let key = format!("{}/{}", shipment.command_id, shipment.stream);
+                let held = state.output.entry(key).or_default();
+                let start = usize::try_from(shipment.offset).expect("offset");
+                if start <= held.len() {
+                    let skip = held.len() - start;
+                    if skip < data.len() {
+                        held.extend_from_slice(&data[skip..]);
+                    }
+                }
+                (200, format!(r#"{{"committed":{}}}"#, held.len()))
             }
             RESULT_PATH => match self.state().result_status.unwrap_or(200) {
                 200 => (200, r#"{"applied":true}"#.into()),
@@ -1356,5 +1374,51 @@ async fn an_unreachable_first_server_hands_over_to_the_next() {
     .await;
     let report: ResultReport = fake.requests(RESULT_PATH)[0].json();
     assert_eq!(report.steps[0].stdout, "failed over\n");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn output_is_shipped_while_the_script_runs_and_short_output_rides_in_the_report() {
+    let fake = Fake::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    fake.send(run_message(
+        "cmd-live",
+        &["for i in 1 2 3; do echo line $i; sleep 0.6; done; echo oops >&2"],
+    ));
+    fake.send(run_message("cmd-short", &["echo short"]));
+    let agent = start(config(&fake, dir.path()));
+    fake.wait_until("the first line, live", |f| {
+        f.state().output.get("cmd-live/stdout").map(Vec::as_slice) == Some(b"line 1\n".as_slice())
+    })
+    .await;
+    assert!(
+        !fake.results().iter().any(|r| r.command_id == "cmd-live"),
+        "shipped before the command ended"
+    );
+    fake.wait_until("the live command's result", |f| {
+        f.results().iter().any(|r| r.command_id == "cmd-live")
+    })
+    .await;
+    {
+        let state = fake.state();
+        assert_eq!(
+            state.output.get("cmd-live/stdout").map(Vec::as_slice),
+            Some(b"line 1\nline 2\nline 3\n".as_slice())
+        );
+        assert!(
+            !state.output.contains_key("cmd-live/stderr"),
+            "stderr, written at the very end and short, rides in the report"
+        );
+        assert!(
+            !state.output.contains_key("cmd-short/stdout"),
+            "a short step's output rides in its report only"
+        );
+    }
+    let short = fake
+        .results()
+        .into_iter()
+        .find(|r| r.command_id == "cmd-short")
+        .expect("short result");
+    assert_eq!(short.steps[0].stdout, "short\n");
     agent.stop().await;
 }

@@ -1,6 +1,6 @@
 //! The agent endpoints (protocol v2, see `fleetrun_wire::agent`): registration, session
 //! credentials, the long poll that is also the heartbeat, result reports, and the goodbye of an
-//! agent that stops cleanly (its node is `ConnectionLost` at once). Who is calling is
+//! agent that stops cleanly (its node is `ConnectionLost` at once), and live output. Who is calling is
 //! decided by `node_auth` before a handler reads the body; the authenticated node is the only
 //! identity used, so a node can fetch, acknowledge and report only its own invocations. Paths
 //! under `/agent/v1/` answer 426 `UnsupportedAgentProtocolException`.
@@ -22,14 +22,15 @@ use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{Delivery, Report, ReportedStep};
 use fleetrun_core::document_content::plan_supports_platform;
 use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
+use fleetrun_core::live_output::{NewChunk, OutputStream, StreamKey};
 use fleetrun_core::node::{NodeInfo, NodeRegistration};
 use fleetrun_core::status::ExecutionOutcome;
 use fleetrun_core::step_skips;
 use fleetrun_wire::agent::{
-    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, Outcome, PollRequest, PollResponse,
-    RegisterRequest, RegisterResponse, ResultAck, ResultReport, StepSpec, TokenRequest,
-    TokenResponse, GOODBYE_PATH, KEY_TYPE_ED25519, POLL_PATH, REGISTER_PATH, RESULT_PATH,
-    TOKEN_PATH,
+    AgentMessage, GoodbyeAck, GoodbyeRequest, MachineInfo, Outcome, OutputAck, OutputShipment,
+    PollRequest, PollResponse, RegisterRequest, RegisterResponse, ResultAck, ResultReport,
+    StepSpec, TokenRequest, TokenResponse, GOODBYE_PATH, KEY_TYPE_ED25519, MAX_OUTPUT_CHUNK_BYTES,
+    OUTPUT_PATH, POLL_PATH, REGISTER_PATH, RESULT_PATH, TOKEN_PATH,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -43,6 +44,7 @@ pub fn routes() -> Router<AppState> {
         .route(POLL_PATH, post(poll))
         .route(RESULT_PATH, post(result))
         .route(GOODBYE_PATH, post(goodbye))
+        .route(OUTPUT_PATH, post(output))
         .route("/agent/v1/{*rest}", any(legacy))
 }
 
@@ -474,3 +476,62 @@ async fn result(
     tracing::info!(instance_id = %node, command_id = %command_id, outcome = ?report.outcome, applied, "result reported");
     Ok(Json(ResultAck { applied }))
 }
+
+/// A piece of a step's output (ARCHITECTURE.md, "Live output"): kept at its offset, answered
+/// with how much of the stream the store holds.
+async fn output(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<OutputAck>> {
+    let request = AgentRequest {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let node = node_auth::authenticate_session(&st, &request)
+        .await?
+        .instance_id;
+    let shipment: OutputShipment = decode(&body)?;
+    let invalid = |what: &str| ApiError::Validation(format!("Output shipment: {what}."));
+    let command_id = CommandId::parse(&shipment.command_id).ok_or_else(|| {
+        ApiError::InvalidCommandId(format!(
+            "Command id '{}' is not valid.",
+            shipment.command_id
+        ))
+    })?;
+    let stream = OutputStream::parse(&shipment.stream)
+        .ok_or_else(|| invalid("stream must be stdout or stderr"))?;
+    if shipment.step.is_empty() || shipment.step.len() > MAX_STEP_NAME_BYTES {
+        return Err(invalid("step must be a step name"));
+    }
+    let data = STANDARD
+        .decode(shipment.data.as_bytes())
+        .map_err(|_| invalid("data must be base64"))?;
+    if data.len() > MAX_OUTPUT_CHUNK_BYTES {
+        return Err(invalid("data is longer than one shipment may be"));
+    }
+    let ack = st
+        .store
+        .append_output(NewChunk {
+            key: StreamKey {
+                command_id,
+                instance_id: node,
+                step: shipment.step,
+                stream,
+            },
+            offset: shipment.offset,
+            data,
+            at: now_millis(),
+        })
+        .await?;
+    Ok(Json(OutputAck {
+        committed: ack.committed,
+    }))
+}
+
+/// Longest step name a shipment may name (a document's step names are far shorter).
+const MAX_STEP_NAME_BYTES: usize = 256;

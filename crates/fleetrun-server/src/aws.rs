@@ -1,4 +1,5 @@
-//! awsJson1_1 routing: `POST /` with `X-Amz-Target: AmazonSSM.<Operation>`.
+//! awsJson1_1 routing: `POST /` with `X-Amz-Target: AmazonSSM.<Operation>`, the CloudWatch Logs
+//! reads (`Logs_20140328.<Operation>`, signed for `logs`) and fleetrun's own `FleetrunAdmin.*`.
 //!
 //! Verifies the SigV4 signature (`auth`), authorizes the operation against the caller's policies,
 //! decodes the body into the operation's request shape (`SerializationException` when it does not
@@ -22,6 +23,39 @@ use crate::AppState;
 const TARGET_PREFIX: &str = "AmazonSSM.";
 /// fleetrun's own administration API (access keys), served on the same endpoint and signed alike.
 const ADMIN_TARGET_PREFIX: &str = "FleetrunAdmin.";
+
+/// Which API a request's X-Amz-Target names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Ssm,
+    Admin,
+    Logs,
+}
+
+impl Api {
+    /// The API and operation of an X-Amz-Target (SSM's when no prefix matches: an unknown or
+    /// missing target is then reported as SSM would).
+    fn of(target: &str) -> (Self, &str) {
+        for (api, prefix) in [
+            (Self::Admin, ADMIN_TARGET_PREFIX),
+            (Self::Logs, fleetrun_wire::logs::TARGET_PREFIX),
+            (Self::Ssm, TARGET_PREFIX),
+        ] {
+            if let Some(op) = target.strip_prefix(prefix) {
+                return (api, op);
+            }
+        }
+        (Self::Ssm, "")
+    }
+
+    /// The service name its requests are signed for.
+    fn signing_service(self) -> &'static str {
+        match self {
+            Self::Ssm | Self::Admin => auth::SERVICE,
+            Self::Logs => fleetrun_wire::logs::SIGNING_SERVICE,
+        }
+    }
+}
 
 fn decode<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -159,6 +193,10 @@ async fn dispatch_admin(
     op: &str,
     body: &Bytes,
 ) -> ApiResult<Response> {
+    if op == "GetCommandOutput" {
+        caller.authorize("ssm:GetCommandInvocation", "*", &[])?;
+        return call(state, body, ops::output::get_command_output).await;
+    }
     caller.authorize(&format!("fleetrun:{op}"), "*", &[])?;
     let admin = ops::access_keys::Admin { caller };
     match op {
@@ -166,6 +204,39 @@ async fn dispatch_admin(
         "ListAccessKeys" => call(state, body, |st, req| admin.list(st, req)).await,
         "UpdateAccessKey" => call(state, body, |st, req| admin.update(st, req)).await,
         "DeleteAccessKey" => call(state, body, |st, req| admin.delete(st, req)).await,
+        other => Err(ApiError::UnknownOperation(format!(
+            "Operation {other} is not supported by this server."
+        ))),
+    }
+}
+
+async fn dispatch_logs(
+    state: &AppState,
+    caller: Caller,
+    op: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    use ops::logs;
+    match op {
+        "DescribeLogGroups" => {
+            call(state, body, |st, req| {
+                logs::describe_log_groups(st, caller, req)
+            })
+            .await
+        }
+        "DescribeLogStreams" => {
+            call(state, body, |st, req| {
+                logs::describe_log_streams(st, caller, req)
+            })
+            .await
+        }
+        "GetLogEvents" => call(state, body, |st, req| logs::get_log_events(st, caller, req)).await,
+        "FilterLogEvents" => {
+            call(state, body, |st, req| {
+                logs::filter_log_events(st, caller, req)
+            })
+            .await
+        }
         other => Err(ApiError::UnknownOperation(format!(
             "Operation {other} is not supported by this server."
         ))),
@@ -184,13 +255,9 @@ pub async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (admin, op) = match target.strip_prefix(ADMIN_TARGET_PREFIX) {
-        Some(op) => (true, op.to_string()),
-        None => (
-            false,
-            target.strip_prefix(TARGET_PREFIX).unwrap_or("").to_string(),
-        ),
-    };
+    let (api, op) = Api::of(target);
+    let op = op.to_string();
+    let admin = api == Api::Admin;
     let access_key = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -201,7 +268,8 @@ pub async fn handle(
     let (caller, result) = async {
         // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
         // whether its target exists.
-        let caller = match auth::authenticate(&state, &method, &uri, &headers, &body).await {
+        let caller = match auth::authenticate(&state, api.signing_service(), &method, &uri, &headers, &body)
+            .await {
             Ok(caller) => caller,
             Err(e) => return (None, Err(e)),
         };
@@ -211,10 +279,10 @@ pub async fn handle(
             ));
             return (Some(caller), Err(unknown));
         }
-        let result = if admin {
-            dispatch_admin(&state, caller.clone(), &op, &body).await
-        } else {
-            dispatch(&state, caller.clone(), &op, &body).await
+        let result = match api {
+            Api::Admin => dispatch_admin(&state, caller.clone(), &op, &body).await,
+            Api::Logs => dispatch_logs(&state, caller.clone(), &op, &body).await,
+            Api::Ssm => dispatch(&state, caller.clone(), &op, &body).await,
         };
         (Some(caller), result)
     }

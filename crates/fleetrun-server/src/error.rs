@@ -50,6 +50,11 @@ pub enum ApiError {
     InvalidNotificationConfig {
         topic_arn: String,
     },
+    /// CloudWatch Logs: a log group or stream that does not exist.
+    LogResourceNotFound(String),
+    /// CloudWatch Logs: a parameter out of range or in conflict with another (the Logs API's
+    /// validation code).
+    InvalidParameter(String),
     /// SendCommand: the document does not run on a named node's platform.
     UnsupportedPlatformType(String),
     /// Agent endpoints: credentials missing or wrong.
@@ -123,6 +128,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) | Self::HeadersTooLarge(_) => "ValidationException",
             Self::RequestTimeout(_) => "RequestTimeoutException",
             Self::Validation(_) => "ValidationException",
+            Self::LogResourceNotFound(_) => "ResourceNotFoundException",
+            Self::InvalidParameter(_) => "InvalidParameterException",
             Self::InvalidCommandId(_) => "InvalidCommandId",
             Self::InvalidInstanceId(_) => "InvalidInstanceId",
             Self::DuplicateInstanceId(_) => "DuplicateInstanceId",
@@ -196,6 +203,8 @@ impl ApiError {
             | Self::HeadersTooLarge(m)
             | Self::RequestTimeout(m)
             | Self::Validation(m)
+            | Self::LogResourceNotFound(m)
+            | Self::InvalidParameter(m)
             | Self::InvalidCommandId(m)
             | Self::InvalidInstanceId(m)
             | Self::DuplicateInstanceId(m)

@@ -7,7 +7,10 @@
 //! ListAccessKeys   {}                                     → {AccessKeyMetadata: [{AccessKeyId, UserName, Status, CreateDate, PolicyDocument}]}
 //! UpdateAccessKey  {AccessKeyId, Status}                  → {}
 //! DeleteAccessKey  {AccessKeyId}                          → {}
+//! GetCommandOutput {CommandId, InstanceId?, NextToken?}   → {CommandStatus, Output: [{InstanceId, StepName, Stream, Offset, Content}], NextToken}
 //! ```
+//! `GetCommandOutput` reads a command's live output as the agents shipped it (`fleetrun tail`);
+//! it is authorized as `ssm:GetCommandInvocation`, the action whose data it shows.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,3 +86,38 @@ pub struct DeleteAccessKeyRequest {
 /// The empty answer of Update and Delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetCommandOutputRequest {
+    pub command_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The previous answer's `NextToken`: only output stored after it comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct OutputPiece {
+    pub instance_id: String,
+    pub step_name: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// Where `content` starts in the stream, in bytes.
+    pub offset: u64,
+    /// The bytes as text (invalid UTF-8 as U+FFFD).
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetCommandOutputResponse {
+    /// The command's status when the read began: once it is final and a page is empty, every
+    /// piece that will ever be shipped has been read.
+    pub command_status: String,
+    pub output: Vec<OutputPiece>,
+    /// Always present: pass it back to read what arrives next.
+    pub next_token: String,
+}

@@ -6,7 +6,11 @@
 //! POST /agent/v2/poll       PollRequest     → PollResponse       SigV4 (HMAC) with session credentials
 //! POST /agent/v2/result     ResultReport    → ResultAck          SigV4 (HMAC) with session credentials
 //! POST /agent/v2/goodbye    GoodbyeRequest  → GoodbyeAck         SigV4 (HMAC) with session credentials
+//! POST /agent/v2/output     OutputShipment  → OutputAck          SigV4 (HMAC) with session credentials
 //! ```
+//! `output` carries a piece of a running (or finished) step's stdout or stderr at its byte offset
+//! in the stream; the answer says how many bytes of that stream the server holds, and the agent
+//! continues from there (so a resend or a lost answer neither duplicates nor loses output).
 //! As with AWS hybrid nodes: registration sends the node's public key once (the private key never
 //! leaves the node); `token` is signed in the SigV4 layout with the `mi-` id as access key id and
 //! `Signature=<base64 Ed25519 signature over the SigV4 string-to-sign>` (AWS uses RSA-PSS there);
@@ -35,6 +39,9 @@ pub const TOKEN_PATH: &str = "/agent/v2/token";
 pub const POLL_PATH: &str = "/agent/v2/poll";
 pub const RESULT_PATH: &str = "/agent/v2/result";
 pub const GOODBYE_PATH: &str = "/agent/v2/goodbye";
+pub const OUTPUT_PATH: &str = "/agent/v2/output";
+/// Most output bytes one shipment carries (before base64).
+pub const MAX_OUTPUT_CHUNK_BYTES: usize = 256 * 1024;
 /// Prefix of the retired protocol v1; the server answers every path under it with
 /// [`PROTOCOL_MISMATCH_CODE`].
 pub const V1_PREFIX: &str = "/agent/v1/";
@@ -262,6 +269,30 @@ fn is_false(b: &bool) -> bool {
 pub struct ResultAck {
     /// False when the server already had a final result (a retry after a lost response).
     pub applied: bool,
+}
+
+/// A piece of a step's output stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputShipment {
+    pub command_id: String,
+    /// The step's name, as in its [`StepSpec`].
+    pub step: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// Where `data` starts in the stream, in bytes.
+    pub offset: u64,
+    /// The bytes, base64 (at most [`MAX_OUTPUT_CHUNK_BYTES`] decoded). Empty asks only how much
+    /// the server holds.
+    pub data: String,
+}
+
+/// The answer to an [`OutputShipment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputAck {
+    /// Bytes of the stream the server holds: the offset of the next shipment.
+    pub committed: u64,
 }
 
 /// The body of a goodbye: nothing yet (the signature says who is leaving).

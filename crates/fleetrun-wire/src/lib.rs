@@ -8,6 +8,7 @@ pub mod agent;
 pub mod documents;
 pub mod error;
 pub mod listing;
+pub mod logs;
 pub mod ssm;
 pub mod tags;
 pub mod validate;

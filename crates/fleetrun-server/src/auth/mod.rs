@@ -116,9 +116,10 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Verifies a request's SigV4 signature against the store's access keys.
+/// Verifies a request's SigV4 signature, made for `service`, against the store's access keys.
 pub async fn authenticate(
     state: &AppState,
+    service: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -150,7 +151,7 @@ pub async fn authenticate(
     if signed.session_token.is_some() {
         return Err(unrecognized());
     }
-    fleetrun_sigv4::check_scope(&signed, &state.config.region, SERVICE)
+    fleetrun_sigv4::check_scope(&signed, &state.config.region, service)
         .map_err(ApiError::Signature)?;
     fleetrun_sigv4::check_time(
         &signed,

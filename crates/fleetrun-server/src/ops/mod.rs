@@ -10,6 +10,8 @@ pub mod get_invocation;
 pub mod instances;
 pub mod list;
 pub mod list_documents;
+pub mod logs;
+pub mod output;
 mod paging;
 pub mod send_command;
 pub mod tags;
