@@ -797,6 +797,25 @@ fn acknowledged(agent: &Agent, report: &ResultReport, ack: &ResultAck) {
     agent.forget(&report.command_id);
 }
 
+impl OutputSink for ServerClient {
+    fn ship<'a>(
+        &'a self,
+        piece: Piece<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, ShipFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.post_output(piece).await {
+                Ok(ack) => Ok(ack.committed),
+                // A server from before live output: the step's report still carries its output.
+                Err(e @ AgentError::ProtocolMismatch { .. }) => {
+                    Err(ShipFailure::Refused(describe(&e)))
+                }
+                Err(e) if e.is_retryable() => Err(ShipFailure::Retry(describe(&e))),
+                Err(e) => Err(ShipFailure::Refused(describe(&e))),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,24 +856,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-}
-
-impl OutputSink for ServerClient {
-    fn ship<'a>(
-        &'a self,
-        piece: Piece<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, ShipFailure>> + Send + 'a>> {
-        Box::pin(async move {
-            match self.post_output(piece).await {
-                Ok(ack) => Ok(ack.committed),
-                // A server from before live output: the step's report still carries its output.
-                Err(e @ AgentError::ProtocolMismatch { .. }) => {
-                    Err(ShipFailure::Refused(describe(&e)))
-                }
-                Err(e) if e.is_retryable() => Err(ShipFailure::Retry(describe(&e))),
-                Err(e) => Err(ShipFailure::Refused(describe(&e))),
-            }
-        })
     }
 }

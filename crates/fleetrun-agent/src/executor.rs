@@ -540,12 +540,8 @@ async fn continue_step(
                 Ended::Exited(_) => step_process::exit_time_ms(&dirs.records),
                 _ => None,
             };
-            let shipping = StepShipping::new(
-                &job.command_id,
-                &job.steps[index].name,
-                &dirs.output,
-                false,
-            );
+            let shipping =
+                StepShipping::new(&job.command_id, &job.steps[index].name, &dirs.output, false);
             finish_step(cfg, job, index, dirs, &start, ended, ended_at_ms, shipping).await
         }
     }
@@ -578,12 +574,8 @@ async fn watch_step(
         .saturating_sub(step_process::unix_millis())
         .max(0);
     let remaining = Duration::from_millis(u64::try_from(remaining_ms).unwrap_or(0));
-    let mut shipping = StepShipping::new(
-        &job.command_id,
-        &job.steps[index].name,
-        &dirs.output,
-        fresh,
-    );
+    let mut shipping =
+        StepShipping::new(&job.command_id, &job.steps[index].name, &dirs.output, fresh);
     let (done, ended_signal) = watch::channel(false);
     let run = async {
         let interrupt = tokio::select! {
@@ -598,10 +590,7 @@ async fn watch_step(
         let _ = done.send(true);
         ended
     };
-    let (ended, ()) = tokio::join!(
-        run,
-        shipping.follow(cfg.output_sink.as_ref(), ended_signal)
-    );
+    let (ended, ()) = tokio::join!(run, shipping.follow(cfg.output_sink.as_ref(), ended_signal));
     finish_step(cfg, job, index, dirs, start, ended, None, shipping).await
 }
 

@@ -150,8 +150,9 @@ impl StepShipping {
     /// carries all of it: such a stream is left to the report unless something of it was shipped.
     pub async fn finish(&mut self, sink: &dyn OutputSink, whole_in_report: [bool; 2]) {
         let mut delay = Duration::from_secs(1);
-        for i in 0..self.tails.len() {
-            if whole_in_report[i] && self.tails[i].held == Some(0) && !self.tails[i].shipped {
+        for (i, whole) in whole_in_report.into_iter().enumerate() {
+            let tail = &self.tails[i];
+            if whole && tail.held == Some(0) && !tail.shipped {
                 continue;
             }
             loop {

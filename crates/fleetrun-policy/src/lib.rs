@@ -93,9 +93,10 @@ impl Policy {
         parse::render(self)
     }
 
-    /// The administrator policy: Allow `ssm:*` and `fleetrun:*` on `*`.
+    /// The administrator policy: Allow `ssm:*`, `logs:*` (the CloudWatch Logs reads of live
+    /// output) and `fleetrun:*` on `*`.
     pub fn full_access() -> Policy {
-        Self::allow_on_everything(&["ssm:*", "fleetrun:*"])
+        Self::allow_on_everything(&["ssm:*", "logs:*", "fleetrun:*"])
     }
 
     /// `AmazonSSMReadOnlyAccess`: Allow `ssm:Describe*`, `ssm:Get*`, `ssm:List*` on `*`.

@@ -268,8 +268,16 @@ pub async fn handle(
     let (caller, result) = async {
         // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
         // whether its target exists.
-        let caller = match auth::authenticate(&state, api.signing_service(), &method, &uri, &headers, &body)
-            .await {
+        let caller = match auth::authenticate(
+            &state,
+            api.signing_service(),
+            &method,
+            &uri,
+            &headers,
+            &body,
+        )
+        .await
+        {
             Ok(caller) => caller,
             Err(e) => return (None, Err(e)),
         };

@@ -1,6 +1,5 @@
 //! `fleetrun admin …`: manage API access keys through the server's `FleetrunAdmin.*` API, signed
-//! with SigV4 like any AWS call. Credentials come from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
-//! or, by default, from the administrator key file the server wrote to its data dir.
+//! with SigV4 like any AWS call (`api_client::Connection`).
 
 use std::path::PathBuf;
 
@@ -12,22 +11,12 @@ use fleetrun_wire::admin::{
 };
 use serde::Serialize;
 
+use crate::api_client::Connection;
+
 #[derive(Parser)]
 pub struct AdminArgs {
-    /// The fleetrun server to manage.
-    #[arg(
-        long,
-        env = "FLEETRUN_ENDPOINT",
-        default_value = "http://127.0.0.1:8089"
-    )]
-    endpoint: String,
-    /// Data dir whose `admin-credentials` file signs the calls, unless AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY are set.
-    #[arg(long, env = "FLEETRUN_DATA_DIR", default_value = "fleetrun-data")]
-    data_dir: PathBuf,
-    /// Region the server serves (part of every signature).
-    #[arg(long, env = "FLEETRUN_REGION", default_value = "us-east-1")]
-    region: String,
+    #[command(flatten)]
+    connection: Connection,
     /// `json`: the answer as JSON. `text`: tab-separated values for scripts, as the aws CLI's
     /// `--output text` — create-key prints the key id and its secret, list-keys one line per key
     /// (id, user, status), the others nothing.
@@ -67,88 +56,15 @@ enum AdminCmd {
     DeleteKey { access_key_id: String },
 }
 
-/// The key that signs the admin calls.
-fn credentials(args: &AdminArgs) -> anyhow::Result<(String, String)> {
-    if let (Ok(id), Ok(secret)) = (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        return Ok((id, secret));
-    }
-    let creds = fleetrun_server::auth::read_admin_credentials(&args.data_dir)
-        .with_context(|| format!("reading {}/admin-credentials", args.data_dir.display()))?
-        .with_context(|| {
-            format!(
-                "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or point --data-dir at the server's data dir ({}/admin-credentials not found)",
-                args.data_dir.display()
-            )
-        })?;
-    Ok((creds.access_key_id, creds.secret_access_key))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// POSTs one signed admin call and returns the answer's JSON.
 async fn call<T: Serialize>(
     args: &AdminArgs,
     op: &str,
     body: &T,
 ) -> anyhow::Result<serde_json::Value> {
-    let (id, secret) = credentials(args)?;
-    let url = reqwest::Url::parse(&args.endpoint)
-        .with_context(|| format!("endpoint {:?}", args.endpoint))?;
-    let host = match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        _ => bail!("endpoint {:?} has no host", args.endpoint),
-    };
-    let payload = serde_json::to_vec(body)?;
-    let target = format!("{TARGET_PREFIX}{op}");
-    let content_type = "application/x-amz-json-1.1";
-    let headers: Vec<(&str, &[u8])> = vec![
-        ("content-type", content_type.as_bytes()),
-        ("host", host.as_bytes()),
-        ("x-amz-target", target.as_bytes()),
-    ];
-    let request = fleetrun_sigv4::HttpRequest {
-        method: "POST",
-        path: "/",
-        query: "",
-        headers: &headers,
-        body: &payload,
-    };
-    let creds = fleetrun_sigv4::Credentials {
-        access_key_id: &id,
-        secret_access_key: &secret,
-        session_token: None,
-    };
-    let signed = fleetrun_sigv4::sign(&request, &creds, &args.region, "ssm", unix_now());
-    let mut req = reqwest::Client::new()
-        .post(url)
-        .header("content-type", content_type)
-        .header("x-amz-target", &target)
-        .body(payload);
-    for (name, value) in signed {
-        req = req.header(name, value);
-    }
-    let response = req.send().await.context("calling the server")?;
-    let status = response.status();
-    let text = response.text().await.context("reading the answer")?;
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        let code = value["__type"].as_str().unwrap_or("error");
-        let message = value["message"]
-            .as_str()
-            .or(value["Message"].as_str())
-            .unwrap_or(&text);
-        bail!("{op} failed: {code}: {message}");
-    }
-    Ok(value)
+    args.connection
+        .call(&format!("{TARGET_PREFIX}{op}"), body)
+        .await
+        .with_context(|| format!("{op} failed"))
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {

@@ -4,7 +4,9 @@
 //! them, in the same words as `fleetrun-agent --help`); the other commands exit 1 on any error.
 
 mod admin;
+mod api_client;
 mod store_choice;
+mod tail;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,9 @@ enum Cmd {
     Agent(AgentArgs),
     /// Manage API access keys and their policies (signed with the administrator key).
     Admin(admin::AdminArgs),
+    /// Follow a command's output as its scripts print it, until the command ends.
+    /// Exit status: 0 when the command ended Success, 1 when it ended otherwise, 2 on errors.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Parser)]
@@ -273,6 +278,21 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(admin::run(args))),
+        Cmd::Tail(args) => {
+            let followed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(tail::run(args)));
+            return match followed {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("Error: {e:?}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Cmd::Agent(args) => {
             let code = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -295,7 +295,9 @@ pub(crate) async fn log_streams<C: GenericClient>(
         StreamOrder::LastEventTime => {
             if let Some((at, name)) = &q.after {
                 let (a, n) = (b.bind(*at), b.bind(name.clone()));
-                sql.push_str(&format!(" AND (last_event_at, log_stream) {cmp} ({a}, {n})"));
+                sql.push_str(&format!(
+                    " AND (last_event_at, log_stream) {cmp} ({a}, {n})"
+                ));
             }
             format!("last_event_at {dir}, log_stream {dir}")
         }

@@ -396,7 +396,9 @@ pub(crate) fn finish(
 ) -> Result<Finished> {
     let (applied, effects) = with_transitions(conn, |tx, tr| {
         // `started_at` holds the delivery time until the report replaces it.
-        let found: Option<(i64, String, bool, Option<Millis>, Option<String>)> = tx
+        /// command_seq, state, released, started_at, the command's log group.
+        type Found = (i64, String, bool, Option<Millis>, Option<String>);
+        let found: Option<Found> = tx
             .prepare_cached(
                 "SELECT i.command_seq, i.state, i.released, i.started_at, c.log_group
                  FROM invocations i JOIN commands c ON c.seq = i.command_seq

@@ -55,13 +55,19 @@ pub async fn check_live_output(store: &dyn Store) {
         enabled: true,
     };
     let logged = store.insert_command(logged).await.expect("insert").command;
-    let plain = insert(store, T0 + 1, "AWS-RunShellScript", &[node(1)]).await.id;
+    let plain = insert(store, T0 + 1, "AWS-RunShellScript", &[node(1)])
+        .await
+        .id;
 
     // Offsets: appends, resends and overlaps keep each byte once; a gap is refused.
     let out1 = key(&logged.id, 1, OutputStream::Stdout);
     assert_eq!(ship(store, &out1, 0, "", T0 + 5).await, 0, "a probe");
     assert_eq!(ship(store, &out1, 0, "one\ntwo\n", T0 + 10).await, 8);
-    assert_eq!(ship(store, &out1, 0, "one\ntwo\n", T0 + 11).await, 8, "resend");
+    assert_eq!(
+        ship(store, &out1, 0, "one\ntwo\n", T0 + 11).await,
+        8,
+        "resend"
+    );
     assert_eq!(ship(store, &out1, 4, "two\nthree\n", T0 + 12).await, 14);
     assert_eq!(ship(store, &out1, 20, "gap\n", T0 + 13).await, 14, "gap");
     assert_eq!(ship(store, &out1, 14, "", T0 + 14).await, 14, "probe");
@@ -150,7 +156,11 @@ pub async fn check_live_output(store: &dyn Store) {
         .command_output(&logged.id, Some(&node(1)), 0, 100)
         .await
         .expect("node 1");
-    assert_eq!(node1.len(), 3, "shipped streams are not filled from the report");
+    assert_eq!(
+        node1.len(),
+        3,
+        "shipped streams are not filled from the report"
+    );
 
     // The logs reads: one group, three streams, only the logged command's.
     let groups = store.log_groups("", None, 50).await.expect("groups");
@@ -180,16 +190,14 @@ pub async fn check_live_output(store: &dyn Store) {
         .await
         .expect("streams")
         .expect("group exists");
-    let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
     assert_eq!(
         names,
-        vec![
+        [
             out1.log_stream_name().replace("stdout", "stderr"),
             out1.log_stream_name()
-        ]
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
+        ],
+        "by name: stderr sorts first"
     );
     let rest = store
         .log_streams(query(
@@ -271,7 +279,11 @@ pub async fn check_live_output(store: &dyn Store) {
 
     // Output goes with its command.
     store.purge_before(T0 + 2).await.expect("purge");
-    assert!(store.log_groups("", None, 50).await.expect("groups").is_empty());
+    assert!(store
+        .log_groups("", None, 50)
+        .await
+        .expect("groups")
+        .is_empty());
     assert!(store
         .command_output(&plain, None, 0, 10)
         .await

@@ -201,7 +201,8 @@ pub async fn filter_log_events(
         group,
         streams,
         start: req.start_time,
-        end: req.end_time,
+        // FilterLogEvents' endTime is inclusive ("later than this time are not returned").
+        end: req.end_time.map(|t| t.saturating_add(1)),
         from: None,
         backward: false,
         limit: BATCH,
@@ -261,7 +262,9 @@ pub async fn get_log_events(
         None => (req.start_from_head.unwrap_or(false), None),
     };
     let events = if forward {
-        read_forward(&st, query, from, limit, |_| true).await?.events
+        read_forward(&st, query, from, limit, |_| true)
+            .await?
+            .events
     } else {
         read_backward(&st, query, from, limit).await?
     };

@@ -38,9 +38,7 @@ pub(crate) fn named_group(name: Option<String>, identifier: Option<String>) -> A
             Some(_) => id
                 .split_once(":log-group:")
                 .map(|(_, rest)| rest.strip_suffix(":*").unwrap_or(rest).to_owned())
-                .ok_or_else(|| {
-                    ApiError::InvalidParameter(format!("{id} is not a log group ARN."))
-                }),
+                .ok_or_else(|| ApiError::InvalidParameter(format!("{id} is not a log group ARN."))),
             None => check_group_name(id),
         },
         (None, None) => Err(ApiError::InvalidParameter(
