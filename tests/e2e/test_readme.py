@@ -369,6 +369,17 @@ def by_params(*commands_text):
     ) == list(commands_text)
 
 
+def test_the_ticking_command_is_followed_by_tail_and_read_back_as_log_events(walkthrough):
+    v = walkthrough.vars()
+    out = walkthrough.result["stdout"]
+    assert "tick 1\ntick 2\ntick 3\n" in out, out
+    stream = f"{v['TICK']}/{v['NODE']}/aws-runShellScript/stdout"
+    # filter-log-events --output text: one "stream<TAB>message" line per event.
+    for i in (1, 2, 3):
+        assert f"{stream}\ttick {i}\n" in out, out
+    assert settled(walkthrough, v["TICK"])["Status"] == "Success"
+
+
 def test_the_tag_examples_target_what_they_say(walkthrough):
     def targeted(values: list[str], more: bool = False):
         def match(c):
