@@ -75,6 +75,12 @@ pub struct NewCommand {
 }
 
 impl NewCommand {
+    /// The bucket its output is uploaded to, if any.
+    pub fn s3_bucket(&self) -> Option<String> {
+        let bucket = &self.echo.output_s3_bucket_name;
+        (!bucket.is_empty()).then(|| bucket.clone())
+    }
+
     /// The log group its output goes to, when CloudWatch output is enabled.
     pub fn log_group(&self) -> Option<String> {
         crate::live_output::log_group(&self.echo.cloudwatch, &self.document_name)

@@ -20,6 +20,7 @@ pub mod notification;
 pub mod output;
 pub mod query;
 pub mod rate;
+pub mod s3_output;
 pub mod status;
 pub mod step_skips;
 pub mod store;

@@ -108,6 +108,28 @@ pub trait Store: Send + Sync + 'static {
         query: crate::live_output::ChunkQuery,
     ) -> CoreResult<Option<Vec<crate::live_output::LogChunk>>>;
 
+    // ---- S3 output uploads (ARCHITECTURE.md, "S3 output") ----
+    // A finish of an invocation whose command names an output bucket queues its upload in the
+    // same transaction.
+    /// Up to `limit` uploads due at `now`, each leased until `now + lease_ms`.
+    async fn lease_uploads(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<crate::s3_output::UploadJob>>;
+    /// Removes a finished upload (a repeat does nothing).
+    async fn upload_done(&self, command: &CommandId, node: &InstanceId) -> CoreResult<()>;
+    /// Makes an upload due again at `at`.
+    async fn retry_upload_at(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+        at: Millis,
+    ) -> CoreResult<()>;
+    /// How many uploads wait.
+    async fn upload_backlog(&self) -> CoreResult<u64>;
+
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;

@@ -178,9 +178,10 @@ fn seeded_times(cmd: &NewCommand, state: InvocationState) -> (i64, Option<Millis
 const INSERT_COMMAND_SQL: &str = "INSERT INTO commands (command_id, requested_at, expires_at,
          document_name, document_version, comment, timeout_seconds, max_concurrency, max_errors,
          error_budget, echo_json, plan_json, counts_json, cancel_requested, status,
-         status_details, terminal, released, acked, settled, rendered, notify_json, log_group)
+         status_details, terminal, released, acked, settled, rendered, notify_json, log_group,
+         s3_bucket)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-         $19, $20, $21, $22, $23)
+         $19, $20, $21, $22, $23, $24)
      RETURNING seq";
 
 /// SendCommand's write: the command and its Pending invocations (one statement for all targets),
@@ -221,6 +222,7 @@ pub(crate) async fn insert(
                 .map(|spec| serde_json::to_string(&spec))
                 .transpose()?,
             &cmd.log_group(),
+            &cmd.s3_bucket(),
         ],
     )
     .await?;

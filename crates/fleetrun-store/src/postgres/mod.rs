@@ -27,6 +27,7 @@ mod tags;
 mod temp;
 mod tls;
 mod transitions;
+mod uploads;
 mod wake;
 
 use std::future::Future;
@@ -51,6 +52,7 @@ use fleetrun_core::live_output::{
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::s3_output::UploadJob;
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::targets::TargetSpec;
@@ -525,6 +527,38 @@ impl Store for PostgresStore {
     async fn log_chunks(&self, query: ChunkQuery) -> CoreResult<Option<Vec<LogChunk>>> {
         let query = &query;
         on_connection!(self, "log_chunks", |c| output::log_chunks(&c, query)).await
+    }
+
+    async fn lease_uploads(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<UploadJob>> {
+        in_transaction!(self, "lease_uploads", |tx| uploads::lease(
+            &tx, now, lease_ms, limit
+        ))
+        .await
+    }
+
+    async fn upload_done(&self, command: &CommandId, node: &InstanceId) -> CoreResult<()> {
+        on_connection!(self, "upload_done", |c| uploads::done(&c, command, node)).await
+    }
+
+    async fn retry_upload_at(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+        at: Millis,
+    ) -> CoreResult<()> {
+        on_connection!(self, "retry_upload_at", |c| uploads::retry_at(
+            &c, command, node, at
+        ))
+        .await
+    }
+
+    async fn upload_backlog(&self) -> CoreResult<u64> {
+        on_connection!(self, "upload_backlog", |c| uploads::backlog(&c)).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

@@ -301,7 +301,8 @@ pub(crate) async fn claim_batch(tx: &Transaction<'_>, jobs: &[ClaimJob]) -> Resu
 
 /// The invocations a batch of reports is about, read under the command locks.
 const REPORTED_SQL: &str =
-    "SELECT i.command_id, i.instance_id, i.state, i.started_at, i.command_seq, c.log_group
+    "SELECT i.command_id, i.instance_id, i.state, i.started_at, i.command_seq, c.log_group,
+            c.s3_bucket
      FROM invocations i
      JOIN unnest($1::text[], $2::text[]) AS u(command_id, instance_id)
        ON i.command_id = u.command_id AND i.instance_id = u.instance_id
@@ -336,11 +337,15 @@ pub(crate) async fn finish_batch(
     let insts: Vec<&str> = jobs.iter().map(|j| j.node.as_str()).collect();
     let mut found: HashMap<(String, String), (InvocationState, Option<Millis>)> = HashMap::new();
     let mut log_groups: HashMap<String, String> = HashMap::new();
+    let mut with_bucket: HashSet<String> = HashSet::new();
     for row in query(tx, REPORTED_SQL, &[&cmd_ids, &insts]).await? {
         let state = invocation_state(col(&row, 2)?)?;
         let command: String = col(&row, 0)?;
         if let Some(group) = col::<Option<String>>(&row, 5)? {
             log_groups.insert(command.clone(), group);
+        }
+        if col::<Option<String>>(&row, 6)?.is_some() {
+            with_bucket.insert(command.clone());
         }
         found.insert((command, col(&row, 1)?), (state, col(&row, 3)?));
     }
@@ -436,6 +441,10 @@ pub(crate) async fn finish_batch(
                     job.now,
                 )
                 .await?;
+            }
+            if with_bucket.contains(&p.inv.command_id) {
+                let job = &jobs[p.job];
+                super::uploads::queue(tx, p.inv.command_seq, &job.node, job.now).await?;
             }
         }
         answers[p.job] = Some(Ok(Finished {

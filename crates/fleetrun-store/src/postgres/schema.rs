@@ -191,9 +191,18 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
 "#;
 
-/// Version 4: live output, as SQLite's version 11 (`sqlite/schema.rs`).
+/// Version 4: live output and S3 uploads, as SQLite's version 11 (`sqlite/schema.rs`).
 const V4_LIVE_OUTPUT: &str = r#"
 ALTER TABLE commands ADD COLUMN log_group TEXT COLLATE "C";
+ALTER TABLE commands ADD COLUMN s3_bucket TEXT COLLATE "C";
+CREATE TABLE s3_uploads (
+    command_seq     BIGINT  NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    instance_id     TEXT    COLLATE "C" NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT  NOT NULL,
+    PRIMARY KEY (command_seq, instance_id)
+);
+CREATE INDEX s3_uploads_due ON s3_uploads (next_attempt_at);
 CREATE TABLE output_streams (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     command_seq    BIGINT NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,

@@ -396,19 +396,33 @@ pub(crate) fn finish(
 ) -> Result<Finished> {
     let (applied, effects) = with_transitions(conn, |tx, tr| {
         // `started_at` holds the delivery time until the report replaces it.
-        /// command_seq, state, released, started_at, the command's log group.
-        type Found = (i64, String, bool, Option<Millis>, Option<String>);
+        /// command_seq, state, released, started_at, the command's log group and bucket.
+        type Found = (
+            i64,
+            String,
+            bool,
+            Option<Millis>,
+            Option<String>,
+            Option<String>,
+        );
         let found: Option<Found> = tx
             .prepare_cached(
-                "SELECT i.command_seq, i.state, i.released, i.started_at, c.log_group
+                "SELECT i.command_seq, i.state, i.released, i.started_at, c.log_group, c.s3_bucket
                  FROM invocations i JOIN commands c ON c.seq = i.command_seq
                  WHERE i.command_id = ?1 AND i.instance_id = ?2",
             )?
             .query_row(params![report.command_id.as_str(), node.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()?;
-        let Some((command_seq, state, released, delivered_at, log_group)) = found else {
+        let Some((command_seq, state, released, delivered_at, log_group, bucket)) = found else {
             return Err(CoreError::NoSuchInvocation(
                 report.command_id.to_string(),
                 node.to_string(),
@@ -451,6 +465,9 @@ pub(crate) fn finish(
                 report,
                 now,
             )?;
+        }
+        if bucket.is_some() {
+            super::uploads::queue(tx, command_seq, node, now)?;
         }
         Ok(true)
     })?;

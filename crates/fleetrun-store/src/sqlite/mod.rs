@@ -21,6 +21,7 @@ mod reply;
 mod rollout;
 mod schema;
 mod tags;
+mod uploads;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ use fleetrun_core::live_output::{
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::s3_output::UploadJob;
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::targets::TargetSpec;
@@ -383,6 +385,36 @@ impl Store for SqliteStore {
 
     async fn log_chunks(&self, query: ChunkQuery) -> CoreResult<Option<Vec<LogChunk>>> {
         self.read(move |c| output::log_chunks(c, &query)).await
+    }
+
+    async fn lease_uploads(
+        &self,
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<UploadJob>> {
+        self.write(move |c| uploads::lease(c, now, lease_ms, limit))
+            .await
+    }
+
+    async fn upload_done(&self, command: &CommandId, node: &InstanceId) -> CoreResult<()> {
+        let (command, node) = (command.clone(), node.clone());
+        self.write(move |c| uploads::done(c, &command, &node)).await
+    }
+
+    async fn retry_upload_at(
+        &self,
+        command: &CommandId,
+        node: &InstanceId,
+        at: Millis,
+    ) -> CoreResult<()> {
+        let (command, node) = (command.clone(), node.clone());
+        self.write(move |c| uploads::retry_at(c, &command, &node, at))
+            .await
+    }
+
+    async fn upload_backlog(&self) -> CoreResult<u64> {
+        self.read(uploads::backlog).await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

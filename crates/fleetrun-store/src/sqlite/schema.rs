@@ -243,8 +243,18 @@ CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, ev
 /// stream names for the CloudWatch Logs reads, how many bytes are held); its chunks keep the bytes
 /// at their offsets. Both go with their command (`ON DELETE CASCADE`, the retention purge).
 /// `commands.log_group` is the group of a command with CloudWatch output enabled (NULL: none).
+/// S3 output: `commands.s3_bucket` (NULL: none) and the uploads a finish queues.
 const V11_LIVE_OUTPUT: &str = r#"
 ALTER TABLE commands ADD COLUMN log_group TEXT;
+ALTER TABLE commands ADD COLUMN s3_bucket TEXT;
+CREATE TABLE s3_uploads (
+    command_seq     INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,
+    instance_id     TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    PRIMARY KEY (command_seq, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX s3_uploads_due ON s3_uploads (next_attempt_at);
 CREATE TABLE output_streams (
     id             INTEGER PRIMARY KEY,
     command_seq    INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,

@@ -15,6 +15,7 @@ mod output;
 mod rollout;
 mod support;
 mod tags;
+mod uploads;
 
 pub use access_keys::*;
 pub use activations::*;
@@ -25,6 +26,7 @@ pub use notifications::*;
 pub use output::*;
 pub use rollout::*;
 pub use tags::*;
+pub use uploads::*;
 
 /// Each check on a fresh store of the backend `FLEETRUN_TEST_STORE` names (see
 /// [`support::TestStore`]): SQLite in a temporary directory by default, a temporary PostgreSQL
@@ -75,6 +77,7 @@ mod backend {
         check_documents_paging,
         check_notification_outbox,
         check_live_output,
+        check_upload_queue,
     );
 
     /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
