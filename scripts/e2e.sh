@@ -50,6 +50,20 @@ if [ ! -x "$FLEETRUN_BIN" ]; then
 fi
 export FLEETRUN_BIN
 
+# A real S3-protocol server for the S3 output tests: s3s-fs from crates.io (0.14.1 is the last
+# release building with this toolchain), installed once into ~/.cargo/bin.
+S3S_VERSION="0.14.1"
+if [ -z "${FLEETRUN_S3S_FS:-}" ]; then
+    FLEETRUN_S3S_FS="$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")"
+    if [ ! -x "$FLEETRUN_S3S_FS" ]; then
+        echo "e2e: installing s3s-fs $S3S_VERSION (cargo install)" >&2
+        CARGO_TARGET_DIR="$HOME/.cache/s3s-target" \
+            cargo install --quiet --locked "s3s-fs@$S3S_VERSION" --features binary
+        FLEETRUN_S3S_FS="$HOME/.cargo/bin/s3s-fs"
+    fi
+fi
+export FLEETRUN_S3S_FS
+
 # The venv's `aws` (awscli v1) must win over any system-wide AWS CLI.
 export PATH="$VENV/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1

@@ -340,6 +340,68 @@ def wait_invocation(client, command_id: str, node: str, statuses=TERMINAL, timeo
     return poll(f"invocation {command_id}/{node} in {sorted(statuses)}", reached, timeout)
 
 
+class S3Store:
+    """A real S3-protocol server (s3s-fs, a filesystem-backed S3 implementation from crates.io)
+    on a loopback port, with its own key; `client()` is a boto3 S3 client for it."""
+
+    def __init__(
+        self, root: Path, log_dir: Path, name: str = "s3s-fs", port: int | None = None,
+        keys: dict | None = None,
+    ):
+        self.binary = os.environ.get("FLEETRUN_S3S_FS") or shutil.which("s3s-fs") or str(
+            Path.home() / ".cargo/bin/s3s-fs"
+        )
+        assert os.path.exists(self.binary), (
+            "s3s-fs is needed for the S3 output tests: scripts/e2e.sh installs it "
+            "(cargo install s3s-fs@0.14.1 --features binary)"
+        )
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        keys = keys or {
+            "AWS_ACCESS_KEY_ID": "S3TESTKEY",
+            "AWS_SECRET_ACCESS_KEY": "s3-test-secret-" + os.urandom(8).hex(),
+        }
+        self.access_key, self.secret_key = keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]
+        self.proc = Proc(
+            name,
+            [self.binary, "--host", "127.0.0.1", "--port", str(self.port),
+             "--access-key", self.access_key, "--secret-key", self.secret_key, str(root)],
+            log_dir,
+        )
+        poll("s3s-fs to listen", self._listening, STARTUP_TIMEOUT, interval=0.05)
+
+    def _listening(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def env(self) -> dict:
+        """What a fleetrun server needs in its environment to sign S3 requests."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def server_env(extra: dict) -> dict:
+    """The suite's environment for a fleetrun server, without the caller's AWS settings, plus
+    `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["NO_COLOR"] = "1"
+    env.update(extra)
+    return env
+
+
 class Fleet:
     """The running server plus helpers shared by the tests."""
 
@@ -354,11 +416,15 @@ class Fleet:
         # The topic test_notifications.py sends to; its receiver binds the port first thing.
         self.webhook_socket = reserve_port()
         self.webhook_url = f"http://127.0.0.1:{self.webhook_socket.getsockname()[1]}/hook"
+        # Where test_s3_output.py's commands put their output.
+        self.s3 = S3Store(workdir / "s3", self.logs)
         server = start_server(
             binary, self.data_dir, self.logs, "server", local_node=True,
+            env=server_env(self.s3.env()),
             extra_args=[
                 "--webhook", f"{WEBHOOK_TOPIC}={self.webhook_url}",
                 "--webhook-retry-max-secs", "2",
+                "--s3-endpoint", self.s3.endpoint,
             ],
         )
         self.server, self.endpoint, self.node_id = server.proc, server.endpoint, server.node_id
@@ -459,6 +525,7 @@ class Fleet:
         for agent in self.agents:
             agent.stop()
         self.server.stop()
+        self.s3.stop()
 
     def stderr_report(self) -> str:
         parts = [f"--- server stderr ({self.server.log_path}) ---\n{self.server.stderr_tail()}"]

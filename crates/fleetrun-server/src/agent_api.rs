@@ -473,6 +473,10 @@ async fn result(
         .await?;
     st.apply(&finished.effects);
     let applied = finished.applied;
+    if applied {
+        // The finish may have queued an S3 upload.
+        st.uploads.notify_one();
+    }
     tracing::info!(instance_id = %node, command_id = %command_id, outcome = ?report.outcome, applied, "result reported");
     Ok(Json(ResultAck { applied }))
 }

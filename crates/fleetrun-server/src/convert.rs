@@ -1,11 +1,15 @@
 //! Domain records → AWS response shapes.
 
 use fleetrun_core::command::{Command, Invocation, NewCommand, StepResult};
+use fleetrun_core::ids::InstanceId;
 use fleetrun_core::output::{plugin_view, stderr_view, stdout_view, Stream};
+use fleetrun_core::s3_output::OutputLocation;
 use fleetrun_core::status::{CommandAggregate, InvocationState, InvocationStatus, StateCounts};
 use fleetrun_core::step_skips;
 use fleetrun_wire::listing::{encode_fixed_members, CommandProgress};
 use fleetrun_wire::ssm::{self, epoch};
+
+use crate::s3_output;
 
 pub fn notification(c: &Command) -> ssm::NotificationConfig {
     let n = &c.echo.notification;
@@ -98,6 +102,8 @@ fn plugin_status(s: InvocationStatus) -> &'static str {
 /// The view of one step: its reported result, or the invocation's state when it never ran.
 pub struct StepView<'a> {
     pub name: String,
+    /// Its plugin (`aws:runShellScript`).
+    pub action: String,
     pub result: Option<&'a StepResult>,
     pub state: InvocationState,
 }
@@ -132,13 +138,37 @@ pub fn steps<'a>(c: &Command, inv: &'a Invocation) -> Vec<StepView<'a>> {
         .iter()
         .map(|step| StepView {
             name: step.name.clone(),
+            action: step.action.clone(),
             result: inv.steps.iter().find(|r| r.name == step.name),
             state: inv.state,
         })
         .collect()
 }
 
-fn plugin(c: &Command, view: &StepView<'_>) -> ssm::CommandPlugin {
+/// Where a step's output is in S3: its two URLs (under `s3_base`, `S3Settings::url_base`) once
+/// it has a result and the command names a bucket, else empty (ARCHITECTURE.md, "S3 output").
+pub fn output_urls(
+    s3_base: &str,
+    c: &Command,
+    node: &InstanceId,
+    view: &StepView<'_>,
+) -> (String, String) {
+    match view.result {
+        Some(_) => {
+            s3_output::step_urls(s3_base, c, node, &view.action, &view.name).unwrap_or_default()
+        }
+        None => Default::default(),
+    }
+}
+
+fn plugin(
+    s3_base: &str,
+    c: &Command,
+    node: &InstanceId,
+    view: &StepView<'_>,
+) -> ssm::CommandPlugin {
+    let (standard_output_url, standard_error_url) = output_urls(s3_base, c, node, view);
+    let has_bucket = !c.echo.output_s3_bucket_name.is_empty();
     ssm::CommandPlugin {
         name: view.name.clone(),
         status: view.status(),
@@ -150,15 +180,33 @@ fn plugin(c: &Command, view: &StepView<'_>) -> ssm::CommandPlugin {
             .result
             .map(|r| plugin_view(stdout_of(r), stderr_of(r)))
             .unwrap_or_default(),
-        standard_output_url: String::new(),
-        standard_error_url: String::new(),
+        standard_output_url,
+        standard_error_url,
         output_s3_region: c.echo.output_s3_region.clone(),
         output_s3_bucket_name: c.echo.output_s3_bucket_name.clone(),
-        output_s3_key_prefix: c.echo.output_s3_key_prefix.clone(),
+        // The agent reports the prefix down to the plugin's directory, and only with a bucket.
+        output_s3_key_prefix: if has_bucket {
+            OutputLocation::of(&c.echo.output_s3_bucket_name, &c.echo.output_s3_key_prefix)
+                .map(|l| l.plugin_prefix(&c.id, node, &view.action))
+                .unwrap_or_default()
+        } else {
+            c.echo.output_s3_key_prefix.clone()
+        },
     }
 }
 
-pub fn invocation(c: &Command, inv: &Invocation, details: bool) -> ssm::CommandInvocation {
+pub fn invocation(
+    s3_base: &str,
+    c: &Command,
+    inv: &Invocation,
+    details: bool,
+) -> ssm::CommandInvocation {
+    let views = steps(c, inv);
+    // Populated "if there is just one plugin defined for the command".
+    let (standard_output_url, standard_error_url) = match views.as_slice() {
+        [only] => output_urls(s3_base, c, &inv.instance_id, only),
+        _ => Default::default(),
+    };
     ssm::CommandInvocation {
         command_id: inv.command_id.to_string(),
         instance_id: inv.instance_id.to_string(),
@@ -170,10 +218,13 @@ pub fn invocation(c: &Command, inv: &Invocation, details: bool) -> ssm::CommandI
         status: inv.state.status().as_str().into(),
         status_details: inv.state.as_str().into(),
         trace_output: String::new(),
-        standard_output_url: String::new(),
-        standard_error_url: String::new(),
+        standard_output_url,
+        standard_error_url,
         command_plugins: if details {
-            steps(c, inv).iter().map(|v| plugin(c, v)).collect()
+            views
+                .iter()
+                .map(|v| plugin(s3_base, c, &inv.instance_id, v))
+                .collect()
         } else {
             vec![]
         },

@@ -50,6 +50,8 @@ pub enum ApiError {
     InvalidNotificationConfig {
         topic_arn: String,
     },
+    /// SendCommand: `OutputS3BucketName` names a bucket that does not exist.
+    InvalidOutputFolder(String),
     /// CloudWatch Logs: a log group or stream that does not exist.
     LogResourceNotFound(String),
     /// CloudWatch Logs: a parameter out of range or in conflict with another (the Logs API's
@@ -129,6 +131,7 @@ impl ApiError {
             Self::RequestTimeout(_) => "RequestTimeoutException",
             Self::Validation(_) => "ValidationException",
             Self::LogResourceNotFound(_) => "ResourceNotFoundException",
+            Self::InvalidOutputFolder(_) => "InvalidOutputFolder",
             Self::InvalidParameter(_) => "InvalidParameterException",
             Self::InvalidCommandId(_) => "InvalidCommandId",
             Self::InvalidInstanceId(_) => "InvalidInstanceId",
@@ -264,6 +267,10 @@ impl ApiError {
                 }
             }
             Self::InvalidNextToken => "The specified token isn't valid.".into(),
+            // The model's description, with the bucket named.
+            Self::InvalidOutputFolder(bucket) => {
+                format!("The S3 bucket doesn't exist: {bucket}.")
+            }
             Self::InvocationDoesNotExist => "The command ID and instance ID you specified didn't match any invocations. Verify the command ID and the instance ID and try again.".into(),
             Self::ServiceUnavailable => "The server is shutting down.".into(),
             Self::Internal(_) => "An internal error occurred.".into(),

@@ -14,6 +14,7 @@ pub mod node_auth;
 mod notifier;
 mod ops;
 pub mod parse_pool;
+pub mod s3_output;
 pub mod sigv4;
 mod timekeeper;
 pub mod tls;
@@ -65,6 +66,8 @@ pub struct ServerConfig {
     pub webhooks: Vec<webhooks::Subscriber>,
     /// Longest wait between two attempts to deliver a notification.
     pub webhook_retry_max: Duration,
+    /// How command output reaches S3 (`--s3-*`).
+    pub s3: s3_output::S3Settings,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl ServerConfig {
             signature_window: Duration::from_secs(300),
             webhooks: Vec::new(),
             webhook_retry_max: Duration::from_secs(60),
+            s3: s3_output::S3Settings::default(),
         }
     }
 }
@@ -104,6 +108,10 @@ pub struct AppState {
     pub(crate) replicas: Option<effects::ReplicaWakes>,
     /// Rung when a store call changed a status: the notification deliverer looks for notices.
     pub(crate) outbox: Arc<tokio::sync::Notify>,
+    /// Rung when a report arrived: the S3 uploader looks for uploads.
+    pub(crate) uploads: Arc<tokio::sync::Notify>,
+    /// The S3 client, made on first use (`s3_output`).
+    pub(crate) s3: Arc<tokio::sync::OnceCell<s3_output::S3Output>>,
 }
 
 impl AppState {
@@ -198,6 +206,8 @@ impl Server {
                 shutting_down,
                 replicas: None,
                 outbox: Arc::new(tokio::sync::Notify::new()),
+                uploads: Arc::new(tokio::sync::Notify::new()),
+                s3: Arc::new(tokio::sync::OnceCell::new()),
             },
             shutdown_tx,
         })
@@ -264,6 +274,7 @@ impl Server {
         let limits = self.state.config.limits.clone();
         let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
         let deliverer = tokio::spawn(webhooks::deliver(self.state.clone()));
+        let uploader = tokio::spawn(s3_output::upload(self.state.clone()));
         let tx = self.shutdown_tx;
         let signal = async move {
             shutdown.await;
@@ -273,6 +284,7 @@ impl Server {
         let result = transport::serve(listener, tls, app, limits, signal).await;
         ticker.abort();
         deliverer.abort();
+        uploader.abort();
         result
     }
 }

@@ -105,6 +105,22 @@ struct ServerArgs {
     /// off 1 s, 2 s, 4 s, … up to this).
     #[arg(long, env = "FLEETRUN_WEBHOOK_RETRY_MAX", default_value_t = 60)]
     webhook_retry_max_secs: u64,
+    /// Upload command output (OutputS3BucketName) to this S3-compatible endpoint, e.g.
+    /// http://127.0.0.1:9000 (default: AWS S3). Credentials come from the usual AWS sources:
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or --s3-profile, the shared
+    /// config and credentials files. The invocations' StandardOutputUrl points there too.
+    #[arg(long, env = "FLEETRUN_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for (default: --region).
+    #[arg(long, env = "FLEETRUN_S3_REGION")]
+    s3_region: Option<String>,
+    /// Path-style S3 requests (<endpoint>/<bucket>/<key>). Default: true with --s3-endpoint
+    /// (what self-hosted stores expect), false for AWS S3.
+    #[arg(long, env = "FLEETRUN_S3_PATH_STYLE", value_name = "BOOL")]
+    s3_path_style: Option<bool>,
+    /// The AWS profile (shared config/credentials files) whose credentials sign S3 requests.
+    #[arg(long, env = "FLEETRUN_S3_PROFILE")]
+    s3_profile: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first). Without it a non-loopback
     /// address gets a self-signed certificate generated in <data-dir>/tls/.
     #[arg(
@@ -327,6 +343,12 @@ async fn server(args: ServerArgs, log_format: LogFormat) -> anyhow::Result<()> {
     config.retention = args.retention_days.map(|d| Duration::from_secs(d * 86_400));
     config.webhooks = args.webhooks.clone();
     config.webhook_retry_max = Duration::from_secs(args.webhook_retry_max_secs.max(1));
+    config.s3 = fleetrun_server::s3_output::S3Settings {
+        path_style: args.s3_path_style.unwrap_or(args.s3_endpoint.is_some()),
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+        profile: args.s3_profile.clone(),
+    };
     let mut server = Server::new(config, opened.store).await?;
     if let Some(bus) = opened.replicas {
         server = server.with_replicas(bus);

@@ -69,6 +69,10 @@ pub async fn get_command_invocation(
         None => Default::default(),
     };
     let plugin_name = view.map(|v| v.name.clone()).unwrap_or_default();
+    let s3_base = st.config.s3.url_base(&st.config.region);
+    let (standard_output_url, standard_error_url) = view
+        .map(|v| convert::output_urls(&s3_base, &command, &node, v))
+        .unwrap_or_default();
     let response_code = view.map_or(inv.response_code, |v| v.response_code());
     Ok(GetCommandInvocationResult {
         command_id: command_id.to_string(),
@@ -84,9 +88,9 @@ pub async fn get_command_invocation(
         status,
         status_details: details,
         standard_output_content: stdout,
-        standard_output_url: String::new(),
+        standard_output_url,
         standard_error_content: stderr,
-        standard_error_url: String::new(),
+        standard_error_url,
         cloud_watch_output_config: convert::cloudwatch(&command),
     })
 }

@@ -160,6 +160,7 @@ pub async fn list_command_invocations(
     };
     let mut commands: HashMap<CommandId, Command> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
+    let s3_base = st.config.s3.url_base(&st.config.region);
     for inv in &rows {
         if !commands.contains_key(&inv.command_id) {
             match st.store.command(&inv.command_id).await? {
@@ -171,7 +172,7 @@ pub async fn list_command_invocations(
             }
         }
         if let Some(c) = commands.get(&inv.command_id) {
-            out.push(convert::invocation(c, inv, details));
+            out.push(convert::invocation(&s3_base, c, inv, details));
         }
     }
     Ok(ListCommandInvocationsResult {

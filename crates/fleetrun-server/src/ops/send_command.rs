@@ -200,6 +200,14 @@ pub async fn send_command(
         }
     }
 
+    if let Some(bucket) = req
+        .output_s3_bucket_name
+        .as_deref()
+        .filter(|b| !b.is_empty())
+    {
+        crate::s3_output::check_bucket(&st, bucket).await?;
+    }
+
     let name = req.document_name.clone().unwrap_or_default();
     let version = req.document_version.clone().unwrap_or_default();
     let loaded = super::documents::resolve(&st, &name, &version).await?;
