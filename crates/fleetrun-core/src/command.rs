@@ -75,6 +75,11 @@ pub struct NewCommand {
 }
 
 impl NewCommand {
+    /// The alarm that stops it, if any.
+    pub fn alarm_watch(&self) -> Option<crate::alarms::AlarmWatch> {
+        crate::alarms::AlarmWatch::of(self.echo.alarm_configuration.as_ref())
+    }
+
     /// The bucket its output is uploaded to, if any.
     pub fn s3_bucket(&self) -> Option<String> {
         let bucket = &self.echo.output_s3_bucket_name;
@@ -104,6 +109,7 @@ impl NewCommand {
             plan: self.plan,
             counts,
             cancel_requested,
+            triggered_alarms: Vec::new(),
         }
     }
 }
@@ -127,6 +133,8 @@ pub struct Command {
     pub plan: Plan,
     pub counts: StateCounts,
     pub cancel_requested: bool,
+    /// The alarm that stopped it (`TriggeredAlarms`), once one did.
+    pub triggered_alarms: Vec<crate::alarms::TriggeredAlarm>,
 }
 
 impl Command {

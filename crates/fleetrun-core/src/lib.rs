@@ -5,6 +5,7 @@
 //! these types and [`CoreError`] into AWS error codes.
 
 pub mod access;
+pub mod alarms;
 pub mod clock;
 pub mod command;
 pub mod content_guard;

@@ -174,6 +174,9 @@ pub enum InvocationEvent {
     LostByAgent,
     /// The sender's policies do not allow running the command on this node (a tag-targeted send).
     AccessDenied,
+    /// The command's alarm went into ALARM (or could not be read): what has not reached its node
+    /// never runs; what runs finishes (ARCHITECTURE.md, "Alarms").
+    AlarmStopped,
 }
 
 /// The state an invocation moves to, or `None` when the event does not apply (the caller ignores it,
@@ -202,6 +205,7 @@ pub fn transition(from: InvocationState, event: InvocationEvent) -> Option<Invoc
         (S::InProgress, E::LostByAgent) => Some(S::Failed),
         (S::Cancelling, E::LostByAgent) => Some(S::Cancelled),
         (S::Pending, E::AccessDenied) => Some(S::AccessDenied),
+        (S::Pending | S::Delayed, E::AlarmStopped) => Some(S::Cancelled),
         _ => None,
     }
 }
@@ -478,6 +482,10 @@ mod tests {
             (S::Pending, E::Finished(O::Success), None),
             (S::Success, E::Finished(O::Failed), None),
             (S::Pending, E::CancelRequested, Some(S::Cancelled)),
+            (S::Pending, E::AlarmStopped, Some(S::Cancelled)),
+            (S::Delayed, E::AlarmStopped, Some(S::Cancelled)),
+            (S::InProgress, E::AlarmStopped, None),
+            (S::Success, E::AlarmStopped, None),
             (S::Delayed, E::CancelRequested, Some(S::Cancelled)),
             (S::InProgress, E::CancelRequested, Some(S::Cancelling)),
             (S::Success, E::CancelRequested, None),
@@ -515,6 +523,7 @@ mod tests {
             E::Terminated,
             E::LostByAgent,
             E::AccessDenied,
+            E::AlarmStopped,
         ];
         for s in S::ALL.iter().filter(|s| s.is_terminal()) {
             for e in events {

@@ -130,6 +130,27 @@ pub trait Store: Send + Sync + 'static {
     /// How many uploads wait.
     async fn upload_backlog(&self) -> CoreResult<u64>;
 
+    // ---- alarms (ARCHITECTURE.md, "Alarms") ----
+    /// PutMetricAlarm: creates the alarm in INSUFFICIENT_DATA, or replaces an existing one's
+    /// definition keeping its state.
+    async fn put_alarm(&self, def: crate::alarms::AlarmDefinition) -> CoreResult<()>;
+    /// Sets an alarm's state; false when there is no such alarm (and `change.create` is not set).
+    async fn set_alarm_state(&self, change: crate::alarms::StateChange) -> CoreResult<bool>;
+    /// Alarms in name order as the query says.
+    async fn alarms(&self, query: crate::alarms::AlarmQuery)
+        -> CoreResult<Vec<crate::alarms::Alarm>>;
+    /// Unfinished commands that watch an alarm and were not stopped by it yet.
+    async fn alarm_watchers(&self) -> CoreResult<Vec<(CommandId, crate::alarms::AlarmWatch)>>;
+    /// Stops a command for its alarm (`InvocationEvent::AlarmStopped` on every invocation, the
+    /// command cancel-requested, `TriggeredAlarms` recorded, its listing rendering replaced when
+    /// given). A command finished or already stopped is left alone.
+    async fn stop_for_alarm(
+        &self,
+        command: &CommandId,
+        triggered: crate::alarms::TriggeredAlarm,
+        rendered: Option<String>,
+    ) -> CoreResult<Effects>;
+
     // ---- API access keys (SECURITY.md) ----
     /// Stores a new access key; an id already taken is `CoreError::AccessKeyExists`.
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()>;

@@ -30,9 +30,10 @@ use super::{
 const COMMAND_COLUMNS: &str =
     "c.seq, c.command_id, c.requested_at, c.expires_at, c.document_name, \
      c.document_version, c.comment, c.timeout_seconds, c.max_concurrency, c.max_errors, \
-     c.error_budget, c.echo_json, c.plan_json, c.counts_json, c.cancel_requested";
+     c.error_budget, c.echo_json, c.plan_json, c.counts_json, c.cancel_requested, \
+     c.triggered_json";
 
-/// [`COMMAND_COLUMNS`] as a ListCommands page reads them, plus the rendering (column 15): a
+/// [`COMMAND_COLUMNS`] as a ListCommands page reads them, plus the rendering (column 16): a
 /// rendered command's echo and plan are not sent over the wire; an unrendered one is decoded
 /// whole from the same row (so from the same snapshot).
 pub(crate) const LISTED_COLUMNS: &str =
@@ -40,7 +41,7 @@ pub(crate) const LISTED_COLUMNS: &str =
      c.document_version, c.comment, c.timeout_seconds, c.max_concurrency, c.max_errors, \
      c.error_budget, CASE WHEN c.rendered IS NULL THEN c.echo_json END, \
      CASE WHEN c.rendered IS NULL THEN c.plan_json END, c.counts_json, c.cancel_requested, \
-     c.rendered";
+     c.triggered_json, c.rendered";
 
 /// The columns [`invocation_from_row`] decodes, in order (the table is aliased `i`).
 pub(crate) const INVOCATION_COLUMNS: &str =
@@ -67,11 +68,15 @@ pub(crate) fn command_from_row(row: &Row) -> Result<Command> {
         plan,
         counts,
         cancel_requested: col(row, 14)?,
+        triggered_alarms: match col::<Option<&str>>(row, 15)? {
+            Some(json) => serde_json::from_str(json)?,
+            None => Vec::new(),
+        },
     })
 }
 
 pub(crate) fn listed_from_row(row: &Row) -> Result<ListedCommand> {
-    let body = match col::<Option<&str>>(row, 15)? {
+    let body = match col::<Option<&str>>(row, 16)? {
         Some(rendered) => ListedBody::Rendered(rendered.to_owned()),
         None => ListedBody::Whole(Box::new(command_from_row(row)?)),
     };
@@ -179,9 +184,9 @@ const INSERT_COMMAND_SQL: &str = "INSERT INTO commands (command_id, requested_at
          document_name, document_version, comment, timeout_seconds, max_concurrency, max_errors,
          error_budget, echo_json, plan_json, counts_json, cancel_requested, status,
          status_details, terminal, released, acked, settled, rendered, notify_json, log_group,
-         s3_bucket)
+         s3_bucket, alarm_name)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-         $19, $20, $21, $22, $23, $24)
+         $19, $20, $21, $22, $23, $24, $25)
      RETURNING seq";
 
 /// SendCommand's write: the command and its Pending invocations (one statement for all targets),
@@ -223,6 +228,7 @@ pub(crate) async fn insert(
                 .transpose()?,
             &cmd.log_group(),
             &cmd.s3_bucket(),
+            &cmd.alarm_watch().map(|w| w.alarm),
         ],
     )
     .await?;

@@ -12,6 +12,7 @@
 //! `tags`, `documents`).
 
 mod access_keys;
+mod alarms;
 mod activations;
 mod commands;
 mod db;
@@ -38,6 +39,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use fleetrun_core::access::{AccessKey, AccessKeyStatus};
+use fleetrun_core::alarms::{
+    Alarm, AlarmDefinition, AlarmQuery, AlarmWatch, StateChange, TriggeredAlarm,
+};
 use fleetrun_core::clock::Millis;
 use fleetrun_core::command::{
     Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
@@ -559,6 +563,38 @@ impl Store for PostgresStore {
 
     async fn upload_backlog(&self) -> CoreResult<u64> {
         on_connection!(self, "upload_backlog", |c| uploads::backlog(&c)).await
+    }
+
+    async fn put_alarm(&self, def: AlarmDefinition) -> CoreResult<()> {
+        let def = &def;
+        on_connection!(self, "put_alarm", |c| alarms::put(&c, def)).await
+    }
+
+    async fn set_alarm_state(&self, change: StateChange) -> CoreResult<bool> {
+        let change = &change;
+        on_connection!(self, "set_alarm_state", |c| alarms::set_state(&c, change)).await
+    }
+
+    async fn alarms(&self, query: AlarmQuery) -> CoreResult<Vec<Alarm>> {
+        let query = &query;
+        on_connection!(self, "alarms", |c| alarms::query_alarms(&c, query)).await
+    }
+
+    async fn alarm_watchers(&self) -> CoreResult<Vec<(CommandId, AlarmWatch)>> {
+        on_connection!(self, "alarm_watchers", |c| alarms::watching(&c)).await
+    }
+
+    async fn stop_for_alarm(
+        &self,
+        command: &CommandId,
+        triggered: TriggeredAlarm,
+        rendered: Option<String>,
+    ) -> CoreResult<Effects> {
+        let (triggered, rendered) = (&triggered, rendered.as_deref());
+        in_transaction!(self, "stop_for_alarm", |tx| alarms::stop(
+            &tx, command, triggered, rendered
+        ))
+        .await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

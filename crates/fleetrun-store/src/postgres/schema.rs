@@ -191,7 +191,7 @@ CREATE TABLE notification_outbox (
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, event_time);
 "#;
 
-/// Version 4: live output and S3 uploads, as SQLite's version 11 (`sqlite/schema.rs`).
+/// Version 4: live output, S3 uploads and alarms, as SQLite's version 11 (`sqlite/schema.rs`).
 const V4_LIVE_OUTPUT: &str = r#"
 ALTER TABLE commands ADD COLUMN log_group TEXT COLLATE "C";
 ALTER TABLE commands ADD COLUMN s3_bucket TEXT COLLATE "C";
@@ -203,6 +203,18 @@ CREATE TABLE s3_uploads (
     PRIMARY KEY (command_seq, instance_id)
 );
 CREATE INDEX s3_uploads_due ON s3_uploads (next_attempt_at);
+ALTER TABLE commands ADD COLUMN alarm_name TEXT COLLATE "C";
+ALTER TABLE commands ADD COLUMN triggered_json TEXT;
+CREATE INDEX commands_watching_alarms ON commands (seq)
+    WHERE alarm_name IS NOT NULL AND terminal = FALSE AND triggered_json IS NULL;
+CREATE TABLE alarms (
+    name             TEXT   COLLATE "C" PRIMARY KEY,
+    state            TEXT   NOT NULL,
+    reason           TEXT   NOT NULL,
+    reason_data      TEXT,
+    state_updated_at BIGINT NOT NULL,
+    definition_json  TEXT   NOT NULL
+);
 CREATE TABLE output_streams (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     command_seq    BIGINT NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,

@@ -30,7 +30,8 @@ use super::{command_id, instance_id, invocation_state, to_i64, Error, Result};
 const COMMAND_COLUMNS: &str =
     "c.seq, c.command_id, c.requested_at, c.expires_at, c.document_name, \
      c.document_version, c.comment, c.timeout_seconds, c.max_concurrency, c.max_errors, \
-     c.error_budget, c.echo_json, c.plan_json, c.counts_json, c.cancel_requested";
+     c.error_budget, c.echo_json, c.plan_json, c.counts_json, c.cancel_requested, \
+     c.triggered_json";
 
 /// The columns [`listed_from_row`] decodes, in order: what a ListCommands page needs besides the
 /// rendering (the table is aliased `c`). The echo and plan are not read for a rendered command.
@@ -72,6 +73,10 @@ pub(crate) fn command_from_row(row: &Row<'_>) -> Result<Command> {
         plan,
         counts,
         cancel_requested: row.get(14)?,
+        triggered_alarms: match row.get::<_, Option<String>>(15)? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -163,9 +168,9 @@ fn insert_rows(
         "INSERT INTO commands (command_id, requested_at, expires_at, document_name, document_version,
              comment, timeout_seconds, max_concurrency, max_errors, error_budget, echo_json, plan_json,
              counts_json, cancel_requested, status, status_details, terminal, released, acked, settled,
-             rendered, notify_json, log_group, s3_bucket)
+             rendered, notify_json, log_group, s3_bucket, alarm_name)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21, ?22, ?23, ?24)",
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         cmd.id.as_str(),
@@ -194,6 +199,7 @@ fn insert_rows(
             .transpose()?,
         cmd.log_group(),
         cmd.s3_bucket(),
+        cmd.alarm_watch().map(|w| w.alarm),
     ])?;
     let seq = tx.last_insert_rowid();
 

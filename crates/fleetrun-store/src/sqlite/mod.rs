@@ -10,6 +10,7 @@
 //! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
 
 mod access_keys;
+mod alarms;
 mod activations;
 mod commands;
 mod documents;
@@ -30,6 +31,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetrun_core::access::{AccessKey, AccessKeyStatus};
+use fleetrun_core::alarms::{
+    Alarm, AlarmDefinition, AlarmQuery, AlarmWatch, StateChange, TriggeredAlarm,
+};
 use fleetrun_core::clock::Millis;
 use fleetrun_core::command::{
     Claim, Command, Finished, Invocation, ListedCommand, NewCommand, Report, Sent,
@@ -415,6 +419,33 @@ impl Store for SqliteStore {
 
     async fn upload_backlog(&self) -> CoreResult<u64> {
         self.read(uploads::backlog).await
+    }
+
+    async fn put_alarm(&self, def: AlarmDefinition) -> CoreResult<()> {
+        self.write(move |c| alarms::put(c, &def)).await
+    }
+
+    async fn set_alarm_state(&self, change: StateChange) -> CoreResult<bool> {
+        self.write(move |c| alarms::set_state(c, &change)).await
+    }
+
+    async fn alarms(&self, query: AlarmQuery) -> CoreResult<Vec<Alarm>> {
+        self.read(move |c| alarms::query(c, &query)).await
+    }
+
+    async fn alarm_watchers(&self) -> CoreResult<Vec<(CommandId, AlarmWatch)>> {
+        self.read(alarms::watching).await
+    }
+
+    async fn stop_for_alarm(
+        &self,
+        command: &CommandId,
+        triggered: TriggeredAlarm,
+        rendered: Option<String>,
+    ) -> CoreResult<Effects> {
+        let command = command.clone();
+        self.write(move |c| alarms::stop(c, &command, &triggered, rendered.as_deref()))
+            .await
     }
 
     async fn create_access_key(&self, key: AccessKey) -> CoreResult<()> {

@@ -243,7 +243,8 @@ CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at, ev
 /// stream names for the CloudWatch Logs reads, how many bytes are held); its chunks keep the bytes
 /// at their offsets. Both go with their command (`ON DELETE CASCADE`, the retention purge).
 /// `commands.log_group` is the group of a command with CloudWatch output enabled (NULL: none).
-/// S3 output: `commands.s3_bucket` (NULL: none) and the uploads a finish queues.
+/// S3 output: `commands.s3_bucket` (NULL: none) and the uploads a finish queues. Alarms: their
+/// states, and on each command the alarm it watches and what stopped it (`TriggeredAlarms`).
 const V11_LIVE_OUTPUT: &str = r#"
 ALTER TABLE commands ADD COLUMN log_group TEXT;
 ALTER TABLE commands ADD COLUMN s3_bucket TEXT;
@@ -255,6 +256,18 @@ CREATE TABLE s3_uploads (
     PRIMARY KEY (command_seq, instance_id)
 ) WITHOUT ROWID;
 CREATE INDEX s3_uploads_due ON s3_uploads (next_attempt_at);
+ALTER TABLE commands ADD COLUMN alarm_name TEXT;
+ALTER TABLE commands ADD COLUMN triggered_json TEXT;
+CREATE INDEX commands_watching_alarms ON commands (seq)
+    WHERE alarm_name IS NOT NULL AND terminal = 0 AND triggered_json IS NULL;
+CREATE TABLE alarms (
+    name             TEXT    NOT NULL PRIMARY KEY,
+    state            TEXT    NOT NULL,
+    reason           TEXT    NOT NULL,
+    reason_data      TEXT,
+    state_updated_at INTEGER NOT NULL,
+    definition_json  TEXT    NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE output_streams (
     id             INTEGER PRIMARY KEY,
     command_seq    INTEGER NOT NULL REFERENCES commands (seq) ON DELETE CASCADE,

@@ -6,6 +6,7 @@
 //! be reached fails every check: nothing is skipped quietly.
 
 mod access_keys;
+mod alarms;
 mod activations;
 mod documents;
 mod lifecycle;
@@ -18,6 +19,7 @@ mod tags;
 mod uploads;
 
 pub use access_keys::*;
+pub use alarms::*;
 pub use activations::*;
 pub use documents::*;
 pub use lifecycle::*;
@@ -78,6 +80,7 @@ mod backend {
         check_notification_outbox,
         check_live_output,
         check_upload_queue,
+        check_alarms,
     );
 
     /// What was written survives a restart: the SQLite file reopened, or a new PostgreSQL pool
