@@ -168,7 +168,9 @@ mod tests {
         .expect("watch");
         assert_eq!(lenient.verdict(None), None);
         assert_eq!(
-            lenient.verdict(Some(&alarm(AlarmState::Alarm))).map(|t| t.state),
+            lenient
+                .verdict(Some(&alarm(AlarmState::Alarm)))
+                .map(|t| t.state),
             Some("ALARM".into()),
             "the flag is about unreadable alarms only"
         );

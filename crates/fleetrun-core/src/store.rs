@@ -137,8 +137,10 @@ pub trait Store: Send + Sync + 'static {
     /// Sets an alarm's state; false when there is no such alarm (and `change.create` is not set).
     async fn set_alarm_state(&self, change: crate::alarms::StateChange) -> CoreResult<bool>;
     /// Alarms in name order as the query says.
-    async fn alarms(&self, query: crate::alarms::AlarmQuery)
-        -> CoreResult<Vec<crate::alarms::Alarm>>;
+    async fn alarms(
+        &self,
+        query: crate::alarms::AlarmQuery,
+    ) -> CoreResult<Vec<crate::alarms::Alarm>>;
     /// Unfinished commands that watch an alarm and were not stopped by it yet.
     async fn alarm_watchers(&self) -> CoreResult<Vec<(CommandId, crate::alarms::AlarmWatch)>>;
     /// Stops a command for its alarm (`InvocationEvent::AlarmStopped` on every invocation, the

@@ -94,9 +94,9 @@ impl Policy {
     }
 
     /// The administrator policy: Allow `ssm:*`, `logs:*` (the CloudWatch Logs reads of live
-    /// output) and `fleetrun:*` on `*`.
+    /// output), `cloudwatch:*` (alarms) and `fleetrun:*` on `*`.
     pub fn full_access() -> Policy {
-        Self::allow_on_everything(&["ssm:*", "logs:*", "fleetrun:*"])
+        Self::allow_on_everything(&["ssm:*", "logs:*", "cloudwatch:*", "fleetrun:*"])
     }
 
     /// `AmazonSSMReadOnlyAccess`: Allow `ssm:Describe*`, `ssm:Get*`, `ssm:List*` on `*`.

@@ -51,6 +51,8 @@ pub(crate) fn mutating(op: &str, admin: bool) -> bool {
     matches!(
         op,
         "SendCommand"
+            | "PutMetricAlarm"
+            | "SetAlarmState"
             | "CancelCommand"
             | "CreateActivation"
             | "DeleteActivation"

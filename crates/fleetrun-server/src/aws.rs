@@ -30,6 +30,7 @@ enum Api {
     Ssm,
     Admin,
     Logs,
+    CloudWatch,
 }
 
 impl Api {
@@ -39,6 +40,7 @@ impl Api {
         for (api, prefix) in [
             (Self::Admin, ADMIN_TARGET_PREFIX),
             (Self::Logs, fleetrun_wire::logs::TARGET_PREFIX),
+            (Self::CloudWatch, fleetrun_wire::cloudwatch::TARGET_PREFIX),
             (Self::Ssm, TARGET_PREFIX),
         ] {
             if let Some(op) = target.strip_prefix(prefix) {
@@ -53,6 +55,7 @@ impl Api {
         match self {
             Self::Ssm | Self::Admin => auth::SERVICE,
             Self::Logs => fleetrun_wire::logs::SIGNING_SERVICE,
+            Self::CloudWatch => fleetrun_wire::cloudwatch::SIGNING_SERVICE,
         }
     }
 }
@@ -210,6 +213,59 @@ async fn dispatch_admin(
     }
 }
 
+async fn dispatch_cloudwatch(
+    state: &AppState,
+    caller: Caller,
+    op: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    use crate::alarms;
+    let answer = match op {
+        "PutMetricAlarm" => {
+            call(state, body, |st, req| {
+                alarms::put_metric_alarm(st, caller, req)
+            })
+            .await
+        }
+        "SetAlarmState" => {
+            call(state, body, |st, req| {
+                alarms::set_alarm_state(st, caller, req)
+            })
+            .await
+        }
+        "DescribeAlarms" => {
+            call(state, body, |st, req| {
+                alarms::describe_alarms(st, caller, req)
+            })
+            .await
+        }
+        other => Err(ApiError::UnknownOperation(format!(
+            "Operation {other} is not supported by this server."
+        ))),
+    };
+    answer.map(|mut r| {
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static(fleetrun_wire::cloudwatch::CONTENT_TYPE),
+        );
+        r
+    })
+}
+
+/// CloudWatch's error form: the JSON 1.0 content type, and the code in `x-amzn-query-error`
+/// (the service is query-compatible: botocore takes the code from that header).
+fn cloudwatch_error(mut response: Response, code: &str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static(fleetrun_wire::cloudwatch::CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{code};Sender")) {
+        headers.insert("x-amzn-query-error", v);
+    }
+    response
+}
+
 async fn dispatch_logs(
     state: &AppState,
     caller: Caller,
@@ -290,6 +346,7 @@ pub async fn handle(
         let result = match api {
             Api::Admin => dispatch_admin(&state, caller.clone(), &op, &body).await,
             Api::Logs => dispatch_logs(&state, caller.clone(), &op, &body).await,
+            Api::CloudWatch => dispatch_cloudwatch(&state, caller.clone(), &op, &body).await,
             Api::Ssm => dispatch(&state, caller.clone(), &op, &body).await,
         };
         (Some(caller), result)
@@ -311,7 +368,11 @@ pub async fn handle(
                     audit::denied(caller, &op, action, resource);
                 }
             }
+            let code = e.code();
             let mut response = e.into_response();
+            if api == Api::CloudWatch {
+                response = cloudwatch_error(response, code);
+            }
             // The verified caller, for the edge's log line of this error (`edge::typed_errors`).
             if let Some(caller) = caller {
                 response.extensions_mut().insert(caller);

@@ -67,6 +67,15 @@ pub fn command(c: Command) -> ssm::Command {
         notification_config,
         cloud_watch_output_config,
         timeout_seconds: c.timeout_seconds,
+        triggered_alarms: echo.alarm_configuration.as_ref().map(|_| {
+            c.triggered_alarms
+                .into_iter()
+                .map(|t| ssm::AlarmStateInformation {
+                    name: t.name,
+                    state: t.state,
+                })
+                .collect()
+        }),
         alarm_configuration: echo.alarm_configuration,
         interactive: false,
     }
@@ -88,6 +97,12 @@ pub fn progress(agg: &CommandAggregate) -> CommandProgress<'static> {
 pub fn rendering(new: &NewCommand) -> Result<String, serde_json::Error> {
     let sent = new.clone().into_command(0, StateCounts::default(), false);
     encode_fixed_members(&command(sent))
+}
+
+/// A stored command's rendering again, for a command whose fixed members changed (the
+/// TriggeredAlarms its alarm set).
+pub fn rerendering(c: &Command) -> Result<String, serde_json::Error> {
+    encode_fixed_members(&command(c.clone()))
 }
 
 /// A plugin's coarse status string: the plugin enum has no Delayed or Cancelling.

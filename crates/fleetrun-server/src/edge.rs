@@ -169,10 +169,11 @@ async fn typed(method: Method, uri: Uri, mut resp: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let typed = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == AMZ_JSON.as_bytes());
+    let typed = resp.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        // Ours, in either JSON version (CloudWatch's errors are JSON 1.0).
+        v.as_bytes() == AMZ_JSON.as_bytes()
+            || v.as_bytes() == fleetrun_wire::cloudwatch::CONTENT_TYPE.as_bytes()
+    });
     if typed {
         // Handlers outside `aws::handle` (the agent endpoints) answer errors without an id.
         if !resp.headers().contains_key("x-amzn-requestid") {

@@ -52,6 +52,12 @@ pub enum ApiError {
     },
     /// SendCommand: `OutputS3BucketName` names a bucket that does not exist.
     InvalidOutputFolder(String),
+    /// CloudWatch: an alarm that does not exist (HTTP 404).
+    AlarmNotFound(String),
+    /// CloudWatch: `StateReasonData` that is not JSON.
+    InvalidFormat(String),
+    /// CloudWatch: a missing or out-of-range member (the query protocol's `ValidationError`).
+    CloudWatchValidation(String),
     /// CloudWatch Logs: a log group or stream that does not exist.
     LogResourceNotFound(String),
     /// CloudWatch Logs: a parameter out of range or in conflict with another (the Logs API's
@@ -132,6 +138,9 @@ impl ApiError {
             Self::Validation(_) => "ValidationException",
             Self::LogResourceNotFound(_) => "ResourceNotFoundException",
             Self::InvalidOutputFolder(_) => "InvalidOutputFolder",
+            Self::AlarmNotFound(_) => "ResourceNotFound",
+            Self::InvalidFormat(_) => "InvalidFormat",
+            Self::CloudWatchValidation(_) => "ValidationError",
             Self::InvalidParameter(_) => "InvalidParameterException",
             Self::InvalidCommandId(_) => "InvalidCommandId",
             Self::InvalidInstanceId(_) => "InvalidInstanceId",
@@ -192,6 +201,7 @@ impl ApiError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::AgentProtocolMismatch => StatusCode::UPGRADE_REQUIRED,
+            Self::AlarmNotFound(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -207,6 +217,9 @@ impl ApiError {
             | Self::RequestTimeout(m)
             | Self::Validation(m)
             | Self::LogResourceNotFound(m)
+            | Self::AlarmNotFound(m)
+            | Self::InvalidFormat(m)
+            | Self::CloudWatchValidation(m)
             | Self::InvalidParameter(m)
             | Self::InvalidCommandId(m)
             | Self::InvalidInstanceId(m)

@@ -2,6 +2,7 @@
 //! (`/agent/v2/*`, nodes authenticated by `node_auth`), and the background timekeeper. `main` builds a [`Server`] and calls [`Server::serve`].
 
 pub mod agent_api;
+pub mod alarms;
 pub mod audit;
 pub mod auth;
 mod aws;
@@ -112,6 +113,10 @@ pub struct AppState {
     pub(crate) uploads: Arc<tokio::sync::Notify>,
     /// The S3 client, made on first use (`s3_output`).
     pub(crate) s3: Arc<tokio::sync::OnceCell<s3_output::S3Output>>,
+    /// Rung when an alarm changed: the alarm watcher looks at running commands at once.
+    pub(crate) alarms: Arc<tokio::sync::Notify>,
+    /// The bearer token the Alertmanager webhook must carry (`alarms::alertmanager`).
+    pub(crate) alertmanager_token: Arc<str>,
 }
 
 impl AppState {
@@ -138,6 +143,21 @@ async fn token_key(data_dir: &Path, store: &dyn Store) -> std::io::Result<TokenK
         .await
         .map_err(std::io::Error::other)?;
     Ok(TokenKey::new(key))
+}
+
+/// The Alertmanager webhook's bearer token: shared by every replica on `store`, written to
+/// `<data_dir>/alertmanager-token` (0600) for the operator's Alertmanager configuration.
+async fn alertmanager_token(store: &dyn Store, data_dir: &Path) -> std::io::Result<Arc<str>> {
+    let secret = store
+        .shared_secret("alertmanager-token", random_secret(40).as_bytes())
+        .await
+        .map_err(std::io::Error::other)?;
+    let token = String::from_utf8(secret).map_err(std::io::Error::other)?;
+    write_private(
+        &data_dir.join(alarms::ALERTMANAGER_TOKEN_FILE),
+        token.as_bytes(),
+    )?;
+    Ok(token.into())
 }
 
 /// Creates `dir` (and parents) and makes it 0700: it holds keys and the database, whatever the umask.
@@ -193,6 +213,7 @@ impl Server {
             tracing::info!(topics = topics.len(), subscribers = config.webhooks.len(),
                 secrets = %path.display(), "notifications: delivering to webhooks");
         }
+        let alertmanager_token = alertmanager_token(store.as_ref(), &config.data_dir).await?;
         let (shutdown_tx, shutting_down) = watch::channel(false);
         Ok(Self {
             state: AppState {
@@ -208,6 +229,8 @@ impl Server {
                 outbox: Arc::new(tokio::sync::Notify::new()),
                 uploads: Arc::new(tokio::sync::Notify::new()),
                 s3: Arc::new(tokio::sync::OnceCell::new()),
+                alarms: Arc::new(tokio::sync::Notify::new()),
+                alertmanager_token,
             },
             shutdown_tx,
         })
@@ -275,6 +298,7 @@ impl Server {
         let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
         let deliverer = tokio::spawn(webhooks::deliver(self.state.clone()));
         let uploader = tokio::spawn(s3_output::upload(self.state.clone()));
+        let alarm_watcher = tokio::spawn(alarms::watch(self.state.clone()));
         let tx = self.shutdown_tx;
         let signal = async move {
             shutdown.await;
@@ -285,6 +309,7 @@ impl Server {
         ticker.abort();
         deliverer.abort();
         uploader.abort();
+        alarm_watcher.abort();
         result
     }
 }
@@ -294,6 +319,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", post(aws::handle))
         .route("/healthz", get(|| async { "ok" }))
+        .route(alarms::ALERTMANAGER_PATH, post(alarms::alertmanager))
         .merge(agent_api::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod cloudwatch;
 pub mod documents;
 pub mod error;
 pub mod listing;

@@ -140,6 +140,7 @@ mod tests {
             },
             timeout_seconds: 3600,
             alarm_configuration: Some(json!({"Alarms": [{"Name": "a"}]})),
+            triggered_alarms: Some(vec![]),
             interactive: false,
         }
     }

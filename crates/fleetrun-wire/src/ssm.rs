@@ -121,8 +121,19 @@ pub struct Command {
     pub timeout_seconds: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<serde_json::Value>,
+    /// With an AlarmConfiguration: `[]`, or the alarm that stopped the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
     /// Unmodeled but present in real ListCommands output.
     pub interactive: bool,
+}
+
+/// `TriggeredAlarms[]`: `State` is `ALARM` or `UNKNOWN`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct AlarmStateInformation {
+    pub name: String,
+    pub state: String,
 }
 
 // ---------------------------------------------------------------- ListCommands / ListCommandInvocations

@@ -2,6 +2,7 @@
 //! limit on content plus parameter values) and the targets (checking named nodes' platforms), store
 //! the command with one Pending invocation per node in one transaction, then wake the nodes' long polls.
 
+use fleetrun_core::alarms::AlarmWatch;
 use fleetrun_core::clock::now_millis;
 use fleetrun_core::command::{CloudWatchOutput, CommandEcho, NewCommand, Notification};
 use fleetrun_core::document;
@@ -280,8 +281,16 @@ pub async fn send_command(
     new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
     let denied = new.access_denied.len();
     let sent = st.store.insert_command(new).await?;
+    let mut command = sent.command;
+    // An alarm in ALARM now stops the command before its first node is woken for it.
+    if let Some(watch) = AlarmWatch::of(command.echo.alarm_configuration.as_ref()) {
+        if crate::alarms::check_command(&st, &command.id, &watch).await? {
+            if let Some(stopped) = st.store.command(&command.id).await? {
+                command = stopped;
+            }
+        }
+    }
     st.apply(&sent.effects);
-    let command = sent.command;
     // `targets`: the nodes resolved (TargetCount); `access_denied`: those of them the caller may not
     // touch, whose invocations end AccessDenied.
     audit!(caller, "SendCommand", command_id = %command.id, document = %command.document_name, targets = targets.len(), access_denied = denied, "command sent");

@@ -64,10 +64,16 @@ pub(crate) async fn query_alarms<C: GenericClient>(c: &C, q: &AlarmQuery) -> Res
         format!("${}", args.len())
     };
     if let Some(names) = &q.names {
-        sql.push_str(&format!(" AND name = ANY({}::text[])", bind(Box::new(names.clone()))));
+        sql.push_str(&format!(
+            " AND name = ANY({}::text[])",
+            bind(Box::new(names.clone()))
+        ));
     }
     if let Some(prefix) = &q.prefix {
-        sql.push_str(&format!(" AND starts_with(name, {})", bind(Box::new(prefix.clone()))));
+        sql.push_str(&format!(
+            " AND starts_with(name, {})",
+            bind(Box::new(prefix.clone()))
+        ));
     }
     if let Some(state) = q.state {
         sql.push_str(&format!(" AND state = {}", bind(Box::new(state.as_str()))));

@@ -12,8 +12,8 @@
 //! `tags`, `documents`).
 
 mod access_keys;
-mod alarms;
 mod activations;
+mod alarms;
 mod commands;
 mod db;
 mod documents;

@@ -140,7 +140,9 @@ pub(crate) fn stop(
             .prepare_cached(
                 "SELECT seq, terminal, triggered_json FROM commands WHERE command_id = ?1",
             )?
-            .query_row([command.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row([command.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()?;
         let Some((seq, terminal, already)) = found else {
             return Err(CoreError::UnknownCommand(command.to_string()).into());
@@ -152,11 +154,7 @@ pub(crate) fn stop(
             "UPDATE commands SET triggered_json = ?2, rendered = COALESCE(?3, rendered)
              WHERE seq = ?1",
         )?
-        .execute(params![
-            seq,
-            serde_json::to_string(&[triggered])?,
-            rendered
-        ])?;
+        .execute(params![seq, serde_json::to_string(&[triggered])?, rendered])?;
         tr.request_cancel(tx, seq)?;
         for inv in command_invocations(tx, seq, true)? {
             tr.apply(tx, &inv, InvocationEvent::AlarmStopped)?;

@@ -10,8 +10,8 @@
 //! (see `schema`, `activations`, `commands`, `lifecycle`, `documents`).
 
 mod access_keys;
-mod alarms;
 mod activations;
+mod alarms;
 mod commands;
 mod documents;
 mod lifecycle;

@@ -115,7 +115,10 @@ pub async fn check_alarms(store: &dyn Store) {
     assert_eq!(watchers.len(), 1);
     assert_eq!(watchers[0].0, watched.id);
     assert_eq!(watchers[0].1.alarm, "cpu-high");
-    store.claim(&node(1), "s", &[], T0 + 10).await.expect("claim");
+    store
+        .claim(&node(1), "s", &[], T0 + 10)
+        .await
+        .expect("claim");
     assert_eq!(
         invocation_state(store, &watched.id, &node(1)).await,
         InvocationState::InProgress
@@ -142,7 +145,7 @@ pub async fn check_alarms(store: &dyn Store) {
         "what runs finishes"
     );
     let stopped = command(store, &watched.id).await;
-    assert_eq!(stopped.triggered_alarms, [triggered.clone()]);
+    assert_eq!(stopped.triggered_alarms, std::slice::from_ref(&triggered));
     assert!(store.alarm_watchers().await.expect("watchers").is_empty());
     // A second stop changes nothing.
     store

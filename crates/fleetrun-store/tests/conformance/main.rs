@@ -6,8 +6,8 @@
 //! be reached fails every check: nothing is skipped quietly.
 
 mod access_keys;
-mod alarms;
 mod activations;
+mod alarms;
 mod documents;
 mod lifecycle;
 mod listing;
@@ -19,8 +19,8 @@ mod tags;
 mod uploads;
 
 pub use access_keys::*;
-pub use alarms::*;
 pub use activations::*;
+pub use alarms::*;
 pub use documents::*;
 pub use lifecycle::*;
 pub use listing::*;
