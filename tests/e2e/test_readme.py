@@ -204,7 +204,7 @@ class Walkthrough:
             parts.append(f"# README.md line {b['line']}")
             parts.append(with_port(b["text"], self.port))
         # What the test checks afterwards: the variables the text set.
-        names = "NODE NODE2 CMD LONG ROLL ACT_ID AUDITOR_KEY"
+        names = "NODE NODE2 CMD LONG ROLL TICK STOPPED ACT_ID AUDITOR_KEY"
         parts.append(
             f"for v in {names}; do printf '%s=%s\\n' \"$v\" \"${{!v-}}\"; done > {self.workdir}/vars"
         )
@@ -432,6 +432,20 @@ def test_the_rollout_stops_at_the_first_error(walkthrough):
         for i in walkthrough.ssm.list_command_invocations(CommandId=v["ROLL"])["CommandInvocations"]
     )
     assert details == ["Failed", "Terminated"]
+
+
+def test_the_alarm_stops_the_rollout_and_alertmanager_resolves_it(walkthrough):
+    v = walkthrough.vars()
+    stopped = settled(walkthrough, v["STOPPED"])
+    assert stopped["Status"] == "Cancelled", stopped
+    assert stopped["TriggeredAlarms"] == [{"Name": "web-errors", "State": "ALARM"}], stopped
+    statuses = {
+        i["Status"]
+        for i in walkthrough.ssm.list_command_invocations(CommandId=v["STOPPED"])["CommandInvocations"]
+    }
+    assert statuses == {"Cancelled"}, statuses
+    out = walkthrough.output_of("alertmanager-token")
+    assert '"OK"' in out and "Alertmanager: resolved" in out, out
 
 
 def test_the_document_gets_a_second_version_that_becomes_latest_and_default(walkthrough):
