@@ -5,6 +5,7 @@
 
 mod admin;
 mod api_client;
+mod completions;
 mod store_choice;
 mod tail;
 
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use fleetrun_agent::cli::{self as agent_cli, exit};
 use fleetrun_agent::{Activation, AgentConfig, AgentError};
 use fleetrun_server::{tls, Server, ServerConfig};
@@ -53,6 +54,8 @@ enum Cmd {
     /// Follow a command's output as its scripts print it, until the command ends.
     /// Exit status: 0 when the command ended Success, 1 when it ended otherwise, 2 on errors.
     Tail(tail::TailArgs),
+    /// Print a shell completion script for fleetrun (or, with --agent, for fleetrun-agent).
+    Completions(completions::CompletionsArgs),
 }
 
 #[derive(Parser)]
@@ -294,6 +297,10 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(admin::run(args))),
+        Cmd::Completions(args) => {
+            completions::print(&args, Cli::command(), AgentArgs::command());
+            Ok(())
+        }
         Cmd::Tail(args) => {
             let followed = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
