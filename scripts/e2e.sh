@@ -6,6 +6,8 @@
 # FLEETRUN_VENV  virtualenv to create/reuse  (default: $HOME/.cache/fleetrun-venv)
 # FLEETRUN_BIN   fleetrun binary to test     (default: ${CARGO_TARGET_DIR:-target}/debug/fleetrun;
 #                                             built with `cargo build -p fleetrun` if missing)
+# FLEETRUN_AGENT_BIN  fleetrun-agent binary for test_install.py (default: beside fleetrun, built
+#                     with it if missing)
 # Exit code is pytest's.
 set -euo pipefail
 
@@ -49,6 +51,35 @@ if [ ! -x "$FLEETRUN_BIN" ]; then
     exit 2
 fi
 export FLEETRUN_BIN
+
+# The node-only agent that tests/e2e/test_install.py installs. Built together with fleetrun: the
+# same dependency features, so no second build of the dependencies.
+if [ -z "${FLEETRUN_AGENT_BIN:-}" ]; then
+    FLEETRUN_AGENT_BIN="$(dirname "$FLEETRUN_BIN")/fleetrun-agent"
+    if [ ! -x "$FLEETRUN_AGENT_BIN" ]; then
+        TARGET="${CARGO_TARGET_DIR:-target}"
+        case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+        FLEETRUN_AGENT_BIN="$TARGET/debug/fleetrun-agent"
+        echo "e2e: $FLEETRUN_AGENT_BIN missing, building it" >&2
+        CARGO_TARGET_DIR="$TARGET" cargo build -p fleetrun -p fleetrun-agent --bin fleetrun-agent
+    fi
+fi
+export FLEETRUN_AGENT_BIN
+
+# systemd-analyze and systemctl for the unit's tests (test_install.py): Debian's systemd package,
+# whose installation starts nothing where systemd is not PID 1.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "e2e: installing systemd (systemd-analyze, systemctl)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends systemd >/dev/null 2>&1 || {
+            apt-get update -qq >/dev/null
+            apt-get install -y -qq --no-install-recommends systemd >/dev/null
+        }
+    else
+        echo "e2e: systemd-analyze is missing (apt-get install systemd): test_install.py will fail" >&2
+    fi
+fi
 
 # A real S3-protocol server for the S3 output tests: s3s-fs from crates.io (0.14.1 is the last
 # release building with this toolchain), installed once into ~/.cargo/bin.

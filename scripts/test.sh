@@ -28,8 +28,8 @@ if [[ " $STORES " == *" postgres "* ]]; then
     fi
 fi
 
-echo "== building the fleetrun binary for the end-to-end suite" >&2
-cargo build -p fleetrun
+echo "== building the fleetrun and fleetrun-agent binaries for the end-to-end suite" >&2
+cargo build -p fleetrun -p fleetrun-agent
 
 for store in $STORES; do
     if [ "$store" = sqlite ]; then
