@@ -7,8 +7,8 @@
 #   install-agent.sh uninstall [--purge] [--root DIR]
 #
 # install: copies the binary to /usr/local/bin/fleetrun-agent (0755) and the unit to
-#   /etc/systemd/system/fleetrun-agent.service (0644); writes /etc/fleetrun/agent.env (0600, dir
-#   0700) when --server is given (a --ca-cert file is copied to /etc/fleetrun/ca.pem); registers the
+#   /etc/systemd/system/fleetrun-agent.service (0644); (re)writes /etc/fleetrun/agent.env (0600,
+#   dir 0700) when --server is given (a --ca-cert file is copied to /etc/fleetrun/ca.pem); registers the
 #   node when --activation-id is given and it has no identity yet (state in /var/lib/fleetrun, 0700);
 #   then enables the service and (re)starts it. The activation code comes from --activation-code-file
 #   (- for standard input) or env FLEETRUN_ACTIVATION_CODE: never from this command line. Run again
@@ -38,8 +38,15 @@ die() {
 }
 say() { echo "install-agent.sh: $*" >&2; }
 
+# The header above, as help: on stdout and exit 0 when asked for, else on stderr and exit 2.
 usage() {
-    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+    local text
+    text="$(sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//')"
+    if [ "${1-}" = help ]; then
+        echo "$text"
+        exit 0
+    fi
+    echo "$text" >&2
     exit 2
 }
 
@@ -75,7 +82,7 @@ install_agent() {
             --activation-code) die "--activation-code: the code must not sit on a command line; use --activation-code-file FILE (or - for standard input) or env FLEETRUN_ACTIVATION_CODE" ;;
             --root) ROOT="${2-}"; shift 2 || die "--root needs a value" ;;
             --no-start) start=0; shift ;;
-            -h | --help) usage ;;
+            -h | --help) usage help ;;
             *) die "unknown argument $1 (--help lists them)" ;;
         esac
     done
@@ -89,6 +96,7 @@ install_agent() {
     [ -f "$unit" ] || die "no unit file at $unit (--unit PATH)"
     [ -z "$ca_cert" ] || [ -f "$ca_cert" ] || die "--ca-cert: no file $ca_cert"
     [ -z "$code_file" ] || [ -n "$activation_id" ] || die "--activation-code-file needs --activation-id"
+    [ -n "$server" ] || [ -z "$ca_cert$fingerprint" ] || die "--ca-cert and --server-fingerprint go with --server"
     local env_file="$ROOT$CONFIG_DIR/agent.env"
     if [ -z "$server" ] && [ ! -f "$env_file" ]; then
         die "--server is required (no $CONFIG_DIR/agent.env yet)"
@@ -183,7 +191,7 @@ uninstall_agent() {
         case "$1" in
             --purge) purge=1; shift ;;
             --root) ROOT="${2-}"; shift 2 || die "--root needs a value" ;;
-            -h | --help) usage ;;
+            -h | --help) usage help ;;
             *) die "unknown argument $1 (--help lists them)" ;;
         esac
     done
@@ -233,6 +241,6 @@ shift
 case "$action" in
     install) install_agent "$@" ;;
     uninstall) uninstall_agent "$@" ;;
-    -h | --help) usage ;;
+    -h | --help) usage help ;;
     *) die "unknown action $action: install or uninstall" ;;
 esac

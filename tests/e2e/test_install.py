@@ -36,7 +36,11 @@ from conftest import ANSI_ESCAPE, REPO_ROOT, Proc, fleetrun_binary, poll
 INSTALLER = REPO_ROOT / "packaging" / "install-agent.sh"
 UNIT_FILE = REPO_ROOT / "packaging" / "systemd" / "fleetrun-agent.service"
 UNIT = "fleetrun-agent.service"
+BIN_NAME = "fleetrun-agent"
 BIN_PATH = "/usr/local/bin/fleetrun-agent"
+# Where systemd looks for an ExecStart command without a directory (the part of its fixed search
+# path a package or the installer uses).
+EXEC_SEARCH = ("/usr/local/bin", "/usr/bin")
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 ENV_PATH = "/etc/fleetrun/agent.env"
 STATE_DIR = "/var/lib/fleetrun"
@@ -79,10 +83,12 @@ def unit_settings(text: str) -> dict[str, list[str]]:
 
 
 def verify(unit_text: str, binary: str, workdir: Path) -> list[str]:
-    """`systemd-analyze verify` on the unit with its ExecStart binary replaced by `binary` (verify
-    checks that it is executable); returns what it said about the unit (it exits 0 on warnings)."""
+    """`systemd-analyze verify` on the unit with its ExecStart command replaced by `binary` (verify
+    checks that it is executable, and here it is not installed); returns what it said about the
+    unit (it exits 0 on warnings)."""
     unit = workdir / UNIT
-    unit.write_text(unit_text.replace(BIN_PATH, binary))
+    assert f"\nExecStart={BIN_NAME} " in unit_text
+    unit.write_text(unit_text.replace(f"\nExecStart={BIN_NAME} ", f"\nExecStart={binary} "))
     done = subprocess.run(
         [systemd_analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60,
         cwd=workdir,
@@ -124,7 +130,8 @@ def test_the_unit_keeps_scripts_and_stops_restarting_when_it_cannot_help():
     # One state dir everywhere: systemd's, the agent's, and the start condition's.
     assert s["StateDirectory"] == ["fleetrun"] and s["StateDirectoryMode"] == ["0700"]
     argv = shlex.split(s["ExecStart"][0])
-    assert argv[0] == BIN_PATH and argv[argv.index("--state-dir") + 1] == STATE_DIR
+    # No directory: systemd finds the installer's /usr/local/bin and a package's /usr/bin.
+    assert argv[0] == BIN_NAME and argv[argv.index("--state-dir") + 1] == STATE_DIR
     assert s["ConditionPathExists"] == [f"{STATE_DIR}/identity.json"]
     assert s["EnvironmentFile"] == [ENV_PATH]
     assert s["WantedBy"] == ["multi-user.target"]
@@ -158,6 +165,9 @@ def run_like_systemd(
                 env[k] = rooted(v)
     env.pop(drop or "", None)
     argv = [rooted(a) for a in shlex.split(s["ExecStart"][0])]
+    if "/" not in argv[0]:
+        found = [root / d.lstrip("/") / argv[0] for d in EXEC_SEARCH]
+        argv[0] = str(next(p for p in found if os.access(p, os.X_OK)))
     if not stderr_tty:
         return Proc(name, argv, logs, env=env)
     # stderr a terminal: only NO_COLOR from the unit keeps colour out of the log.
