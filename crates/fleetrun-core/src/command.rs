@@ -215,6 +215,8 @@ pub struct Delivery {
     pub command_id: CommandId,
     pub document_name: String,
     pub plan: Plan,
+    /// When the command was requested (the server measures dispatch latency from it).
+    pub requested_at: Millis,
 }
 
 /// What a poll hands the agent: new work and cancellations.

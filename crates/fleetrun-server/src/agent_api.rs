@@ -195,6 +195,8 @@ async fn poll(
     let authenticated = node_auth::authenticate_session(&st, &request).await?;
     let node = authenticated.instance_id;
     let req: PollRequest = decode(&body)?;
+    st.metrics.agent_polled(node.as_str());
+    let _held = st.metrics.poll_held();
     // The platform the agent reports on this poll, else the one it reported before.
     let platform = req
         .machine
@@ -221,11 +223,13 @@ async fn poll(
     let mut shutting_down = st.shutting_down.clone();
     let mut woken = false;
     loop {
-        let claim = st
-            .store
-            .claim(&node, &req.session_id, &known, now_millis())
-            .await?;
+        let now = now_millis();
+        let claim = st.store.claim(&node, &req.session_id, &known, now).await?;
         st.apply(&claim.effects);
+        // Each run is an invocation this claim moved to InProgress: delivered to its agent now.
+        for d in &claim.runs {
+            st.metrics.delivered(d.requested_at, now);
+        }
         let mut messages: Vec<AgentMessage> = claim
             .cancels
             .into_iter()
@@ -308,6 +312,7 @@ async fn goodbye(
         }
         Err(e) => return Err(e.into()),
     }
+    st.metrics.agent_left(node.as_str());
     crate::timekeeper::mark_unreachable(&st, now).await?;
     tracing::info!(instance_id = %node, "agent said goodbye: ConnectionLost until it polls again");
     Ok(Json(GoodbyeAck {}))

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::audit;
@@ -58,6 +59,76 @@ impl Api {
             Self::CloudWatch => fleetrun_wire::cloudwatch::SIGNING_SERVICE,
         }
     }
+
+    /// The operations this API serves (the arms of its `dispatch*`): the only values of the
+    /// metrics' `op` label, since an X-Amz-Target is whatever the client wrote.
+    fn operations(self) -> &'static [&'static str] {
+        match self {
+            Self::Ssm => &[
+                "SendCommand",
+                "ListCommands",
+                "ListCommandInvocations",
+                "GetCommandInvocation",
+                "CancelCommand",
+                "CreateActivation",
+                "DescribeActivations",
+                "DeleteActivation",
+                "DeregisterManagedInstance",
+                "DescribeInstanceInformation",
+                "AddTagsToResource",
+                "RemoveTagsFromResource",
+                "ListTagsForResource",
+                "CreateDocument",
+                "UpdateDocument",
+                "UpdateDocumentDefaultVersion",
+                "DescribeDocument",
+                "GetDocument",
+                "DeleteDocument",
+                "ListDocuments",
+            ],
+            Self::Admin => &[
+                "GetCommandOutput",
+                "CreateAccessKey",
+                "ListAccessKeys",
+                "UpdateAccessKey",
+                "DeleteAccessKey",
+            ],
+            Self::Logs => &[
+                "DescribeLogGroups",
+                "DescribeLogStreams",
+                "GetLogEvents",
+                "FilterLogEvents",
+            ],
+            Self::CloudWatch => &["PutMetricAlarm", "SetAlarmState", "DescribeAlarms"],
+        }
+    }
+
+    /// `op` as the metrics label: its name when this API serves it, else `unknown`.
+    fn op_label(self, op: &str) -> &'static str {
+        self.operations()
+            .iter()
+            .find(|o| **o == op)
+            .copied()
+            .unwrap_or(crate::metrics::UNKNOWN_OP)
+    }
+}
+
+/// Counts an answered request by operation and error code (read from the answer: every error
+/// answer carries its code in `x-amzn-errortype`) and records its latency.
+fn record(state: &AppState, api: Api, op: &str, response: &Response, started: Instant) {
+    let label = api.op_label(op);
+    // An operation answered with success but missing from `Api::operations` would be counted as
+    // unknown: caught by every test run on a debug build.
+    debug_assert!(
+        label != crate::metrics::UNKNOWN_OP || !response.status().is_success(),
+        "operation {op:?} is served but not listed in Api::operations"
+    );
+    let code = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(crate::metrics::NO_ERROR);
+    state.metrics.api_request(label, code, started.elapsed());
 }
 
 fn decode<T: DeserializeOwned + Default>(body: &Bytes) -> ApiResult<T> {
@@ -306,6 +377,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
@@ -380,6 +452,7 @@ pub async fn handle(
             response
         }
     };
+    record(&state, api, &op, &response, started);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }

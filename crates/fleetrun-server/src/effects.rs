@@ -1,7 +1,8 @@
 //! The one place where what a store call changed ([`Effects`]) is acted on, after its commit:
-//! agents' long polls are woken here — on this replica at once, on the others through the store's
-//! [`WakeBus`] — and so later are metrics and notifications (ARCHITECTURE.md, "The lifecycle in
-//! core").
+//! agents' long polls are woken here (on this replica at once, on the others through the store's
+//! [`WakeBus`]), the invocation state counters are kept (`fleetrun_invocations_entered_total`:
+//! every committed transition passes here, once) and the notification deliverer is rung
+//! (ARCHITECTURE.md, "The lifecycle in core").
 
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ impl AppState {
         }
         if let Some(replicas) = &self.replicas {
             replicas.publish(&effects.wake);
+        }
+        for change in &effects.invocations {
+            self.metrics.invocation_entered(change.to);
         }
         for change in &effects.commands {
             tracing::debug!(command_id = %change.command_id, from = change.from.as_str(),

@@ -95,6 +95,8 @@ pub enum ApiError {
     },
     /// The server is shutting down.
     ServiceUnavailable,
+    /// `/readyz`: the server cannot serve now (its store does not answer).
+    NotReady(String),
     /// Never the client's fault; the cause is logged, not sent.
     Internal(String),
     // ---- documents ----
@@ -176,7 +178,7 @@ impl ApiError {
             Self::NoSuchEntity(_) => "NoSuchEntity",
             Self::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
             Self::AccessDenied { .. } => "AccessDeniedException",
-            Self::ServiceUnavailable => "ServiceUnavailable",
+            Self::ServiceUnavailable | Self::NotReady(_) => "ServiceUnavailable",
             Self::Internal(_) => "InternalServerError",
             Self::InvalidDocumentContent(_) => "InvalidDocumentContent",
             Self::InvalidDocumentSchemaVersion(_) => "InvalidDocumentSchemaVersion",
@@ -194,7 +196,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnknownPath(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -253,7 +255,8 @@ impl ApiError {
             | Self::DocumentVersionLimitExceeded(m)
             | Self::DuplicateDocumentContent(m)
             | Self::DuplicateDocumentVersionName(m)
-            | Self::InvalidDocumentOperation(m) => m.clone(),
+            | Self::InvalidDocumentOperation(m)
+            | Self::NotReady(m) => m.clone(),
             Self::Signature(e) => signature_message(e),
             Self::ExpiredToken => "The security token included in the request is expired".into(),
             // The model's description of the error, with the topic named.

@@ -11,6 +11,7 @@ mod edge;
 mod effects;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod node_auth;
 mod notifier;
 mod ops;
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     pub webhook_retry_max: Duration,
     /// How command output reaches S3 (`--s3-*`).
     pub s3: s3_output::S3Settings,
+    /// Serve `/metrics` without its bearer token (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             webhooks: Vec::new(),
             webhook_retry_max: Duration::from_secs(60),
             s3: s3_output::S3Settings::default(),
+            metrics_public: false,
         }
     }
 }
@@ -117,6 +121,9 @@ pub struct AppState {
     pub(crate) alarms: Arc<tokio::sync::Notify>,
     /// The bearer token the Alertmanager webhook must carry (`alarms::alertmanager`).
     pub(crate) alertmanager_token: Arc<str>,
+    /// The Prometheus series (`metrics`), and who may read them.
+    pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) metrics_access: metrics::Access,
 }
 
 impl AppState {
@@ -200,6 +207,10 @@ impl Server {
     /// the first start).
     pub async fn new(config: ServerConfig, store: Arc<dyn Store>) -> std::io::Result<Self> {
         private_dir(&config.data_dir)?;
+        let metrics = Arc::new(metrics::Metrics::new(config.ping_timeout));
+        // Every store call of the server, timed (`fleetrun_store_call_duration_seconds`).
+        let store: Arc<dyn Store> = Arc::new(metrics::TimedStore::new(store, metrics.clone()));
+        let metrics_access = metrics::access(&config, store.as_ref()).await?;
         let tokens = token_key(&config.data_dir, store.as_ref()).await?;
         let node_auth = Arc::new(node_auth::NodeAuth::open(&config, store.as_ref()).await?);
         if !config.webhooks.is_empty() {
@@ -231,6 +242,8 @@ impl Server {
                 s3: Arc::new(tokio::sync::OnceCell::new()),
                 alarms: Arc::new(tokio::sync::Notify::new()),
                 alertmanager_token,
+                metrics,
+                metrics_access,
             },
             shutdown_tx,
         })
@@ -318,7 +331,9 @@ impl Server {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", post(aws::handle))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(metrics::alive))
+        .route("/readyz", get(metrics::ready))
+        .route("/metrics", get(metrics::scrape))
         .route(alarms::ALERTMANAGER_PATH, post(alarms::alertmanager))
         .merge(agent_api::routes())
         .fallback(edge::not_found)

@@ -140,6 +140,10 @@ struct ServerArgs {
     /// output then cross the network unencrypted.
     #[arg(long, env = "FLEETRUN_INSECURE_HTTP")]
     insecure_http: bool,
+    /// Serve /metrics to anyone who reaches the port. Without it a scrape needs
+    /// `Authorization: Bearer <token>`, the token in <data-dir>/metrics-token.
+    #[arg(long, env = "FLEETRUN_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 /// Whom the agent trusts as an `https://` server (default: the system's CA store).
@@ -350,6 +354,7 @@ async fn server(args: ServerArgs, log_format: LogFormat) -> anyhow::Result<()> {
     config.retention = args.retention_days.map(|d| Duration::from_secs(d * 86_400));
     config.webhooks = args.webhooks.clone();
     config.webhook_retry_max = Duration::from_secs(args.webhook_retry_max_secs.max(1));
+    config.metrics_public = args.metrics_public;
     config.s3 = fleetrun_server::s3_output::S3Settings {
         path_style: args.s3_path_style.unwrap_or(args.s3_endpoint.is_some()),
         endpoint: args.s3_endpoint.clone(),

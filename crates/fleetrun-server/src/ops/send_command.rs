@@ -9,6 +9,7 @@ use fleetrun_core::document;
 use fleetrun_core::documents::{check_command_size, verify_document_hash};
 use fleetrun_core::ids::{CommandId, InstanceId};
 use fleetrun_core::rate::{Limit, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_ERRORS};
+use fleetrun_core::status::InvocationState;
 use fleetrun_policy::resource_tag_context;
 use fleetrun_wire::ssm::{SendCommandRequest, SendCommandResult};
 use fleetrun_wire::validate::Violations;
@@ -281,6 +282,9 @@ pub async fn send_command(
     new.rendered = Some(convert::rendering(&new).map_err(|e| ApiError::Internal(e.to_string()))?);
     let denied = new.access_denied.len();
     let sent = st.store.insert_command(new).await?;
+    // Created Pending (not a transition, so not in the effects): counted here, once per invocation.
+    st.metrics
+        .invocations_entered(InvocationState::Pending, targets.len() as u64);
     let mut command = sent.command;
     // An alarm in ALARM now stops the command before its first node is woken for it.
     if let Some(watch) = AlarmWatch::of(command.echo.alarm_configuration.as_ref()) {

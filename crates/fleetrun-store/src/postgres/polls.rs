@@ -49,6 +49,7 @@ struct NodeWork {
     cancel_sent: bool,
     document_name: String,
     plan_json: String,
+    requested_at: Millis,
 }
 
 impl NodeWork {
@@ -58,6 +59,7 @@ impl NodeWork {
             command_id: command_id(&self.inv.command_id)?,
             document_name: self.document_name.clone(),
             plan,
+            requested_at: self.requested_at,
         })
     }
 }
@@ -75,7 +77,7 @@ pub(crate) const CANDIDATES_SQL: &str = "SELECT DISTINCT i.command_seq
 /// commands, oldest first.
 pub(crate) const HELD_SQL: &str =
     "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json, i.instance_id
+        i.cancel_sent, c.document_name, c.plan_json, i.instance_id, i.requested_at
      FROM invocations i JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ANY($1) AND i.state IN ('InProgress', 'Cancelling')
        AND c.expires_at > $2 AND i.command_seq = ANY($3)
@@ -85,7 +87,7 @@ pub(crate) const HELD_SQL: &str =
 /// unexpired commands among the locked ones, oldest first.
 pub(crate) const WAITING_SQL: &str =
     "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json, i.instance_id
+        i.cancel_sent, c.document_name, c.plan_json, i.instance_id, i.requested_at
      FROM invocations i JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ANY($1) AND i.state IN ('Pending', 'Delayed') AND i.released
        AND c.expires_at > $2 AND i.command_seq = ANY($3)
@@ -124,6 +126,7 @@ async fn nodes_work(
                 cancel_sent: col(r, 4)?,
                 document_name: col(r, 5)?,
                 plan_json: col(r, 6)?,
+                requested_at: col(r, 8)?,
             })
         })
         .collect()

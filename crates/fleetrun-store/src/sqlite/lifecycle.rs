@@ -230,6 +230,7 @@ struct NodeWork {
     cancel_sent: bool,
     document_name: String,
     plan_json: String,
+    requested_at: Millis,
 }
 
 impl NodeWork {
@@ -239,6 +240,7 @@ impl NodeWork {
             command_id: command_id(&self.inv.command_id)?,
             document_name: self.document_name.clone(),
             plan,
+            requested_at: self.requested_at,
         })
     }
 }
@@ -247,7 +249,7 @@ impl NodeWork {
 /// `INDEXED BY`: the planner would otherwise walk the node's whole history in
 /// `invocations_by_node` to avoid a sort; the live rows are few, so sorting them is cheap.
 const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json, i.released
+        i.cancel_sent, c.document_name, c.plan_json, i.released, i.requested_at
      FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ?1 AND i.state IN ('InProgress', 'Cancelling') AND c.expires_at > ?2
      ORDER BY i.requested_at, i.command_seq";
@@ -255,7 +257,7 @@ const HELD_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered
 /// This node's invocations released to it and waiting for delivery (Pending/Delayed) of unexpired
 /// commands, oldest first.
 const WAITING_SQL: &str = "SELECT i.command_seq, i.command_id, i.state, i.delivered_session,
-        i.cancel_sent, c.document_name, c.plan_json, i.released
+        i.cancel_sent, c.document_name, c.plan_json, i.released, i.requested_at
      FROM invocations i INDEXED BY invocations_by_claim JOIN commands c ON c.seq = i.command_seq
      WHERE i.instance_id = ?1 AND i.state IN ('Pending', 'Delayed') AND i.released = 1
        AND c.expires_at > ?2
@@ -280,6 +282,7 @@ fn node_work(tx: &Connection, sql: &str, node: &InstanceId, now: Millis) -> Resu
             cancel_sent: r.get(4)?,
             document_name: r.get(5)?,
             plan_json: r.get(6)?,
+            requested_at: r.get(8)?,
         });
     }
     Ok(out)
