@@ -4,6 +4,7 @@
 #   install-agent.sh install [--server URL] [--ca-cert FILE | --server-fingerprint SHA256]
 #                            [--activation-id ID [--activation-code-file FILE|-]]
 #                            [--binary PATH] [--unit PATH] [--root DIR] [--no-start]
+#   install-agent.sh register  (the same, without --binary and --unit)
 #   install-agent.sh uninstall [--purge] [--root DIR]
 #
 # install: copies the binary to /usr/local/bin/fleetrun-agent (0755) and the unit to
@@ -13,6 +14,8 @@
 #   then enables the service and (re)starts it. The activation code comes from --activation-code-file
 #   (- for standard input) or env FLEETRUN_ACTIVATION_CODE: never from this command line. Run again
 #   with a new --binary to upgrade: the restart leaves running scripts alone (KillMode=process).
+# register: install's settings, registration and start alone, for a node whose files are in place
+#   (the .deb ships this script as /usr/share/fleetrun-agent/install-agent.sh).
 # uninstall: stops and disables the service, removes the unit and the binary. The node identity
 #   and the config stay (installing again resumes as the same node) unless --purge removes them.
 #   A node cannot deregister itself: the server's administrator does (aws ssm
@@ -67,11 +70,15 @@ node_id() {
     sed -n 's/.*"instanceId" *: *"\([^"]*\)".*/\1/p' "$file" | head -n 1
 }
 
+# `install` (copy the binary and the unit, then configure) and `register` (configure only: the
+# .deb installed the files).
 install_agent() {
-    local binary="" unit="" server="" ca_cert="" fingerprint="" activation_id="" code_file=""
-    local start=1
+    local action="$1" binary="" unit="" server="" ca_cert="" fingerprint="" activation_id=""
+    local code_file="" start=1
+    shift
     while [ $# -gt 0 ]; do
         case "$1" in
+            --binary | --unit) [ "$action" = install ] || die "$1: only for install" ;;&
             --binary) binary="${2-}"; shift 2 || die "--binary needs a value" ;;
             --unit) unit="${2-}"; shift 2 || die "--unit needs a value" ;;
             --server) server="${2-}"; shift 2 || die "--server needs a value" ;;
@@ -87,13 +94,15 @@ install_agent() {
         esac
     done
     check_root
-    [ -n "$binary" ] || binary="$HERE/fleetrun-agent"
-    if [ -z "$unit" ]; then
-        unit="$HERE/$UNIT"
-        [ -f "$unit" ] || unit="$HERE/systemd/$UNIT"
+    if [ "$action" = install ]; then
+        [ -n "$binary" ] || binary="$HERE/fleetrun-agent"
+        if [ -z "$unit" ]; then
+            unit="$HERE/$UNIT"
+            [ -f "$unit" ] || unit="$HERE/systemd/$UNIT"
+        fi
+        [ -x "$binary" ] || die "no fleetrun-agent binary at $binary (--binary PATH)"
+        [ -f "$unit" ] || die "no unit file at $unit (--unit PATH)"
     fi
-    [ -x "$binary" ] || die "no fleetrun-agent binary at $binary (--binary PATH)"
-    [ -f "$unit" ] || die "no unit file at $unit (--unit PATH)"
     [ -z "$ca_cert" ] || [ -f "$ca_cert" ] || die "--ca-cert: no file $ca_cert"
     [ -z "$code_file" ] || [ -n "$activation_id" ] || die "--activation-code-file needs --activation-id"
     [ -n "$server" ] || [ -z "$ca_cert$fingerprint" ] || die "--ca-cert and --server-fingerprint go with --server"
@@ -102,13 +111,15 @@ install_agent() {
         die "--server is required (no $CONFIG_DIR/agent.env yet)"
     fi
 
-    install -d -m 0755 "$ROOT$(dirname "$BIN_PATH")" "$ROOT$(dirname "$UNIT_PATH")"
-    # Through a temporary name, then rename: an upgrade never leaves a half-written binary, and
-    # a running agent keeps its old inode.
-    install -m 0755 "$binary" "$ROOT$BIN_PATH.new"
-    mv -f "$ROOT$BIN_PATH.new" "$ROOT$BIN_PATH"
-    install -m 0644 "$unit" "$ROOT$UNIT_PATH"
-    say "installed $BIN_PATH and $UNIT_PATH"
+    if [ "$action" = install ]; then
+        install -d -m 0755 "$ROOT$(dirname "$BIN_PATH")" "$ROOT$(dirname "$UNIT_PATH")"
+        # Through a temporary name, then rename: an upgrade never leaves a half-written binary,
+        # and a running agent keeps its old inode.
+        install -m 0755 "$binary" "$ROOT$BIN_PATH.new"
+        mv -f "$ROOT$BIN_PATH.new" "$ROOT$BIN_PATH"
+        install -m 0644 "$unit" "$ROOT$UNIT_PATH"
+        say "installed $BIN_PATH and $UNIT_PATH"
+    fi
 
     install -d -m 0700 "$ROOT$CONFIG_DIR"
     if [ -n "$server" ]; then
@@ -137,7 +148,7 @@ install_agent() {
         register "$activation_id" "$code_file"
         id="$(node_id)"
     else
-        say "not registered yet: run this again with --activation-id ID --activation-code-file - (the service starts once registered)"
+        say "not registered yet: $0 register --activation-id ID --activation-code-file - (the service starts once registered)"
     fi
 
     if [ "$start" = 0 ]; then
@@ -175,10 +186,14 @@ register() {
         export "$key=$value"
     done <"$ROOT$CONFIG_DIR/agent.env"
     install -d -m 0700 "$ROOT$STATE_DIR"
+    # The binary the unit runs: systemd looks in /usr/local/bin, then /usr/bin.
+    local agent="$ROOT/usr/local/bin/fleetrun-agent"
+    [ -x "$agent" ] || agent="$ROOT/usr/bin/fleetrun-agent"
+    [ -x "$agent" ] || die "fleetrun-agent is not installed (in /usr/local/bin or /usr/bin)"
     # An installer should say soon what is wrong: retry an unreachable server for a minute only.
     local rc=0
     FLEETRUN_REGISTER_TIMEOUT="${FLEETRUN_REGISTER_TIMEOUT:-60s}" NO_COLOR=1 \
-        "$ROOT$BIN_PATH" "${args[@]}" >&2 || rc=$?
+        "$agent" "${args[@]}" >&2 || rc=$?
     if [ "$rc" != 0 ]; then
         say "registration failed (fleetrun-agent exit $rc, see above): the service is not enabled"
         exit "$rc"
@@ -239,8 +254,8 @@ ROOT=""
 action="$1"
 shift
 case "$action" in
-    install) install_agent "$@" ;;
+    install | register) install_agent "$action" "$@" ;;
     uninstall) uninstall_agent "$@" ;;
     -h | --help) usage help ;;
-    *) die "unknown action $action: install or uninstall" ;;
+    *) die "unknown action $action: install, register or uninstall" ;;
 esac

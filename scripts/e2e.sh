@@ -66,6 +66,20 @@ if [ -z "${FLEETRUN_AGENT_BIN:-}" ]; then
 fi
 export FLEETRUN_AGENT_BIN
 
+# cargo-deb for the .deb test (test_install.py), installed once into ~/.cargo/bin (about 3 minutes
+# of building on 2 cores); pinned: the test packs a dev build, which cargo-deb means to refuse later.
+CARGO_DEB_VERSION="3.8.0"
+if [ -z "${FLEETRUN_CARGO_DEB:-}" ]; then
+    FLEETRUN_CARGO_DEB="$(command -v cargo-deb || echo "$HOME/.cargo/bin/cargo-deb")"
+    if [ ! -x "$FLEETRUN_CARGO_DEB" ]; then
+        echo "e2e: installing cargo-deb $CARGO_DEB_VERSION (cargo install)" >&2
+        CARGO_TARGET_DIR="$HOME/.cache/cargo-deb-target" \
+            cargo install --quiet --locked "cargo-deb@$CARGO_DEB_VERSION"
+        FLEETRUN_CARGO_DEB="$HOME/.cargo/bin/cargo-deb"
+    fi
+fi
+export FLEETRUN_CARGO_DEB
+
 # systemd-analyze and systemctl for the unit's tests (test_install.py): Debian's systemd package,
 # whose installation starts nothing where systemd is not PID 1.
 if ! command -v systemd-analyze >/dev/null 2>&1; then

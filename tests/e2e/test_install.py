@@ -98,10 +98,12 @@ def verify(unit_text: str, binary: str, workdir: Path) -> list[str]:
     return said
 
 
-def installer(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def installer(
+    *args: str, stdin: str | None = None, env: dict | None = None, installer_path: Path = INSTALLER
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(INSTALLER), *args], input=stdin, capture_output=True, text=True, timeout=120,
-        env=env,
+        ["bash", str(installer_path), *args], input=stdin, capture_output=True, text=True,
+        timeout=120, env=env,
     )
 
 
@@ -141,15 +143,16 @@ def test_the_unit_keeps_scripts_and_stops_restarting_when_it_cannot_help():
 
 
 def run_like_systemd(
-    root: Path, logs: Path, name: str, stderr_tty: bool = False, drop: str | None = None
+    root: Path, logs: Path, name: str, stderr_tty: bool = False, drop: str | None = None,
+    unit_path: str = UNIT_PATH,
 ) -> Proc | None:
     """Starts the installed unit's ExecStart as systemd would (its Environment= and EnvironmentFile,
     nothing inherited but PATH), every absolute path of it under `root`; None when the unit's
     ConditionPathExists would skip the start. `drop`: a variable of the unit's to leave out."""
-    s = unit_settings((root / UNIT_PATH.lstrip("/")).read_text())
+    s = unit_settings((root / unit_path.lstrip("/")).read_text())
 
     def rooted(value: str) -> str:
-        return str(root) + value if value.startswith(("/usr/local/", "/etc/fleetrun", "/var/lib/fleetrun")) else value
+        return str(root) + value if value.startswith(("/usr/", "/etc/fleetrun", "/var/lib/fleetrun")) else value
 
     if not Path(rooted(s["ConditionPathExists"][0])).exists():
         return None
@@ -349,6 +352,79 @@ def test_install_refusals_and_trust_settings(fleet, tmp_path):
     # A value that would change meaning in an EnvironmentFile is refused.
     done = installer(*base, "--server", "https://a b", "--no-start")
     assert done.returncode == 2 and "spaces" in done.stderr
+
+
+# ------------------------------------------------------------------------------------ the .deb
+
+
+def cargo_deb() -> str:
+    found = os.environ.get("FLEETRUN_CARGO_DEB") or shutil.which("cargo-deb")
+    if not found:
+        pytest.fail("cargo-deb is missing (cargo install --locked cargo-deb; scripts/e2e.sh does it)")
+    return found
+
+
+def test_the_deb_installs_the_agent_the_unit_and_the_installer(fleet, tmp_path):
+    """`cargo deb` on the debug build (--no-build: the release profiles' LTO takes minutes), its
+    contents and maintainer scripts, then its files unpacked into a root where the shipped
+    installer registers the node and the unit's service line runs: the package's layout works."""
+    binary = Path(agent_binary())
+    # cargo-deb finds the binary as <target>/<profile dir>/fleetrun-agent.
+    env = dict(os.environ, CARGO_TARGET_DIR=str(binary.parent.parent))
+    done = subprocess.run(
+        [cargo_deb(), "deb", "-p", "fleetrun-agent", "--no-build", "--profile", "dev", "-o", str(tmp_path)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (deb,) = tmp_path.glob("fleetrun-agent_*.deb")
+
+    def dpkg_deb(*args: str) -> str:
+        return subprocess.run(["dpkg-deb", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+    control = dpkg_deb("--field", str(deb))
+    assert "Package: fleetrun-agent\n" in control and "Section: admin\n" in control
+    contents = {}
+    for line in dpkg_deb("--contents", str(deb)).splitlines():
+        perms, *_, path = line.split()
+        contents[path.lstrip(".")] = perms
+    assert contents["/usr/bin/fleetrun-agent"] == "-rwxr-xr-x"
+    assert contents["/usr/lib/systemd/system/fleetrun-agent.service"] == "-rw-r--r--"
+    assert contents["/usr/share/fleetrun-agent/install-agent.sh"] == "-rwxr-xr-x"
+    assert not any(p.startswith(("/usr/local", "/etc", "/var")) for p in contents), contents
+
+    scripts = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(scripts)], check=True, timeout=60)
+    for name in ("postinst", "prerm", "postrm"):
+        subprocess.run(["sh", "-n", str(scripts / name)], check=True, timeout=30)
+    postinst = (scripts / "postinst").read_text()
+    # Enabled, and started, which on a new node is nothing: the unit waits for the identity.
+    assert "deb-systemd-helper enable fleetrun-agent.service" in postinst
+    assert "deb-systemd-invoke $_dh_action fleetrun-agent.service" in postinst
+    assert "install-agent.sh register" in postinst
+    assert "deb-systemd-invoke stop fleetrun-agent.service" in (scripts / "prerm").read_text()
+    assert "rm -rf /var/lib/fleetrun /etc/fleetrun" in (scripts / "postrm").read_text()
+
+    root = tmp_path / "root"
+    dpkg_deb("--extract", str(deb), str(root))
+    deb_unit = "/usr/lib/systemd/system/fleetrun-agent.service"
+    assert (root / deb_unit.lstrip("/")).read_text() == UNIT_FILE.read_text()
+    act = fleet.ssm.create_activation(IamRole="fleetrun-e2e", RegistrationLimit=1)
+    done = installer(
+        "register", "--root", str(root), "--server", fleet.endpoint,
+        "--activation-id", act["ActivationId"], "--activation-code-file", "-",
+        stdin=act["ActivationCode"], installer_path=root / "usr/share/fleetrun-agent/install-agent.sh",
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (root / "usr/local").exists()
+    node = json.loads((root / STATE_DIR.lstrip("/") / "identity.json").read_text())["instanceId"]
+    agent = run_like_systemd(root, fleet.logs, "deb-agent", unit_path=deb_unit)
+    assert agent is not None
+    try:
+        command_id = fleet.run(node, ["echo from the package"])
+        result = fleet.wait_invocation(command_id, node)
+        assert result["StandardOutputContent"] == "from the package\n", result
+    finally:
+        assert agent.stop() == 0, agent.stderr_tail()
 
 
 # ----------------------------------------------------------------------------- completions
