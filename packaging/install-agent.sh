@@ -30,6 +30,7 @@ set -euo pipefail
 
 BIN_PATH=/usr/local/bin/fleetrun-agent
 UNIT_PATH=/etc/systemd/system/fleetrun-agent.service
+PACKAGE_UNIT_PATH=/usr/lib/systemd/system/fleetrun-agent.service
 CONFIG_DIR=/etc/fleetrun
 STATE_DIR=/var/lib/fleetrun
 UNIT=fleetrun-agent.service
@@ -211,6 +212,9 @@ uninstall_agent() {
         esac
     done
     check_root
+    if [ ! -f "$ROOT$UNIT_PATH" ] && [ -f "$ROOT$PACKAGE_UNIT_PATH" ]; then
+        die "the fleetrun-agent package installed this agent: apt remove fleetrun-agent (apt purge: its identity and settings too)"
+    fi
     local id
     id="$(node_id)"
     if [ -n "$ROOT" ]; then

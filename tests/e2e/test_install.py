@@ -152,7 +152,8 @@ def run_like_systemd(
     s = unit_settings((root / unit_path.lstrip("/")).read_text())
 
     def rooted(value: str) -> str:
-        return str(root) + value if value.startswith(("/usr/", "/etc/fleetrun", "/var/lib/fleetrun")) else value
+        under = value.startswith(("/usr/", "/etc/fleetrun", "/var/lib/fleetrun"))
+        return str(root) + value if under else value
 
     if not Path(rooted(s["ConditionPathExists"][0])).exists():
         return None
@@ -183,7 +184,11 @@ def run_like_systemd(
 
 
 def files_under(root: Path) -> dict[str, int]:
-    return {"/" + str(p.relative_to(root)): mode(p) for p in root.rglob("*") if not p.is_dir() or p.is_symlink()}
+    return {
+        "/" + str(p.relative_to(root)): mode(p)
+        for p in root.rglob("*")
+        if not p.is_dir() or p.is_symlink()
+    }
 
 
 def test_install_register_run_upgrade_uninstall(fleet, tmp_path):
@@ -230,7 +235,9 @@ def test_install_register_run_upgrade_uninstall(fleet, tmp_path):
             info = fleet.ssm.describe_instance_information(
                 Filters=[{"Key": "InstanceIds", "Values": [node]}]
             )["InstanceInformationList"]
-            return info and info[0]["PingStatus"] == "Online" and info[0]["LastPingDateTime"] > info[0]["RegistrationDate"]
+            # A poll after registering: the agent process itself is up.
+            return (info and info[0]["PingStatus"] == "Online"
+                    and info[0]["LastPingDateTime"] > info[0]["RegistrationDate"])
 
         poll("the installed agent to be Online", online, 30, interval=0.2)
         command_id = fleet.run(node, ["echo installed as $USER"])
@@ -379,7 +386,9 @@ def test_the_deb_installs_the_agent_the_unit_and_the_installer(fleet, tmp_path):
     (deb,) = tmp_path.glob("fleetrun-agent_*.deb")
 
     def dpkg_deb(*args: str) -> str:
-        return subprocess.run(["dpkg-deb", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+        return subprocess.run(
+            ["dpkg-deb", *args], capture_output=True, text=True, check=True, timeout=120
+        ).stdout
 
     control = dpkg_deb("--field", str(deb))
     assert "Package: fleetrun-agent\n" in control and "Section: admin\n" in control
@@ -425,13 +434,19 @@ def test_the_deb_installs_the_agent_the_unit_and_the_installer(fleet, tmp_path):
         assert result["StandardOutputContent"] == "from the package\n", result
     finally:
         assert agent.stop() == 0, agent.stderr_tail()
+    # The package's files are the package manager's to remove.
+    done = installer("uninstall", "--root", str(root))
+    assert done.returncode == 2 and "apt remove fleetrun-agent" in done.stderr
+    assert (root / "usr/bin/fleetrun-agent").exists()
 
 
 # ----------------------------------------------------------------------------- completions
 
 
 def completions(*args: str) -> str:
-    done = subprocess.run([fleetrun_binary(), "completions", *args], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [fleetrun_binary(), "completions", *args], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -474,8 +489,8 @@ def test_bash_completions_complete_subcommands_and_flags(tmp_path):
     assert {"register", "run"} <= set(bash_complete(agent, "_fleetrun__agent", ["fleetrun-agent", ""]))
     assert bash_complete(agent, "_fleetrun__agent", ["fleetrun-agent", "run", "--ser"]) == [
         "--server", "--server-fingerprint"]
-    assert bash_complete(agent, "_fleetrun__agent", ["fleetrun-agent", "register", "--activation-code-f"]) == [
-        "--activation-code-file"]
+    words = ["fleetrun-agent", "register", "--activation-code-f"]
+    assert bash_complete(agent, "_fleetrun__agent", words) == ["--activation-code-file"]
 
 
 def test_zsh_and_fish_completions_name_the_subcommands():
@@ -490,6 +505,8 @@ def test_zsh_and_fish_completions_name_the_subcommands():
     for shell, checker in (("zsh", ["zsh", "-n"]), ("fish", ["fish", "--no-execute"])):
         # Parsed too where the shell is installed (it is not on the CI image).
         if shutil.which(checker[0]):
-            subprocess.run([*checker, "/dev/stdin"], input=completions(shell), text=True, check=True, timeout=30)
+            subprocess.run(
+                [*checker, "/dev/stdin"], input=completions(shell), text=True, check=True, timeout=30
+            )
     assert completions("zsh", "--agent").startswith("#compdef fleetrun-agent\n")
     assert "complete -c fleetrun-agent" in completions("fish", "--agent")
