@@ -13,6 +13,7 @@ workload's.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -23,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import REGION, poll
+from conftest import DATABASES, REGION, REPO_ROOT, TEST_STORE, poll, psql, start_server
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -52,11 +53,6 @@ class Scrape:
         """The sample `name{labels}` (exactly these labels); 0 when the series is not there yet
         (a label combination is created on first use)."""
         return self.samples.get((name, frozenset(labels.items())), 0.0)
-
-    def total(self, name: str, **labels: str) -> float:
-        """The sum of every `name` sample whose labels include `labels`."""
-        want = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +190,45 @@ def test_no_node_or_command_ids_in_labels(fleet, node, token):
     assert node not in text
     assert "mi-" not in text
     assert fleet.credentials["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_the_grafana_dashboard_uses_served_series(fleet, token):
+    """Every fleetrun series the sample dashboard queries is one the server exposes."""
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "fleetrun.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    used = {name for e in exprs for name in re.findall(r"\bfleetrun_\w+", e)}
+    fleet.ssm.list_commands(MaxResults=1)  # so the API series exist when this test runs alone
+    served = {name for (name, _) in scrape(fleet, token).samples}
+    assert used, exprs
+    assert used <= served, used - served
+    for family in ("fleetrun_api_requests", "fleetrun_invocations_entered",
+                   "fleetrun_dispatch_latency_seconds", "fleetrun_store_call_duration_seconds",
+                   "fleetrun_agents_connected", "fleetrun_notification_outbox_depth",
+                   "fleetrun_s3_upload_queue_depth"):
+        assert any(name.startswith(family) for name in used), family
+
+
+@pytest.mark.skipif(TEST_STORE != "postgres", reason="a store made unreachable: PostgreSQL only")
+def test_readyz_follows_the_store(fleet, tmp_path):
+    """/readyz is 503 while the database refuses connections and 200 again when it accepts them;
+    /healthz and /metrics answer throughout."""
+    data = tmp_path / "data"
+    server = start_server(fleet.binary, data, tmp_path, "readyz-server", local_node=False)
+    database = DATABASES[data.resolve()]
+    token = (data / "metrics-token").read_text().strip()
+    try:
+        assert get(f"{server.endpoint}/readyz")[0] == 200
+        psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+        poll("/readyz to answer 503", lambda: get(f"{server.endpoint}/readyz")[0] == 503, 30)
+        status, headers, body = get(f"{server.endpoint}/readyz")
+        assert status == 503, body
+        assert json.loads(body)["__type"] == "ServiceUnavailable", body
+        assert get(f"{server.endpoint}/healthz")[:3:2] == (200, "ok")
+        assert get(f"{server.endpoint}/metrics", token)[0] == 200
+        psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        poll("/readyz to answer 200", lambda: get(f"{server.endpoint}/readyz")[0] == 200, 60)
+    finally:
+        psql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        server.proc.stop()
