@@ -109,6 +109,17 @@ if [ -z "${FLEETRUN_S3S_FS:-}" ]; then
 fi
 export FLEETRUN_S3S_FS
 
+# A real browser for the console tests (test_console.py): Debian's chromium and its chromedriver,
+# installed once; the package lists are refreshed only when the packages are not found.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "e2e: installing chromium and chromium-driver (apt-get)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; then
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq chromium chromium-driver >/dev/null
+    fi
+fi
+
 # The venv's `aws` (awscli v1) must win over any system-wide AWS CLI.
 export PATH="$VENV/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1

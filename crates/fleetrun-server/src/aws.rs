@@ -384,8 +384,6 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (api, op) = Api::of(target);
-    let op = op.to_string();
-    let admin = api == Api::Admin;
     let access_key = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -393,51 +391,75 @@ pub async fn handle(
         .map(|a| a.access_key_id)
         .unwrap_or_default();
     let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
-    let (caller, result) = async {
-        // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
-        // whether its target exists.
-        let caller = match auth::authenticate(
-            &state,
-            api.signing_service(),
-            &method,
-            &uri,
-            &headers,
-            &body,
-        )
-        .await
-        {
-            Ok(caller) => caller,
-            Err(e) => return (None, Err(e)),
-        };
-        if op.is_empty() {
-            let unknown = ApiError::UnknownOperation(format!(
-                "Missing or unrecognized X-Amz-Target header: '{target}'."
-            ));
-            return (Some(caller), Err(unknown));
-        }
-        let result = match api {
-            Api::Admin => dispatch_admin(&state, caller.clone(), &op, &body).await,
-            Api::Logs => dispatch_logs(&state, caller.clone(), &op, &body).await,
-            Api::CloudWatch => dispatch_cloudwatch(&state, caller.clone(), &op, &body).await,
-            Api::Ssm => dispatch(&state, caller.clone(), &op, &body).await,
-        };
-        (Some(caller), result)
-    }
+    // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
+    // whether its target exists.
+    let authenticated = auth::authenticate(
+        &state,
+        api.signing_service(),
+        &method,
+        &uri,
+        &headers,
+        &body,
+    )
     .instrument(span.clone())
     .await;
-    let mut response = match result {
+    let mut response = match authenticated {
+        Ok(caller) => {
+            dispatch_as(&state, caller, target, &body)
+                .instrument(span)
+                .await
+        }
+        Err(e) => {
+            let code = e.code();
+            let response = e.into_response();
+            if api == Api::CloudWatch {
+                cloudwatch_error(response, code)
+            } else {
+                response
+            }
+        }
+    };
+    record(&state, api, op, &response, started);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// Everything after authentication: the operation `target` names, run as `caller`, its error as
+/// the API answers it (the audit line of a denied mutation, CloudWatch's error form, the caller
+/// for the edge's log line). Shared by [`handle`] (SigV4) and the console's adaptor
+/// (`console::api`, a session cookie), so both go through the same authorization, validation,
+/// errors and audit lines.
+pub(crate) async fn dispatch_as(
+    state: &AppState,
+    caller: Caller,
+    target: &str,
+    body: &Bytes,
+) -> Response {
+    let (api, op) = Api::of(target);
+    let admin = api == Api::Admin;
+    let result = if op.is_empty() {
+        Err(ApiError::UnknownOperation(format!(
+            "Missing or unrecognized X-Amz-Target header: '{target}'."
+        )))
+    } else {
+        match api {
+            Api::Admin => dispatch_admin(state, caller.clone(), op, body).await,
+            Api::Logs => dispatch_logs(state, caller.clone(), op, body).await,
+            Api::CloudWatch => dispatch_cloudwatch(state, caller.clone(), op, body).await,
+            Api::Ssm => dispatch(state, caller.clone(), op, body).await,
+        }
+    };
+    match result {
         Ok(r) => r,
         Err(e) => {
-            let _g = span.enter();
-            if let (
-                Some(caller),
-                ApiError::AccessDenied {
-                    action, resource, ..
-                },
-            ) = (&caller, &e)
+            if let ApiError::AccessDenied {
+                action, resource, ..
+            } = &e
             {
-                if audit::mutating(&op, admin) {
-                    audit::denied(caller, &op, action, resource);
+                if audit::mutating(op, admin) {
+                    audit::denied(&caller, op, action, resource);
                 }
             }
             let code = e.code();
@@ -446,15 +468,8 @@ pub async fn handle(
                 response = cloudwatch_error(response, code);
             }
             // The verified caller, for the edge's log line of this error (`edge::typed_errors`).
-            if let Some(caller) = caller {
-                response.extensions_mut().insert(caller);
-            }
+            response.extensions_mut().insert(caller);
             response
         }
-    };
-    record(&state, api, &op, &response, started);
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", v);
     }
-    response
 }

@@ -104,7 +104,8 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 /// The operation a request asks for, for log lines: the `X-Amz-Target` operation of `POST /`
 /// (`SendCommand`, `CreateAccessKey`), else the method and path (`POST /agent/v2/poll`).
 fn operation_of(method: &Method, uri: &Uri, headers: &axum::http::HeaderMap) -> String {
-    if method == Method::POST && uri.path() == "/" {
+    // The console's adaptor (`console::api`) takes the same target header as `POST /`.
+    if method == Method::POST && matches!(uri.path(), "/" | "/console/api") {
         let target = headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())

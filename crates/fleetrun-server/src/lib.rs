@@ -6,6 +6,7 @@ pub mod alarms;
 pub mod audit;
 pub mod auth;
 mod aws;
+pub mod console;
 mod convert;
 mod edge;
 mod effects;
@@ -124,6 +125,8 @@ pub struct AppState {
     /// The Prometheus series (`metrics`), and who may read them.
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) metrics_access: metrics::Access,
+    /// The key console sessions are signed with (`console::session`).
+    pub(crate) console: console::SessionKey,
 }
 
 impl AppState {
@@ -225,6 +228,7 @@ impl Server {
                 secrets = %path.display(), "notifications: delivering to webhooks");
         }
         let alertmanager_token = alertmanager_token(store.as_ref(), &config.data_dir).await?;
+        let console = console::SessionKey::load(store.as_ref()).await?;
         let (shutdown_tx, shutting_down) = watch::channel(false);
         Ok(Self {
             state: AppState {
@@ -244,6 +248,7 @@ impl Server {
                 alertmanager_token,
                 metrics,
                 metrics_access,
+                console,
             },
             shutdown_tx,
         })
@@ -306,7 +311,9 @@ impl Server {
         tls: Option<tokio_rustls::TlsAcceptor>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.state.clone());
+        // The console marks its cookie Secure when served over TLS.
+        let app = router(self.state.clone())
+            .layer(axum::Extension(console::Transport { tls: tls.is_some() }));
         let limits = self.state.config.limits.clone();
         let ticker = tokio::spawn(timekeeper::run(self.state.clone()));
         let deliverer = tokio::spawn(webhooks::deliver(self.state.clone()));
@@ -336,6 +343,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route(alarms::ALERTMANAGER_PATH, post(alarms::alertmanager))
         .merge(agent_api::routes())
+        .merge(console::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)
         // Bodies are read, within their limit, by `edge::limit_body`.
