@@ -136,8 +136,17 @@ class Console:
     def open(self, route: str) -> None:
         self.driver.get(f"{self.endpoint}/console#{route}")
 
-    def screenshot(self, name: str) -> None:
-        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    def screenshot(self, name: str, full: bool = False) -> None:
+        """Saves the window (`full`: the whole page, up to 1,800 pixels high)."""
+        if not full:
+            self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+            return
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(1366, min(max(height + 140, 900), 1800))
+        try:
+            self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+        finally:
+            self.driver.set_window_size(1366, 900)
 
     # ---- signing in
 
@@ -283,7 +292,7 @@ def test_send_from_the_form_streams_live_output_and_both_nodes_succeed(fleet, co
     for node in (a, b):
         console.find(f'#s-nodes input[value="{node}"]').click()
     console.fill("#s-comment", "console e2e: live output")
-    console.screenshot("send")
+    console.screenshot("send", full=True)
     sent_at = time.monotonic()
     console.find("#s-submit").click()
     command_id = console.command_id()
@@ -294,7 +303,7 @@ def test_send_from_the_form_streams_live_output_and_both_nodes_succeed(fleet, co
     assert fleet.command(command_id)["Status"] in ("Pending", "InProgress")
     assert "line5" not in console.text("#output pre.stdout")
     print(f"\nconsole: line1 on the page {latency:.2f}s after Send (script prints it at once)")
-    console.screenshot("command-running")
+    console.screenshot("command-running", full=True)
     for node in (a, b):
         console.wait(f"{node} Success", lambda node=node: console.invocation_status(node) == "Success")
     assert wait_command_page_status(console, {"Success"}) == "Success"
@@ -314,7 +323,7 @@ def test_send_from_the_form_streams_live_output_and_both_nodes_succeed(fleet, co
     console.find(f'#invocations button[data-instance="{b}"]').click()
     console.wait("the second node's output", lambda: "line5" in console.text("#output pre.stdout")
                  and b in console.text("#output-title"))
-    console.screenshot("command")
+    console.screenshot("command", full=True)
 
 
 def test_the_output_of_a_finished_invocation_is_all_there(fleet, console, node):
@@ -359,8 +368,10 @@ def test_history_filters_by_status_and_document(fleet, console, node):
     assert statuses == {"Failed"}, statuses
     console.screenshot("commands-filtered")
 
+    started = time.monotonic()
     console.open("/commands")
     console.wait("the history", lambda: by_doc in console.text("#commands"))
+    print(f"\nconsole: Commands page loaded and rendered in {time.monotonic() - started:.2f}s")
     ids = [r.text for r in console.finds("#commands tbody td:nth-child(1)")]
     assert ids.index(failed) < ids.index(by_doc), "newest first"
     console.screenshot("commands")

@@ -534,6 +534,7 @@ impl Banner<'_> {
         println!();
         println!("fleetrun is serving the SSM Run Command API at {endpoint}");
         println!("  region {region}, data in {}", data_dir.display());
+        println!("  web console at {endpoint}/console (sign in with an access key id and secret)");
         // A self-signed certificate is what clients must trust: name it by absolute path.
         let mut ca_bundle = String::new();
         if let Some((t, self_signed)) = tls {
