@@ -286,6 +286,9 @@ def test_command_echo_has_aws_defaults(fleet, node):
 
 
 def test_command_echoes_explicit_settings(fleet, stopped_node):
+    # SendCommand checks that the output bucket exists (InvalidOutputFolder otherwise).
+    bucket = f"e2e-echo-{os.urandom(4).hex()}"
+    fleet.s3.client().create_bucket(Bucket=bucket)
     command = fleet.send(
         [stopped_node],
         ["true"],
@@ -294,7 +297,7 @@ def test_command_echoes_explicit_settings(fleet, stopped_node):
         TimeoutSeconds=600,
         MaxConcurrency="2",
         MaxErrors="10%",
-        OutputS3BucketName="e2e-bucket",
+        OutputS3BucketName=bucket,
         OutputS3KeyPrefix="prefix/",
         CloudWatchOutputConfig={"CloudWatchOutputEnabled": True, "CloudWatchLogGroupName": "grp"},
     )
@@ -302,7 +305,7 @@ def test_command_echoes_explicit_settings(fleet, stopped_node):
     assert command["Comment"] == "explicit settings"
     assert command["TimeoutSeconds"] == 600
     assert (command["MaxConcurrency"], command["MaxErrors"]) == ("2", "10%")
-    assert (command["OutputS3BucketName"], command["OutputS3KeyPrefix"]) == ("e2e-bucket", "prefix/")
+    assert (command["OutputS3BucketName"], command["OutputS3KeyPrefix"]) == (bucket, "prefix/")
     assert command["CloudWatchOutputConfig"] == {
         "CloudWatchLogGroupName": "grp",
         "CloudWatchOutputEnabled": True,
