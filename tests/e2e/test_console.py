@@ -502,3 +502,38 @@ def test_a_read_only_key_sees_no_send_and_is_refused_when_it_posts(fleet, consol
             console.sign_out()
         console.sign_in(fleet.credentials)
         console.wait("the commands page", lambda: console.find("#commands"))
+
+
+def axe_violations(console: Console) -> list[str]:
+    """The serious and critical accessibility violations axe-core finds on the current page."""
+    from axe_selenium_python import Axe
+
+    axe = Axe(console.driver)
+    axe.inject()
+    results = axe.run()
+    return [f"{v['id']} ({v['impact']}): {v['help']}: "
+            + "; ".join(n["target"][0] for n in v["nodes"][:5])
+            for v in results["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_every_page_passes_axe_core(fleet, console, node):
+    """Labels, names, contrast, ARIA use: axe-core's rules on each page, in the real browser."""
+    command_id = fleet.run(node, ["echo accessible"])
+    fleet.wait_command(command_id)
+    pages = {
+        "/commands": "#commands tbody tr",
+        f"/command/{command_id}": "#output pre",
+        "/nodes": "#nodes tbody tr",
+        f"/node/{node}": "#node-commands tbody tr",
+        "/send": "#p-commands",
+    }
+    found = {}
+    for route, ready in pages.items():
+        console.open(route)
+        console.wait(f"{route} to render", lambda ready=ready: console.find(ready))
+        found[route] = axe_violations(console)
+    console.sign_out()
+    found["sign-in"] = axe_violations(console)
+    console.sign_in(fleet.credentials)
+    console.wait("the commands page", lambda: console.find("#commands"))
+    assert not any(found.values()), json.dumps(found, indent=1)

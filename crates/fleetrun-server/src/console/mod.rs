@@ -14,6 +14,8 @@
 mod api;
 mod assets;
 mod session;
+#[cfg(test)]
+mod tests;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};

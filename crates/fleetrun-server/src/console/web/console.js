@@ -9,6 +9,8 @@ const LIVE = new Set(['Pending', 'InProgress', 'Delayed', 'Cancelling']);
 const STATUSES = ['Pending', 'InProgress', 'Success', 'Cancelled', 'Failed', 'TimedOut', 'Cancelling'];
 const COMMAND_POLL_MS = 1000;
 const OUTPUT_POLL_MS = 500;
+/** Invocations past which the command page reads them less often. */
+const WIDE_FANOUT = 200;
 
 const app = { who: null, gen: 0 };
 
@@ -450,15 +452,21 @@ async function commandPage(commandId, alive) {
     if (!selected && invocations.length) select(invocations[0].InstanceId);
   }
 
-  async function refresh() {
+  let polls = 0;
+  async function refresh(force) {
+    // A wide fan-out's invocations (hundreds of pages) are read every fifth poll, and the last
+    // one once the command is final; the command's status and counts every time.
+    const wide = invocations.length > WIDE_FANOUT;
+    const withInvocations = force || !wide || polls++ % 5 === 0;
     const [listed, invs] = await Promise.all([
       ssm('ListCommands', { CommandId: commandId }),
-      all('ListCommandInvocations', { CommandId: commandId, Details: true, MaxResults: 50 }, 'CommandInvocations', 100),
+      withInvocations ? all('ListCommandInvocations', { CommandId: commandId, Details: true, MaxResults: 50 }, 'CommandInvocations', 100) : null,
     ]);
     if (!alive()) return;
     if (!listed.Commands || !listed.Commands.length) throw new AwsError('InvalidCommandId', 'No command ' + commandId);
     command = listed.Commands[0];
-    invocations = invs;
+    if (invs) invocations = invs;
+    else if (FINAL.has(command.Status)) return refresh(true);
     renderSummary();
     renderInvocations();
     renderActions();
@@ -650,7 +658,7 @@ async function sendPage(alive) {
   const names = documents.map((d) => d.Name).sort();
   const docSelect = select('s-document', names.map((n) => [n, n]), names.includes('AWS-RunShellScript') ? 'AWS-RunShellScript' : names[0]);
   const paramBox = h('fieldset', { id: 's-parameters' }, h('legend', {}, 'Parameters'));
-  const nodeList = h('div', { class: 'checks', id: 's-nodes' }, nodes.map((n) => {
+  const nodeList = h('fieldset', { class: 'checks', id: 's-nodes' }, h('legend', {}, 'Nodes'), nodes.map((n) => {
     const id = 'n-' + n.InstanceId;
     return h('div', {}, h('input', { type: 'checkbox', id, value: n.InstanceId, name: 'node' }),
       h('label', { for: id }, h('span', { class: 'mono' }, n.InstanceId), ' ', n.Name || n.ComputerName || '', ' ', badge(n.PingStatus)));
@@ -661,7 +669,7 @@ async function sendPage(alive) {
     field('Document', docSelect),
     paramBox,
     h('fieldset', {}, h('legend', {}, 'Targets'),
-      h('div', { class: 'radios' }, byIds, h('label', { for: 's-by-ids' }, 'Nodes'), byTag, h('label', { for: 's-by-tag' }, 'Tag')),
+      h('fieldset', { class: 'radios' }, h('legend', {}, 'Target by'), byIds, h('label', { for: 's-by-ids' }, 'Nodes'), byTag, h('label', { for: 's-by-tag' }, 'Tag')),
       nodeList,
       field('More node IDs', h('input', { id: 's-instance-ids', spellcheck: 'false' }), 'Separated by spaces or commas.'),
       h('div', { class: 'row' },
