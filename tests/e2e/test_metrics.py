@@ -96,8 +96,14 @@ def logs_client(fleet):
     )
 
 
-def test_metrics_count_the_workload(fleet, node, two_agents, token):
-    nodes = [node] + [a.instance_id for a in two_agents]
+@pytest.fixture(scope="module")
+def own_agents(fleet) -> list[str]:
+    """Two agents of this module's own, so no other test's use of the shared ones matters."""
+    return [a.instance_id for a in fleet.add_agents(2)]
+
+
+def test_metrics_count_the_workload(fleet, node, own_agents, token):
+    nodes = [node] + own_agents
     before = scrape(fleet, token)
 
     # The workload: 3 commands on 3 nodes that succeed, 2 on one node that fail, one SendCommand

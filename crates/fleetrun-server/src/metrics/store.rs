@@ -19,7 +19,7 @@ use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistr
 use fleetrun_core::query::{CommandQuery, PageKey};
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::targets::TargetSpec;
-use fleetrun_core::Store;
+use fleetrun_core::{alarms, live_output, notification, s3_output, Store};
 use tokio::time::Instant;
 
 use super::Metrics;
@@ -39,7 +39,7 @@ impl TimedStore {
 
 /// Writes `impl Store for TimedStore`, each method forwarding to `inner` under a timer.
 macro_rules! timed {
-    ($(fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+    ($(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;)*) => {
         #[async_trait]
         impl Store for TimedStore {
             $(
@@ -56,24 +56,47 @@ macro_rules! timed {
 
 timed! {
     fn shared_secret(name: &str, candidate: &[u8]) -> CoreResult<Vec<u8>>;
-    fn lease_notices(now: Millis, lease_ms: Millis, limit: usize) -> CoreResult<Vec<fleetrun_core::notification::OutboxEntry>>;
+    fn lease_notices(
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<notification::OutboxEntry>>;
     fn notice_delivered(message_id: &str) -> CoreResult<()>;
     fn retry_notice_at(message_id: &str, at: Millis) -> CoreResult<()>;
     fn notice_backlog() -> CoreResult<u64>;
-    fn append_output(chunk: fleetrun_core::live_output::NewChunk) -> CoreResult<fleetrun_core::live_output::ChunkAck>;
-    fn command_output(command: &CommandId, instance: Option<&InstanceId>, after: i64, limit: usize) -> CoreResult<Vec<fleetrun_core::live_output::CommandChunk>>;
-    fn log_groups(prefix: &str, after: Option<&str>, limit: usize) -> CoreResult<Vec<fleetrun_core::live_output::LogGroup>>;
-    fn log_streams(query: fleetrun_core::live_output::StreamQuery) -> CoreResult<Option<Vec<fleetrun_core::live_output::LogStream>>>;
-    fn log_chunks(query: fleetrun_core::live_output::ChunkQuery) -> CoreResult<Option<Vec<fleetrun_core::live_output::LogChunk>>>;
-    fn lease_uploads(now: Millis, lease_ms: Millis, limit: usize) -> CoreResult<Vec<fleetrun_core::s3_output::UploadJob>>;
+    fn append_output(chunk: live_output::NewChunk) -> CoreResult<live_output::ChunkAck>;
+    fn command_output(
+        command: &CommandId,
+        instance: Option<&InstanceId>,
+        after: i64,
+        limit: usize,
+    ) -> CoreResult<Vec<live_output::CommandChunk>>;
+    fn log_groups(
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<live_output::LogGroup>>;
+    fn log_streams(
+        query: live_output::StreamQuery,
+    ) -> CoreResult<Option<Vec<live_output::LogStream>>>;
+    fn log_chunks(query: live_output::ChunkQuery) -> CoreResult<Option<Vec<live_output::LogChunk>>>;
+    fn lease_uploads(
+        now: Millis,
+        lease_ms: Millis,
+        limit: usize,
+    ) -> CoreResult<Vec<s3_output::UploadJob>>;
     fn upload_done(command: &CommandId, node: &InstanceId) -> CoreResult<()>;
     fn retry_upload_at(command: &CommandId, node: &InstanceId, at: Millis) -> CoreResult<()>;
     fn upload_backlog() -> CoreResult<u64>;
-    fn put_alarm(def: fleetrun_core::alarms::AlarmDefinition) -> CoreResult<()>;
-    fn set_alarm_state(change: fleetrun_core::alarms::StateChange) -> CoreResult<bool>;
-    fn alarms(query: fleetrun_core::alarms::AlarmQuery) -> CoreResult<Vec<fleetrun_core::alarms::Alarm>>;
-    fn alarm_watchers() -> CoreResult<Vec<(CommandId, fleetrun_core::alarms::AlarmWatch)>>;
-    fn stop_for_alarm(command: &CommandId, triggered: fleetrun_core::alarms::TriggeredAlarm, rendered: Option<String>) -> CoreResult<Effects>;
+    fn put_alarm(def: alarms::AlarmDefinition) -> CoreResult<()>;
+    fn set_alarm_state(change: alarms::StateChange) -> CoreResult<bool>;
+    fn alarms(query: alarms::AlarmQuery) -> CoreResult<Vec<alarms::Alarm>>;
+    fn alarm_watchers() -> CoreResult<Vec<(CommandId, alarms::AlarmWatch)>>;
+    fn stop_for_alarm(
+        command: &CommandId,
+        triggered: alarms::TriggeredAlarm,
+        rendered: Option<String>,
+    ) -> CoreResult<Effects>;
     fn create_access_key(key: AccessKey) -> CoreResult<()>;
     fn create_first_access_key(key: AccessKey) -> CoreResult<bool>;
     fn access_key(access_key_id: &str) -> CoreResult<Option<AccessKey>>;
@@ -89,12 +112,29 @@ timed! {
     fn touch_node(id: &InstanceId, now: Millis, info: Option<NodeInfo>) -> CoreResult<()>;
     fn insert_command(command: NewCommand) -> CoreResult<Sent>;
     fn command(id: &CommandId) -> CoreResult<Option<Command>>;
-    fn list_commands(query: &CommandQuery, after: Option<&PageKey>, limit: usize) -> CoreResult<Vec<ListedCommand>>;
-    fn list_invocations(query: &CommandQuery, after: Option<&PageKey>, limit: usize) -> CoreResult<Vec<Invocation>>;
+    fn list_commands(
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<ListedCommand>>;
+    fn list_invocations(
+        query: &CommandQuery,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> CoreResult<Vec<Invocation>>;
     fn invocation(command: &CommandId, node: &InstanceId) -> CoreResult<Option<Invocation>>;
-    fn claim(node: &InstanceId, session: &str, known: &[CommandId], now: Millis) -> CoreResult<Claim>;
+    fn claim(
+        node: &InstanceId,
+        session: &str,
+        known: &[CommandId],
+        now: Millis,
+    ) -> CoreResult<Claim>;
     fn finish(node: &InstanceId, report: Report, now: Millis) -> CoreResult<Finished>;
-    fn cancel(command: &CommandId, nodes: Option<&[InstanceId]>, now: Millis) -> CoreResult<CancelOutcome>;
+    fn cancel(
+        command: &CommandId,
+        nodes: Option<&[InstanceId]>,
+        now: Millis,
+    ) -> CoreResult<CancelOutcome>;
     fn expire_due(now: Millis) -> CoreResult<Effects>;
     fn purge_before(before: Millis) -> CoreResult<usize>;
     fn mark_unreachable(silent_since: Millis, now: Millis) -> CoreResult<Effects>;
@@ -105,11 +145,19 @@ timed! {
     fn remove_node_tags(node: &InstanceId, keys: &[String]) -> CoreResult<()>;
     fn resolve_targets(specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>>;
     fn create_document(doc: NewDocument, max_documents: usize) -> CoreResult<Document>;
-    fn add_document_version(name: &str, expected_latest: u32, version: NewDocumentVersion, max_versions: u32) -> CoreResult<Document>;
+    fn add_document_version(
+        name: &str,
+        expected_latest: u32,
+        version: NewDocumentVersion,
+        max_versions: u32,
+    ) -> CoreResult<Document>;
     fn document(name: &str) -> CoreResult<Option<Document>>;
     fn document_version(name: &str, version: u32) -> CoreResult<Option<DocumentVersion>>;
     fn document_versions(name: &str) -> CoreResult<Vec<DocumentVersion>>;
     fn set_default_document_version(name: &str, version: u32) -> CoreResult<Document>;
     fn delete_document(name: &str, version: Option<u32>) -> CoreResult<()>;
-    fn documents_page(after: Option<&str>, limit: usize) -> CoreResult<Vec<(Document, DocumentVersion)>>;
+    fn documents_page(
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<(Document, DocumentVersion)>>;
 }
