@@ -28,7 +28,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import DOCUMENT, REPO_ROOT, poll
+from conftest import DOCUMENT, REPO_ROOT, TEST_STORE, poll, start_server, store_args
 from test_auth import admin
 
 CHROMIUM = "/usr/bin/chromium"
@@ -537,3 +537,29 @@ def test_every_page_passes_axe_core(fleet, console, node):
     console.sign_in(fleet.credentials)
     console.wait("the commands page", lambda: console.find("#commands"))
     assert not any(found.values()), json.dumps(found, indent=1)
+
+
+@pytest.mark.skipif(TEST_STORE != "postgres", reason="replicas need FLEETRUN_TEST_STORE=postgres")
+def test_a_session_made_on_one_replica_works_on_another(fleet, tmp_path):
+    """Stateless sessions: the cookie is signed with a key every replica reads from the store."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    store = store_args(tmp_path / "shared")[1]
+    a = start_server(fleet.binary, tmp_path / "a", logs, "console-a", local_node=False, store=store)
+    try:
+        b = start_server(fleet.binary, tmp_path / "b", logs, "console-b", local_node=False,
+                         store=store, admin=a.credentials)
+        try:
+            status, head, who = sign_in_http(a.endpoint, a.credentials)
+            assert status == 200, who
+            cookie = session_of(head["set-cookie"])
+            status, _, body = console_call(b.endpoint, cookie, who["CsrfToken"],
+                                           "AmazonSSM.ListCommands", {})
+            assert status == 200 and body["Commands"] == [], body
+            status, _, again = http(b.endpoint, "/console/api/whoami", None, {"Cookie": cookie},
+                                    method="GET")
+            assert status == 200 and again["CsrfToken"] == who["CsrfToken"], again
+        finally:
+            b.proc.stop()
+    finally:
+        a.proc.stop()
