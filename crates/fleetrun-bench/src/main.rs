@@ -87,6 +87,10 @@ struct Args {
     /// Where to write the Markdown report.
     #[arg(long, default_value = "bench-results.md")]
     out: PathBuf,
+    /// Only seed the first of `--sizes` commands into this SQLite file (a server's
+    /// `<data-dir>/fleetrun.db`), then exit: a history to look at, e.g. in the console.
+    #[arg(long, value_name = "FILE")]
+    seed_only: Option<PathBuf>,
 }
 
 /// What this run measures, resolved from the flags.
@@ -445,6 +449,20 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(path) = &args.seed_only {
+        let n = Plan::from(&args).sizes.first().copied().unwrap_or(10_000);
+        let store = fleetrun_store::SqliteStore::open(path)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+        let seeded = runtime.block_on(seed::seed(seed::Target::Sqlite(&store), n, now_millis()))?;
+        eprintln!(
+            "seeded {} commands ({} invocations) into {} in {:.1} s",
+            seeded.commands,
+            seeded.invocations,
+            path.display(),
+            seeded.seconds
+        );
+        return Ok(());
+    }
     let results = runtime.block_on(run(args))?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let title = format!(

@@ -142,9 +142,16 @@ pub(super) async fn sign_in(
                 .ct_eq(form.secret_access_key.trim().as_bytes()),
         )
     }) else {
+        // The id as typed goes into the log only if it looks like one (no log injection).
+        let claimed = form.access_key_id.trim();
+        let claimed = if claimed.len() <= 128 && claimed.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            claimed
+        } else {
+            "<not an access key id>"
+        };
         tracing::info!(target: audit::TARGET, op = "ConsoleSignIn",
-            access_key_id = %form.access_key_id.trim(), outcome = "denied",
-            "console sign-in refused");
+            access_key_id = %claimed, outcome = "denied", "console sign-in refused");
         return ConsoleError::SignInFailed.into_response();
     };
     let caller = Caller::new(
