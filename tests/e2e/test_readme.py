@@ -403,6 +403,20 @@ def test_the_tag_examples_target_what_they_say(walkthrough):
     )
 
 
+def test_the_resource_group_example_follows_the_group(walkthrough):
+    v = walkthrough.vars()
+    grouped = sorted(
+        (c for c in commands(walkthrough)
+         if (c.get("Targets") or [{}])[0].get("Key") == "resource-groups:Name"),
+        key=lambda c: c["RequestedDateTime"],
+    )
+    assert [c["Targets"] for c in grouped] == [[{"Key": "resource-groups:Name", "Values": ["web-tier"]}]] * 2
+    assert [c["TargetCount"] for c in grouped] == [2, 1]
+    last = settled(walkthrough, grouped[1]["CommandId"])
+    invs = walkthrough.ssm.list_command_invocations(CommandId=last["CommandId"])["CommandInvocations"]
+    assert [i["InstanceId"] for i in invs] == [v["NODE"]]
+
+
 def test_failure_timeout_and_cancel_end_as_promised(walkthrough):
     v = walkthrough.vars()
     failed = command_with(walkthrough, by_params("echo bad >&2", "exit 3"), "exit 3")

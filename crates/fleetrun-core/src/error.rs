@@ -114,6 +114,42 @@ pub enum CoreError {
     /// Deleting the default version of a document that has other versions.
     #[error("document {name}: version {version} is the default")]
     DefaultVersionInUse { name: String, version: u32 },
+    // ---- resource groups ----
+    /// CreateGroup with a name another group has.
+    #[error("resource group {name} already exists")]
+    GroupExists { name: String },
+    /// A resource group that does not exist (Resource Groups API calls).
+    #[error("resource group {name} does not exist")]
+    UnknownGroup { name: String },
+    /// SendCommand's `resource-groups:Name` names a group that does not exist.
+    #[error("target resource group {name} does not exist")]
+    UnknownTargetGroup { name: String },
+    /// A resource query fleetrun cannot accept.
+    #[error("resource query: {0:?}")]
+    InvalidGroupQuery(GroupQueryProblem),
+}
+
+/// What is wrong with a resource group's `ResourceQuery` (or a group target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupQueryProblem {
+    /// A query `Type` other than `TAG_FILTERS_1_0` (`CLOUDFORMATION_STACK_1_0`, or unknown).
+    UnsupportedType(String),
+    /// The `Query` string is not the JSON object its type defines; the parser's words.
+    Malformed(String),
+    /// A resource type other than `AWS::SSM::ManagedInstance` / `AWS::AllSupported`.
+    UnsupportedResourceType(String),
+    /// No `ResourceTypeFilters`.
+    NoResourceTypes,
+    /// No `TagFilters`.
+    NoTagFilters,
+    /// More entries than allowed in a list (`what`, limit).
+    TooMany { what: &'static str, max: usize },
+    /// A tag key or value outside the tag rules (length or characters).
+    BadTag(String),
+    /// `resource-groups:Name` with other than one value.
+    OneGroupName,
+    /// `resource-groups:ResourceTypeFilters` without `resource-groups:Name`.
+    TypeFiltersWithoutName,
 }
 
 /// Why an activation refused a registration.

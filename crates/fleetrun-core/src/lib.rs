@@ -21,6 +21,7 @@ pub mod notification;
 pub mod output;
 pub mod query;
 pub mod rate;
+pub mod resource_groups;
 pub mod s3_output;
 pub mod status;
 pub mod step_skips;

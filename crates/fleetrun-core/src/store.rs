@@ -15,6 +15,7 @@ use crate::ids::{ActivationId, CommandId, InstanceId};
 use crate::lifecycle::Effects;
 use crate::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use crate::query::{CommandQuery, PageKey};
+use crate::resource_groups::ResourceGroup;
 use crate::targets::TargetSpec;
 
 /// What happened to a CancelCommand.
@@ -268,6 +269,27 @@ pub trait Store: Send + Sync + 'static {
     /// The registered nodes matching every spec (ANDed; each spec's values ORed), ordered by id.
     /// An empty `specs` matches nothing.
     async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>>;
+
+    // ---- resource groups (`crate::resource_groups`) ----
+    /// Stores a new group. A name already taken is [`crate::CoreError::GroupExists`].
+    async fn create_group(&self, group: &ResourceGroup) -> CoreResult<()>;
+    async fn group(&self, name: &str) -> CoreResult<Option<ResourceGroup>>;
+    /// Replaces a group's query (as one write) and returns the group as it now is. A group that
+    /// does not exist is [`crate::CoreError::UnknownGroup`].
+    async fn update_group_query(
+        &self,
+        name: &str,
+        query_type: &str,
+        query: &str,
+    ) -> CoreResult<ResourceGroup>;
+    /// Deletes a group and returns what it was; [`crate::CoreError::UnknownGroup`] when missing.
+    async fn delete_group(&self, name: &str) -> CoreResult<ResourceGroup>;
+    /// One page of groups ordered by name (byte order), strictly after `after`, at most `limit`.
+    async fn groups_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<ResourceGroup>>;
 
     // ---- documents ----
     /// Creates a document with version 1 (default and latest). `DocumentAlreadyExists` if the name

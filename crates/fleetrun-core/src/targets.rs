@@ -4,8 +4,10 @@
 //!
 //! Semantics (AWS Run Command): several targets are ANDed, the values of one target are ORed.
 //! `InstanceIds` (any letter case) lists node ids, `tag:<key>` lists values of that tag key,
-//! `tag-key` lists tag keys. `resource-groups:*` keys are valid in AWS's model but fleetrun has no
-//! resource groups yet. This module does no I/O and knows no wire format.
+//! `tag-key` lists tag keys, `resource-groups:Name` names one resource group (its tag query is
+//! resolved when the command is sent, `crate::resource_groups`) and
+//! `resource-groups:ResourceTypeFilters` narrows that group to resource types. This module does no
+//! I/O and knows no wire format.
 
 use std::sync::LazyLock;
 
@@ -80,14 +82,17 @@ pub enum TargetKey {
     /// `tag:<key>`, with the tag key.
     Tag(String),
     TagKey,
+    /// `resource-groups:Name`.
+    GroupName,
+    /// `resource-groups:ResourceTypeFilters`.
+    GroupTypeFilters,
 }
 
 /// Interprets a SendCommand Target key.
 ///
 /// `InstanceIds` matches in any letter case (the User Guide writes `instanceids`); `tag:` and
-/// `tag-key` are matched exactly, as AWS does. `resource-groups:Name` and
-/// `resource-groups:ResourceTypeFilters` → [`CoreError::InvalidTarget`] (no resource groups yet);
-/// anything else → [`CoreError::UnsupportedTargetKey`].
+/// `tag-key` and the two `resource-groups:` keys are matched exactly, as AWS does; anything else →
+/// [`CoreError::UnsupportedTargetKey`].
 pub fn parse_target_key(key: &str) -> CoreResult<TargetKey> {
     if key.eq_ignore_ascii_case("InstanceIds") {
         return Ok(TargetKey::InstanceIds);
@@ -108,10 +113,11 @@ pub fn parse_target_key(key: &str) -> CoreResult<TargetKey> {
         }
         return Ok(TargetKey::Tag(tag.to_string()));
     }
-    if key.starts_with("resource-groups:") {
-        return Err(CoreError::InvalidTarget {
-            key: key.to_string(),
-        });
+    if key == "resource-groups:Name" {
+        return Ok(TargetKey::GroupName);
+    }
+    if key == "resource-groups:ResourceTypeFilters" {
+        return Ok(TargetKey::GroupTypeFilters);
     }
     Err(CoreError::UnsupportedTargetKey {
         key: key.to_string(),
@@ -206,15 +212,21 @@ mod tests {
             parse_target_key("tag:"),
             Err(CoreError::UnsupportedTargetKey { .. })
         ));
-        assert!(matches!(
-            parse_target_key("resource-groups:Name"),
-            Err(CoreError::InvalidTarget { .. })
-        ));
-        assert!(matches!(
-            parse_target_key("resource-groups:ResourceTypeFilters"),
-            Err(CoreError::InvalidTarget { .. })
-        ));
-        for bad in ["role", "Tag:role", "TAG-KEY", "ParameterValues"] {
+        assert_eq!(
+            parse_target_key("resource-groups:Name").ok(),
+            Some(TargetKey::GroupName)
+        );
+        assert_eq!(
+            parse_target_key("resource-groups:ResourceTypeFilters").ok(),
+            Some(TargetKey::GroupTypeFilters)
+        );
+        for bad in [
+            "role",
+            "Tag:role",
+            "TAG-KEY",
+            "ParameterValues",
+            "resource-groups:Other",
+        ] {
             assert!(
                 matches!(
                     parse_target_key(bad),

@@ -94,9 +94,16 @@ impl Policy {
     }
 
     /// The administrator policy: Allow `ssm:*`, `logs:*` (the CloudWatch Logs reads of live
-    /// output), `cloudwatch:*` (alarms) and `fleetrun:*` on `*`.
+    /// output), `cloudwatch:*` (alarms), `resource-groups:*` (tag-query groups) and `fleetrun:*`
+    /// on `*`.
     pub fn full_access() -> Policy {
-        Self::allow_on_everything(&["ssm:*", "logs:*", "cloudwatch:*", "fleetrun:*"])
+        Self::allow_on_everything(&[
+            "ssm:*",
+            "logs:*",
+            "cloudwatch:*",
+            "resource-groups:*",
+            "fleetrun:*",
+        ])
     }
 
     /// `AmazonSSMReadOnlyAccess`: Allow `ssm:Describe*`, `ssm:Get*`, `ssm:List*` on `*`.

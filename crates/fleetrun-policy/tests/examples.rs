@@ -214,6 +214,7 @@ fn full_access_allows_every_ssm_and_fleetrun_action_only() {
         "ssm:CreateActivation",
         "fleetrun:CreateAccessKey",
         "FLEETRUN:anything",
+        "resource-groups:CreateGroup",
     ] {
         assert_eq!(on(&p, action, "*", &[]), Decision::Allow, "{action}");
     }

@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fleetrun_core::error::{RegistrationRefusal, TargetKeyProblem};
+use fleetrun_core::error::{GroupQueryProblem, RegistrationRefusal, TargetKeyProblem};
 use fleetrun_core::CoreError;
 
 #[derive(Debug)]
@@ -110,6 +110,11 @@ pub enum ApiError {
     DuplicateDocumentContent(String),
     DuplicateDocumentVersionName(String),
     InvalidDocumentOperation(String),
+    // ---- resource groups (rest-json; the model gives each error its HTTP status) ----
+    /// Resource Groups: a request the service refuses (constraints, a taken name, a bad query).
+    BadRequest(String),
+    /// Resource Groups: a group that does not exist (HTTP 404).
+    NotFound(String),
 }
 
 impl ApiError {
@@ -190,6 +195,8 @@ impl ApiError {
             Self::DuplicateDocumentContent(_) => "DuplicateDocumentContent",
             Self::DuplicateDocumentVersionName(_) => "DuplicateDocumentVersionName",
             Self::InvalidDocumentOperation(_) => "InvalidDocumentOperation",
+            Self::BadRequest(_) => "BadRequestException",
+            Self::NotFound(_) => "NotFoundException",
         }
     }
 
@@ -203,7 +210,7 @@ impl ApiError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::AgentProtocolMismatch => StatusCode::UPGRADE_REQUIRED,
-            Self::AlarmNotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlarmNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -256,6 +263,8 @@ impl ApiError {
             | Self::DuplicateDocumentContent(m)
             | Self::DuplicateDocumentVersionName(m)
             | Self::InvalidDocumentOperation(m)
+            | Self::BadRequest(m)
+            | Self::NotFound(m)
             | Self::NotReady(m) => m.clone(),
             Self::Signature(e) => signature_message(e),
             Self::ExpiredToken => "The security token included in the request is expired".into(),
@@ -482,10 +491,9 @@ impl From<CoreError> for ApiError {
                 "The resource {id} can have at most {} tags.",
                 fleetrun_core::targets::MAX_TAGS_PER_NODE
             )),
-            CoreError::InvalidTarget { key } => Self::InvalidTarget(format!(
-                "Target key '{key}' is not supported: this server has no resource groups. \
-                 Use InstanceIds, tag:<key> or tag-key."
-            )),
+            CoreError::InvalidTarget { key } => {
+                Self::InvalidTarget(format!("Target key '{key}' cannot be resolved here."))
+            }
             CoreError::UnsupportedTargetKey { key, problem } => Self::Validation(match problem {
                 TargetKeyProblem::Unknown => format!(
                     "Target key '{key}' is not supported. Use InstanceIds, tag:<key> or tag-key."
@@ -538,8 +546,56 @@ impl From<CoreError> for ApiError {
                 ))
             }
             CoreError::AccessKeyExists(id) => Self::Internal(format!("access key {id} exists")),
+            CoreError::GroupExists { .. } => {
+                Self::BadRequest("Cannot create group: group already exists".into())
+            }
+            CoreError::UnknownGroup { name } => {
+                Self::NotFound(format!("Cannot find group {name}."))
+            }
+            CoreError::UnknownTargetGroup { name } => Self::InvalidTarget(format!(
+                "Resource group {name} does not exist. Verify the resource-groups:Name value."
+            )),
+            CoreError::InvalidGroupQuery(problem) => group_query_error(problem),
         }
     }
+}
+
+/// A resource query fleetrun refuses: `BadRequestException` from the Resource Groups API,
+/// `InvalidTarget` for SendCommand's `resource-groups:` targets.
+fn group_query_error(problem: GroupQueryProblem) -> ApiError {
+    use fleetrun_core::resource_groups::{ALL_SUPPORTED, MANAGED_INSTANCE, TAG_FILTERS};
+    ApiError::BadRequest(match problem {
+        GroupQueryProblem::OneGroupName => {
+            return ApiError::InvalidTarget(
+                "Target resource-groups:Name takes exactly one group name.".into(),
+            )
+        }
+        GroupQueryProblem::TypeFiltersWithoutName => {
+            return ApiError::InvalidTarget(
+                "Target resource-groups:ResourceTypeFilters needs a resource-groups:Name target."
+                    .into(),
+            )
+        }
+        GroupQueryProblem::UnsupportedType(t) => format!(
+            "Query type {t} is not supported by this server; use {TAG_FILTERS}."
+        ),
+        GroupQueryProblem::Malformed(why) => format!("Query not valid: {why}"),
+        GroupQueryProblem::UnsupportedResourceType(t) => format!(
+            "Resource type {t} is not supported by this server; use {MANAGED_INSTANCE} or {ALL_SUPPORTED}."
+        ),
+        GroupQueryProblem::NoResourceTypes => {
+            "Query not valid: ResourceTypeFilters must list at least one resource type.".into()
+        }
+        GroupQueryProblem::NoTagFilters => {
+            "Query not valid: TagFilters must list at least one tag filter.".into()
+        }
+        GroupQueryProblem::TooMany { what, max } => {
+            format!("Query not valid: {what} can have at most {max} entries.")
+        }
+        GroupQueryProblem::BadTag(text) => format!(
+            "Query not valid: tag key or value '{text}' breaks the tag rules (length, characters)."
+        ),
+    })
 }
 
 impl IntoResponse for ApiError {

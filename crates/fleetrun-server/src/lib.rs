@@ -17,6 +17,7 @@ pub mod node_auth;
 mod notifier;
 mod ops;
 pub mod parse_pool;
+pub mod resource_groups;
 pub mod s3_output;
 pub mod sigv4;
 mod timekeeper;
@@ -343,6 +344,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route(alarms::ALERTMANAGER_PATH, post(alarms::alertmanager))
         .merge(agent_api::routes())
+        .merge(resource_groups::routes())
         .merge(console::routes())
         .fallback(edge::not_found)
         .method_not_allowed_fallback(edge::method_not_allowed)

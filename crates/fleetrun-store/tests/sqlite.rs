@@ -267,7 +267,7 @@ fn file_is_wal_and_versioned() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("pragma");
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
     drop(store);
     // Reopening an up-to-date file changes nothing; a file from a newer build is refused.
     drop(SqliteStore::open(&path).expect("reopen"));
@@ -571,9 +571,10 @@ async fn a_data_dir_from_before_counts_by_name_lists_as_before() {
          ALTER TABLE commands DROP COLUMN log_group;
          ALTER TABLE commands DROP COLUMN s3_bucket;
          ALTER TABLE commands DROP COLUMN alarm_name;
-         ALTER TABLE commands DROP COLUMN triggered_json;",
+         ALTER TABLE commands DROP COLUMN triggered_json;
+         DROP TABLE resource_groups;",
     )
-    .expect("drop what v9, v10 and v11 added");
+    .expect("drop what v9, v10, v11 and v12 added");
     conn.pragma_update(None, "user_version", 7)
         .expect("version");
     drop(conn);

@@ -10,6 +10,7 @@ pub mod documents;
 pub mod error;
 pub mod listing;
 pub mod logs;
+pub mod resource_groups;
 pub mod ssm;
 pub mod tags;
 pub mod validate;

@@ -17,6 +17,7 @@ use fleetrun_core::ids::{ActivationId, CommandId, InstanceId};
 use fleetrun_core::lifecycle::Effects;
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::resource_groups::ResourceGroup;
 use fleetrun_core::store::CancelOutcome;
 use fleetrun_core::targets::TargetSpec;
 use fleetrun_core::{alarms, live_output, notification, s3_output, Store};
@@ -144,6 +145,11 @@ timed! {
     fn add_node_tags(node: &InstanceId, tags: &[Tag]) -> CoreResult<()>;
     fn remove_node_tags(node: &InstanceId, keys: &[String]) -> CoreResult<()>;
     fn resolve_targets(specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>>;
+    fn create_group(group: &ResourceGroup) -> CoreResult<()>;
+    fn group(name: &str) -> CoreResult<Option<ResourceGroup>>;
+    fn update_group_query(name: &str, query_type: &str, query: &str) -> CoreResult<ResourceGroup>;
+    fn delete_group(name: &str) -> CoreResult<ResourceGroup>;
+    fn groups_page(after: Option<&str>, limit: usize) -> CoreResult<Vec<ResourceGroup>>;
     fn create_document(doc: NewDocument, max_documents: usize) -> CoreResult<Document>;
     fn add_document_version(
         name: &str,

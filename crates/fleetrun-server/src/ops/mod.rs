@@ -13,6 +13,7 @@ pub mod list_documents;
 pub mod logs;
 pub mod output;
 mod paging;
+pub mod resource_groups;
 pub mod send_command;
 pub mod tags;
 pub mod targets;

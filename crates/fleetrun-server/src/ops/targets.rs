@@ -3,17 +3,19 @@
 //!
 //! Three steps, so errors come in AWS's order: [`check`] collects constraint violations (with the
 //! other members' violations, one `ValidationException`), [`interpret`] reads the target keys
-//! (`InvalidTarget` for resource groups, `ValidationException` for keys that name no target kind),
-//! [`resolve`] asks the store when the command is sent and checks the platforms of named nodes.
+//! (`ValidationException` for keys that name no target kind), [`resolve`] asks the store when the
+//! command is sent (a `resource-groups:Name` group's tag query is read then, so the command follows
+//! the group as it is at that moment) and checks the platforms of named nodes.
 //! Several targets are ANDed, values ORed.
 
 use std::collections::HashSet;
 
 use fleetrun_core::command::Target;
 use fleetrun_core::document_content::check_platform;
-use fleetrun_core::error::TargetKeyProblem;
+use fleetrun_core::error::{GroupQueryProblem, TargetKeyProblem};
 use fleetrun_core::ids::InstanceId;
 use fleetrun_core::node::Node;
+use fleetrun_core::resource_groups::{type_filter_keeps_nodes, TagQuery};
 use fleetrun_core::targets::{
     parse_target_key, tag_filter, target_key_ok, TargetKey, TargetSpec, MAX_TARGETS,
     MAX_TARGET_VALUES, TARGET_KEY_PATTERN,
@@ -33,6 +35,13 @@ pub enum Targeting {
     Ids(Vec<InstanceId>),
     /// `Targets`: the nodes matching every spec.
     Specs(Vec<TargetSpec>),
+    /// `Targets` with `resource-groups:Name`: the group's members (narrowed by
+    /// `resource-groups:ResourceTypeFilters` when given) that also match every spec.
+    Group {
+        name: String,
+        types: Option<Vec<String>>,
+        specs: Vec<TargetSpec>,
+    },
 }
 
 /// Constraint checks on `InstanceIds` and `Targets` (lengths, counts, the key pattern).
@@ -82,6 +91,7 @@ pub fn interpret(req: &SendCommandRequest) -> ApiResult<(Targeting, Vec<String>,
     }
     let mut specs = Vec::with_capacity(targets.len());
     let mut echo = Vec::with_capacity(targets.len());
+    let (mut group, mut types) = (None, None);
     for t in targets {
         let key = t.key.clone().unwrap_or_default();
         let values = t.values.clone().unwrap_or_default();
@@ -93,21 +103,49 @@ pub fn interpret(req: &SendCommandRequest) -> ApiResult<(Targeting, Vec<String>,
             }
             .into());
         }
+        echo.push(Target {
+            key: key.clone(),
+            values: values.clone(),
+        });
         specs.push(match kind {
+            TargetKey::GroupName => {
+                if values.len() != 1 || group.is_some() {
+                    return Err(
+                        CoreError::InvalidGroupQuery(GroupQueryProblem::OneGroupName).into(),
+                    );
+                }
+                group = values.into_iter().next();
+                continue;
+            }
+            TargetKey::GroupTypeFilters => {
+                if values.len() > fleetrun_core::resource_groups::MAX_TARGET_TYPE_FILTERS {
+                    return Err(ApiError::InvalidTarget(format!(
+                        "Target resource-groups:ResourceTypeFilters takes at most {} values.",
+                        fleetrun_core::resource_groups::MAX_TARGET_TYPE_FILTERS
+                    )));
+                }
+                types = Some(values);
+                continue;
+            }
             TargetKey::InstanceIds => TargetSpec::InstanceIds(instance_ids(
                 &mut scratch,
                 "Targets.member.Values",
                 &values,
             )?),
-            TargetKey::Tag(tag) => TargetSpec::Tag {
-                key: tag,
-                values: values.clone(),
-            },
-            TargetKey::TagKey => TargetSpec::TagKeys(values.clone()),
+            TargetKey::Tag(tag) => TargetSpec::Tag { key: tag, values },
+            TargetKey::TagKey => TargetSpec::TagKeys(values),
         });
-        echo.push(Target { key, values });
     }
-    Ok((Targeting::Specs(specs), vec![], echo))
+    let targeting = match (group, types) {
+        (Some(name), types) => Targeting::Group { name, types, specs },
+        (None, Some(_)) => {
+            return Err(
+                CoreError::InvalidGroupQuery(GroupQueryProblem::TypeFiltersWithoutName).into(),
+            )
+        }
+        (None, None) => Targeting::Specs(specs),
+    };
+    Ok((targeting, vec![], echo))
 }
 
 /// Named node ids must all be registered (`InvalidInstanceId` lists the others); returns the nodes.
@@ -158,7 +196,32 @@ pub async fn resolve(
             }
             Ok(st.store.resolve_targets(&specs).await?)
         }
+        Targeting::Group { name, types, specs } => group_members(st, &name, types, specs).await,
     }
+}
+
+/// A `resource-groups:Name` target: the group's members now (its query read at this moment),
+/// ANDed with the other targets. A group that does not exist → `InvalidTarget`.
+async fn group_members(
+    st: &AppState,
+    name: &str,
+    types: Option<Vec<String>>,
+    mut specs: Vec<TargetSpec>,
+) -> ApiResult<Vec<InstanceId>> {
+    let Some(group) = st.store.group(name).await? else {
+        return Err(CoreError::UnknownTargetGroup { name: name.into() }.into());
+    };
+    if !type_filter_keeps_nodes(types.as_deref()) {
+        return Ok(Vec::new());
+    }
+    let query = TagQuery::parse(&group.query_type, &group.query)?;
+    for spec in &specs {
+        if let TargetSpec::InstanceIds(ids) = spec {
+            registered(st, ids).await?;
+        }
+    }
+    specs.extend(query.specs());
+    Ok(st.store.resolve_targets(&specs).await?)
 }
 
 /// DescribeInstanceInformation: takes the `tag-key` / `tag:<key>` filters out of `filters` and
@@ -241,8 +304,19 @@ mod tests {
             code(interpret(&req(&[("tag:role", &[])]))),
             Some("ValidationException")
         );
+        assert!(matches!(
+            interpret(&req(&[("resource-groups:Name", &["g"])])),
+            Ok((Targeting::Group { .. }, _, _))
+        ));
         assert_eq!(
-            code(interpret(&req(&[("resource-groups:Name", &["g"])]))),
+            code(interpret(&req(&[("resource-groups:Name", &["g", "h"])]))),
+            Some("InvalidTarget")
+        );
+        assert_eq!(
+            code(interpret(&req(&[(
+                "resource-groups:ResourceTypeFilters",
+                &["AWS::SSM::ManagedInstance"]
+            )]))),
             Some("InvalidTarget")
         );
         assert_eq!(

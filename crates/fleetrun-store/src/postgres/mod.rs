@@ -17,6 +17,7 @@ mod alarms;
 mod commands;
 mod db;
 mod documents;
+mod groups;
 mod lifecycle;
 mod listing;
 mod outbox;
@@ -56,6 +57,7 @@ use fleetrun_core::live_output::{
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::resource_groups::ResourceGroup;
 use fleetrun_core::s3_output::UploadJob;
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
@@ -838,6 +840,38 @@ impl Store for PostgresStore {
 
     async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>> {
         on_connection!(self, "resolve_targets", |c| tags::resolve(&c, specs)).await
+    }
+
+    async fn create_group(&self, group: &ResourceGroup) -> CoreResult<()> {
+        on_connection!(self, "create_group", |c| groups::create(&c, group)).await
+    }
+
+    async fn group(&self, name: &str) -> CoreResult<Option<ResourceGroup>> {
+        on_connection!(self, "group", |c| groups::get(&c, name)).await
+    }
+
+    async fn update_group_query(
+        &self,
+        name: &str,
+        query_type: &str,
+        query: &str,
+    ) -> CoreResult<ResourceGroup> {
+        on_connection!(self, "update_group_query", |c| groups::update_query(
+            &c, name, query_type, query
+        ))
+        .await
+    }
+
+    async fn delete_group(&self, name: &str) -> CoreResult<ResourceGroup> {
+        on_connection!(self, "delete_group", |c| groups::delete(&c, name)).await
+    }
+
+    async fn groups_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<ResourceGroup>> {
+        on_connection!(self, "groups_page", |c| groups::page(&c, after, limit)).await
     }
 
     async fn create_document(

@@ -246,7 +246,24 @@ CREATE INDEX output_chunks_by_command ON output_chunks (command_seq, id);
 CREATE INDEX output_chunks_by_group ON output_chunks (log_group, at, id) WHERE log_group IS NOT NULL;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2_SERVER_SECRETS, V3_NOTIFICATIONS, V4_LIVE_OUTPUT];
+/// Version 5: resource groups, as SQLite's version 12.
+const V5_RESOURCE_GROUPS: &str = r#"
+CREATE TABLE resource_groups (
+    name        TEXT   COLLATE "C" PRIMARY KEY,
+    description TEXT,
+    query_type  TEXT   NOT NULL,
+    query       TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2_SERVER_SECRETS,
+    V3_NOTIFICATIONS,
+    V4_LIVE_OUTPUT,
+    V5_RESOURCE_GROUPS,
+];
 
 /// The advisory lock every migration transaction takes ("fleetrun" in ASCII); advisory locks are
 /// per database, so servers on other databases of the same cluster do not wait for each other.

@@ -14,6 +14,7 @@ mod activations;
 mod alarms;
 mod commands;
 mod documents;
+mod groups;
 mod lifecycle;
 mod outbox;
 mod output;
@@ -48,6 +49,7 @@ use fleetrun_core::live_output::{
 use fleetrun_core::node::{Activation, NewActivation, Node, NodeInfo, NodeRegistration, Tag};
 use fleetrun_core::notification::OutboxEntry;
 use fleetrun_core::query::{CommandQuery, PageKey};
+use fleetrun_core::resource_groups::ResourceGroup;
 use fleetrun_core::s3_output::UploadJob;
 use fleetrun_core::status::InvocationState;
 use fleetrun_core::store::CancelOutcome;
@@ -652,6 +654,43 @@ impl Store for SqliteStore {
     async fn resolve_targets(&self, specs: &[TargetSpec]) -> CoreResult<Vec<InstanceId>> {
         let specs = specs.to_vec();
         self.read(move |c| tags::resolve(c, &specs)).await
+    }
+
+    async fn create_group(&self, group: &ResourceGroup) -> CoreResult<()> {
+        let group = group.clone();
+        self.write(move |c| groups::create(c, &group)).await
+    }
+
+    async fn group(&self, name: &str) -> CoreResult<Option<ResourceGroup>> {
+        let name = name.to_string();
+        self.read(move |c| groups::get(c, &name)).await
+    }
+
+    async fn update_group_query(
+        &self,
+        name: &str,
+        query_type: &str,
+        query: &str,
+    ) -> CoreResult<ResourceGroup> {
+        let (name, query_type, query) =
+            (name.to_string(), query_type.to_string(), query.to_string());
+        self.write(move |c| groups::update_query(c, &name, &query_type, &query))
+            .await
+    }
+
+    async fn delete_group(&self, name: &str) -> CoreResult<ResourceGroup> {
+        let name = name.to_string();
+        self.write(move |c| groups::delete(c, &name)).await
+    }
+
+    async fn groups_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> CoreResult<Vec<ResourceGroup>> {
+        let after = after.map(str::to_string);
+        self.read(move |c| groups::page(c, after.as_deref(), limit))
+            .await
     }
 
     async fn create_document(

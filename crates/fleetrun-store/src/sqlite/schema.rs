@@ -299,6 +299,17 @@ CREATE INDEX output_chunks_by_command ON output_chunks (command_seq, id);
 CREATE INDEX output_chunks_by_group ON output_chunks (log_group, at, id) WHERE log_group IS NOT NULL;
 "#;
 
+/// Version 12: resource groups (tag queries saved under a name, `groups`).
+const V12_RESOURCE_GROUPS: &str = r#"
+CREATE TABLE resource_groups (
+    name        TEXT    PRIMARY KEY,
+    description TEXT,
+    query_type  TEXT    NOT NULL,
+    query       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+"#;
+
 const MIGRATIONS: &[&str] = &[
     V1,
     V2,
@@ -311,6 +322,7 @@ const MIGRATIONS: &[&str] = &[
     V9_SERVER_SECRETS,
     V10_NOTIFICATIONS,
     V11_LIVE_OUTPUT,
+    V12_RESOURCE_GROUPS,
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@ mod access_keys;
 mod activations;
 mod alarms;
 mod documents;
+mod groups;
 mod lifecycle;
 mod listing;
 mod notifications;
@@ -22,6 +23,7 @@ pub use access_keys::*;
 pub use activations::*;
 pub use alarms::*;
 pub use documents::*;
+pub use groups::*;
 pub use lifecycle::*;
 pub use listing::*;
 pub use notifications::*;
@@ -74,6 +76,7 @@ mod backend {
         check_deregister,
         check_tags,
         check_resolve_targets,
+        check_resource_groups,
         check_no_instances_command,
         check_documents,
         check_documents_paging,
