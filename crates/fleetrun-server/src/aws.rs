@@ -378,19 +378,12 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let (api, op) = Api::of(target);
-    let access_key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_authorization)
-        .map(|a| a.access_key_id)
-        .unwrap_or_default();
-    let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
+    let (request_id, span) = request_span(&headers, op);
     // Authentication comes first, as on AWS: an unsigned request learns nothing, not even
     // whether its target exists.
     let authenticated = auth::authenticate(
@@ -420,10 +413,29 @@ pub async fn handle(
         }
     };
     record(&state, api, op, &response, started);
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    stamp_request_id(&mut response, &request_id);
+    response
+}
+
+/// A new request id, and the `api` span every log line of the request carries (the access key
+/// id as the client claims it: verified or not, it names who to look for).
+pub(crate) fn request_span(headers: &HeaderMap, op: &str) -> (String, tracing::Span) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let access_key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_authorization)
+        .map(|a| a.access_key_id)
+        .unwrap_or_default();
+    let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
+    (request_id, span)
+}
+
+/// `x-amzn-RequestId` on every answer, as AWS sends it.
+pub(crate) fn stamp_request_id(response: &mut Response, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
-    response
 }
 
 /// Everything after authentication: the operation `target` names, run as `caller`, its error as

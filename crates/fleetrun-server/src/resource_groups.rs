@@ -10,7 +10,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -22,7 +22,6 @@ use tracing::Instrument;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::ops::resource_groups as rg;
-use crate::sigv4::parse_authorization;
 use crate::AppState;
 use fleetrun_wire::resource_groups::{OPERATIONS, SIGNING_SERVICE};
 
@@ -98,19 +97,12 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let op: &'static str = OPERATIONS
         .iter()
         .find(|(path, _)| *path == uri.path())
         .map(|(_, op)| *op)
         .unwrap_or(crate::metrics::UNKNOWN_OP);
-    let access_key = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_authorization)
-        .map(|a| a.access_key_id)
-        .unwrap_or_default();
-    let span = tracing::info_span!("api", %request_id, op = %op, access_key_id = %access_key);
+    let (request_id, span) = crate::aws::request_span(&headers, op);
     let authenticated = auth::authenticate(&state, SIGNING_SERVICE, &method, &uri, &headers, &body)
         .instrument(span.clone())
         .await;
@@ -145,8 +137,6 @@ pub async fn handle(
         .unwrap_or(crate::metrics::NO_ERROR)
         .to_string();
     state.metrics.api_request(op, &code, started.elapsed());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", v);
-    }
+    crate::aws::stamp_request_id(&mut response, &request_id);
     response
 }
