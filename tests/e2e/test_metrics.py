@@ -188,6 +188,47 @@ def test_metrics_count_the_workload(fleet, node, own_agents, token):
          10)
 
 
+def console_post(fleet, path: str, body: dict, headers: dict) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(
+        f"{fleet.endpoint}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"{}")
+
+
+def test_console_calls_are_counted_with_the_api_calls(fleet, token):
+    """The console runs the same operations through the same dispatch: same series."""
+    status, head, who = console_post(fleet, "/console/session", {
+        "AccessKeyId": fleet.credentials["AWS_ACCESS_KEY_ID"],
+        "SecretAccessKey": fleet.credentials["AWS_SECRET_ACCESS_KEY"],
+    }, {})
+    assert status == 200, who
+    session = {"Cookie": head["set-cookie"].split(";", 1)[0], "X-Fleetrun-Csrf": who["CsrfToken"]}
+    before = scrape(fleet, token)
+    for _ in range(2):
+        status, _, body = console_post(fleet, "/console/api", {"MaxResults": 1},
+                                       {**session, "X-Amz-Target": "AmazonSSM.ListCommands"})
+        assert status == 200, body
+    status, _, body = console_post(
+        fleet, "/console/api",
+        {"CommandId": str(uuid.uuid4()), "InstanceId": "mi-00000000000000000"},
+        {**session, "X-Amz-Target": "AmazonSSM.GetCommandInvocation"},
+    )
+    assert (status, body["__type"]) == (400, "InvocationDoesNotExist"), body
+    after = scrape(fleet, token)
+    requests = "fleetrun_api_requests_total"
+
+    def delta(**labels: str) -> float:
+        return after.value(requests, **labels) - before.value(requests, **labels)
+
+    assert delta(op="ListCommands", code="none") == 2
+    assert delta(op="GetCommandInvocation", code="InvocationDoesNotExist") == 1
+
+
 def test_no_node_or_command_ids_in_labels(fleet, node, token):
     command_id = fleet.run(node, ["true"])
     fleet.wait_invocation(command_id, node)

@@ -113,6 +113,12 @@ impl Api {
     }
 }
 
+/// [`record`] for a call that named its operation by `target` (the console's adaptor).
+pub(crate) fn record_target(state: &AppState, target: &str, response: &Response, started: Instant) {
+    let (api, op) = Api::of(target);
+    record(state, api, op, response, started);
+}
+
 /// Counts an answered request by operation and error code (read from the answer: every error
 /// answer carries its code in `x-amzn-errortype`) and records its latency.
 fn record(state: &AppState, api: Api, op: &str, response: &Response, started: Instant) {

@@ -204,6 +204,7 @@ pub(super) async fn call(
         Ok((_, caller)) => caller,
         Err(refused) => return refused,
     };
+    let started = tokio::time::Instant::now();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -215,8 +216,8 @@ pub(super) async fn call(
     let mut resp = aws::dispatch_as(&state, caller, target, &body)
         .instrument(span)
         .await;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
-    }
+    // Counted with the SigV4 calls: the same operations, run the same way.
+    aws::record_target(&state, target, &resp, started);
+    aws::stamp_request_id(&mut resp, &request_id);
     resp
 }
