@@ -207,9 +207,11 @@ async fn tag_targets_run_on_exactly_the_matching_nodes() {
 async fn max_errors_percent_uses_the_resolved_count() {
     let s = TestServer::start().await;
     let agents = fleet(&s).await;
-    // role=web|db resolves to 3 nodes; nodes 0 and 1 fail.
+    // role=web|db resolves to 3 nodes; nodes 0 and 1 fail. The ramp releases one node, then two:
+    // a failure waits a second, so the last node is delivered before the error that would
+    // terminate it is reported (MaxErrors terminates only what was not delivered yet).
     let fail = format!(
-        "case $AWS_SSM_INSTANCE_ID in {}|{}) exit 1;; esac",
+        "case $AWS_SSM_INSTANCE_ID in {}|{}) sleep 1; exit 1;; esac",
         agents[0].instance_id, agents[1].instance_id
     );
     // 50% of 3 = 1 tolerated error: 2 errors → Failed.
