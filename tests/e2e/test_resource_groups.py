@@ -304,3 +304,17 @@ def test_unsigned_request_is_refused(fleet):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=10)
     assert info.value.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+    assert info.value.code == 403  # rest-json's status for a failed signature check
+
+
+def test_a_wrong_secret_is_refused_with_403(fleet):
+    wrong = boto3.client(
+        "resource-groups", endpoint_url=fleet.endpoint, region_name=REGION,
+        aws_access_key_id=fleet.credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key="not-the-secret-" + "x" * 25,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    with pytest.raises(ClientError) as info:
+        wrong.list_groups()
+    assert info.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

@@ -128,7 +128,13 @@ pub async fn handle(
                 }
             }
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // rest-json services answer a failed signature check with 403, where SSM's awsJson
+            // answers 400 (security fact sheet, the SigV4 error table).
+            let mut response = e.into_response();
+            *response.status_mut() = axum::http::StatusCode::FORBIDDEN;
+            response
+        }
     };
     let code = response
         .headers()
