@@ -296,12 +296,14 @@ def make_client(
     parameter_validation: bool = True,
     credentials: dict | None = None,
     region: str = REGION,
+    service: str = "ssm",
 ):
-    """boto3 SSM client for `endpoint`, signing with that server's administrator key unless
-    `credentials` ({"AWS_ACCESS_KEY_ID": …, "AWS_SECRET_ACCESS_KEY": …}) are given."""
+    """boto3 client of `service` (SSM unless said: logs, cloudwatch, resource-groups…) for
+    `endpoint`, signing with that server's administrator key unless `credentials`
+    ({"AWS_ACCESS_KEY_ID": …, "AWS_SECRET_ACCESS_KEY": …}) are given."""
     creds = credentials or CREDENTIALS_BY_ENDPOINT[endpoint]
     return boto3.client(
-        "ssm",
+        service,
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],

@@ -13,12 +13,10 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import REGION, TERMINAL, aws_cli, poll
+from conftest import aws_cli, make_client, poll
 
 
 def unique(what: str) -> str:
@@ -27,14 +25,7 @@ def unique(what: str) -> str:
 
 @pytest.fixture(scope="module")
 def cloudwatch(fleet):
-    return boto3.client(
-        "cloudwatch",
-        endpoint_url=fleet.endpoint,
-        region_name=REGION,
-        aws_access_key_id=fleet.credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=fleet.credentials["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return make_client(fleet.endpoint, credentials=fleet.credentials, service="cloudwatch")
 
 
 @pytest.fixture(scope="module")

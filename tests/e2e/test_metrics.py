@@ -18,13 +18,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import DATABASES, REGION, REPO_ROOT, TEST_STORE, poll, psql, start_server
+from conftest import DATABASES, REPO_ROOT, TEST_STORE, make_client, poll, psql, start_server
 
 OPENMETRICS = "application/openmetrics-text"
 
@@ -86,14 +84,7 @@ def test_metrics_need_the_token(fleet, token):
 
 
 def logs_client(fleet):
-    return boto3.client(
-        "logs",
-        endpoint_url=fleet.endpoint,
-        region_name=REGION,
-        aws_access_key_id=fleet.credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=fleet.credentials["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return make_client(fleet.endpoint, credentials=fleet.credentials, service="logs")
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,10 @@ import json
 import subprocess
 import uuid
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import DOCUMENT, REGION, aws_cli
+from conftest import DOCUMENT, REGION, aws_cli, make_client
 
 MI = "ManagedInstance"
 NODE_TYPE = "AWS::SSM::ManagedInstance"
@@ -40,15 +38,7 @@ def query(*filters: tuple[str, list[str]], types=(NODE_TYPE,)) -> dict:
 
 @pytest.fixture(scope="module")
 def rg(fleet):
-    creds = fleet.credentials
-    return boto3.client(
-        "resource-groups",
-        endpoint_url=fleet.endpoint,
-        region_name=REGION,
-        aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return make_client(fleet.endpoint, credentials=fleet.credentials, service="resource-groups")
 
 
 @pytest.fixture(scope="module")
@@ -308,12 +298,8 @@ def test_unsigned_request_is_refused(fleet):
 
 
 def test_a_wrong_secret_is_refused_with_403(fleet):
-    wrong = boto3.client(
-        "resource-groups", endpoint_url=fleet.endpoint, region_name=REGION,
-        aws_access_key_id=fleet.credentials["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key="not-the-secret-" + "x" * 25,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    wrong_secret = {**fleet.credentials, "AWS_SECRET_ACCESS_KEY": "not-the-secret-" + "x" * 25}
+    wrong = make_client(fleet.endpoint, credentials=wrong_secret, service="resource-groups")
     with pytest.raises(ClientError) as info:
         wrong.list_groups()
     assert info.value.response["Error"]["Code"] == "InvalidSignatureException"

@@ -598,19 +598,25 @@ fn group_query_error(problem: GroupQueryProblem) -> ApiError {
     })
 }
 
+/// An awsJson 1.1 error answer: the status, `{"__type", "message"}` and `x-amzn-errortype`.
+pub(crate) fn aws_json_error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let body = fleetrun_wire::error::error_json(code, message);
+    let mut resp = (status, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
+    resp
+}
+
 impl IntoResponse for ApiError {
     /// The awsJson error answer, carrying its [`Answered`] for the edge to log (not logged here:
     /// the edge knows the operation and the caller, `edge::typed_errors`).
     fn into_response(self) -> Response {
         let answered = Answered::of(&self);
-        let body = fleetrun_wire::error::error_json(self.code(), &self.message());
-        let mut resp = (self.status(), body).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code()));
+        let mut resp = aws_json_error(self.status(), self.code(), &self.message());
         resp.extensions_mut().insert(answered);
         resp
     }

@@ -72,15 +72,7 @@ impl ConsoleError {
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        let body = fleetrun_wire::error::error_json(self.code(), &self.to_string());
-        let mut resp = (self.status(), body).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code()));
-        resp
+        crate::error::aws_json_error(self.status(), self.code(), &self.to_string())
     }
 }
 
