@@ -21,6 +21,15 @@ for store in $STORES; do
     case "$store" in sqlite|postgres) ;; *) echo "unknown store '$store'" >&2; exit 2 ;; esac
 done
 if [[ " $STORES " == *" postgres "* ]]; then
+    # The machine's PostgreSQL service may be stopped (a reboot): start its cluster when we can.
+    if ! psql "$FLEETRUN_TEST_PG_URL" -qAtc "SELECT 1" >/dev/null 2>&1 \
+        && command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+        for dir in /etc/postgresql/*/; do
+            version="$(basename "$dir")"
+            echo "== starting PostgreSQL $version (pg_ctlcluster)" >&2
+            pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+        done
+    fi
     if ! psql "$FLEETRUN_TEST_PG_URL" -qAtc "SELECT 1" >/dev/null 2>&1; then
         echo "PostgreSQL is not reachable at $FLEETRUN_TEST_PG_URL (needs psql and a server that" >&2
         echo "lets that user create databases); FLEETRUN_TEST_STORES=sqlite runs the SQLite pass only" >&2
